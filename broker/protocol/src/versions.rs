@@ -1,0 +1,88 @@
+//! The API versions this broker implements.
+//!
+//! ApiVersions must advertise exactly what the handlers support: clients pick the highest version both sides
+//! know, so claiming a version we only half implement breaks them in subtle ways. Each range here is the
+//! intersection of what `kafka-protocol` can decode and what the handlers in `sluice-server` fill in.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+/// (API, lowest, highest) version served.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The (lowest, highest) version served for `key`, or `None` when the API is not served at all.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// The ApiVersions answer. `error_code` is 0, or UNSUPPORTED_VERSION (35) for the KIP-511 fallback, where the
+/// answer is encoded as v0 so that a client newer than us can still read which versions we have.
+pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::VersionRange;
+
+    #[test]
+    fn every_advertised_range_is_decodable_by_kafka_protocol() {
+        for &(key, min, max) in SUPPORTED {
+            let VersionRange {
+                min: lib_min,
+                max: lib_max,
+            } = key.valid_versions();
+            assert!(min <= max, "{key:?}");
+            assert!(
+                lib_min <= min && max <= lib_max,
+                "{key:?} {min}..{max} outside {lib_min}..{lib_max}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_api_listed_once() {
+        for (i, (a, _, _)) in SUPPORTED.iter().enumerate() {
+            assert!(SUPPORTED[i + 1..].iter().all(|(b, _, _)| a != b), "{a:?}");
+        }
+    }
+}
