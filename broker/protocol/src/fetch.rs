@@ -205,11 +205,11 @@ mod tests {
         out
     }
 
+    /// (partition, error code, records, has current leader)
+    type PartSpec = (i32, i16, Option<Bytes>, bool);
+
     /// What kafka-protocol itself produces for the same answer, records inlined.
-    fn reference(
-        version: i16,
-        topics: &[(&str, Uuid, Vec<(i32, i16, Option<Bytes>, bool)>)],
-    ) -> Vec<u8> {
+    fn reference(version: i16, topics: &[(&str, Uuid, Vec<PartSpec>)]) -> Vec<u8> {
         let responses = topics
             .iter()
             .map(|(name, id, parts)| {
