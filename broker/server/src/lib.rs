@@ -1,1 +1,12 @@
-//! sluice-server
+//! The Sluice broker: configuration, the network front, request handlers, cluster metadata and the consumer
+//! group coordinator, over the log storage of `sluice-storage` and the wire format of `sluice-protocol`.
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod group;
+pub mod handlers;
+pub mod meta_properties;
+pub mod metadata;
+pub mod network;
+mod zero_copy;

@@ -1,0 +1,318 @@
+//! The broker: its state, its start-up and its shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use sluice_storage::{Log, LogConfig, LogManager, TopicPartition};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::{BrokerConfig, Listener};
+use crate::error::Error;
+use crate::group::{GroupConfig, GroupCoordinator, OffsetLog};
+use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
+use crate::meta_properties;
+use crate::network;
+
+pub use crate::metadata::now_ms;
+
+/// Everything a request handler can reach.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub node_id: i32,
+    pub logs: Arc<LogManager>,
+    pub metadata: MetadataStore,
+    pub groups: Arc<GroupCoordinator>,
+    /// Woken on every append, so long-polling fetches can re-check their partitions.
+    pub appended: Notify,
+    /// Where clients reach this broker: (host, port) of its first advertised client listener.
+    pub advertised: (String, i32),
+}
+
+impl Broker {
+    /// Format the data directories if they are empty, recover the logs, replay the metadata, and make sure every
+    /// partition the metadata names has a log.
+    pub fn open(config: BrokerConfig, cluster_id: Option<&str>) -> Result<Arc<Broker>, Error> {
+        let dirs = config.log_dirs.clone();
+        let meta = meta_properties::ensure_formatted(
+            &dirs,
+            config.node_id,
+            cluster_id.or(config.cluster_id.as_deref()),
+        )?;
+        let defaults = log_config_from(&config.log_defaults());
+        let logs = Arc::new(LogManager::open(&dirs, defaults.clone())?);
+
+        let metadata_log = logs.get_or_create(
+            &TopicPartition {
+                topic: METADATA_TOPIC.into(),
+                partition: 0,
+            },
+            LogConfig {
+                retention_ms: None,
+                retention_bytes: None,
+                segment_bytes: 64 << 20,
+                ..defaults.clone()
+            },
+        )?;
+        let metadata = MetadataStore::open(metadata_log)?;
+
+        let advertised = config
+            .client_listeners()
+            .first()
+            .map(|l| config.advertised_for(&l.name))
+            .ok_or_else(|| Error::Config {
+                key: "listeners".into(),
+                message: "no client listener (every listener is a controller listener)".into(),
+            })?;
+        let advertised = (advertised.host.clone(), advertised.port as i32);
+
+        let offsets_log = Arc::new(OffsetsLog {
+            logs: logs.clone(),
+            flush_each_commit: false,
+        });
+        let groups = GroupCoordinator::new(
+            GroupConfig {
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                offsets_retention_ms: config.offsets_retention_minutes * 60_000,
+                num_offsets_partitions: config.offsets_topic_num_partitions,
+            },
+            offsets_log,
+        );
+        let broker = Arc::new(Broker {
+            node_id: config.node_id,
+            cluster_id: meta.cluster_id,
+            config,
+            logs,
+            metadata,
+            groups,
+            appended: Notify::new(),
+            advertised,
+        });
+        broker.ensure_offsets_topic()?;
+        broker.reconcile_logs()?;
+        broker.groups.load().map_err(|e| Error::Metadata(format!("loading consumer offsets: {e}")))?;
+        info!(node_id = broker.node_id, cluster_id = %broker.cluster_id, "broker ready");
+        Ok(broker)
+    }
+
+    fn ensure_offsets_topic(&self) -> Result<(), Error> {
+        let _w = self.metadata.write_lock();
+        if self.metadata.image().topics.contains_key(CONSUMER_OFFSETS) {
+            return Ok(());
+        }
+        // Committed offsets are kept forever until compaction exists: time or size retention would drop the
+        // offsets of idle groups silently.
+        let configs = BTreeMap::from([
+            ("retention.ms".to_string(), "-1".to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.config.offsets_topic_segment_bytes.to_string(),
+            ),
+        ]);
+        self.metadata.commit(&[MetadataRecord::TopicCreated {
+            name: CONSUMER_OFFSETS.into(),
+            id: Uuid::new_v4(),
+            partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: 1,
+            configs,
+            internal: true,
+        }])
+    }
+
+    /// Create the logs the metadata names and remove those of topics deleted while the broker was down.
+    fn reconcile_logs(&self) -> Result<(), Error> {
+        let image = self.metadata.image().clone();
+        for topic in image.topics.values() {
+            self.create_logs(topic, 0)?;
+        }
+        for tp in self.logs.partitions() {
+            if tp.topic == METADATA_TOPIC {
+                continue;
+            }
+            let known = image
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| tp.partition < t.partitions);
+            if !known {
+                warn!(partition = %tp, "removing the log of a partition the metadata does not know");
+                self.logs.delete(&tp)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make sure partitions `from..topic.partitions` have logs, with the topic's config.
+    pub fn create_logs(&self, topic: &TopicMeta, from: i32) -> Result<(), Error> {
+        let config = self.topic_log_config(&topic.configs)?;
+        for partition in from..topic.partitions {
+            self.logs.get_or_create(
+                &TopicPartition {
+                    topic: topic.name.clone(),
+                    partition,
+                },
+                config.clone(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The log settings of a topic: broker defaults with the topic's overrides on top.
+    pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, Error> {
+        let merged = crate::config::topic_log_defaults(&self.config.log_defaults(), overrides)?;
+        Ok(log_config_from(&merged))
+    }
+
+    pub fn log(&self, topic: &str, partition: i32) -> Option<Arc<Mutex<Log>>> {
+        self.logs.get(&TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        })
+    }
+}
+
+pub fn log_config_from(d: &crate::config::LogDefaults) -> LogConfig {
+    LogConfig {
+        segment_bytes: d.segment_bytes,
+        segment_ms: d.segment_ms,
+        retention_ms: d.retention_ms,
+        retention_bytes: d.retention_bytes,
+        flush_interval_messages: d.flush_interval_messages,
+        flush_interval_ms: d.flush_interval_ms,
+        index_interval_bytes: d.index_interval_bytes,
+        max_index_size: d.max_index_size,
+        max_message_bytes: d.max_message_bytes,
+        timestamp_type: match d.timestamp_type {
+            crate::config::TimestampType::CreateTime => sluice_storage::TimestampType::CreateTime,
+            crate::config::TimestampType::LogAppendTime => sluice_storage::TimestampType::LogAppendTime,
+        },
+        cleanup_policy_delete: d.cleanup_policy_delete,
+    }
+}
+
+/// `__consumer_offsets` as the group coordinator sees it.
+struct OffsetsLog {
+    logs: Arc<LogManager>,
+    flush_each_commit: bool,
+}
+
+impl OffsetsLog {
+    fn log(&self, partition: i32) -> Result<Arc<Mutex<Log>>, String> {
+        self.logs
+            .get(&TopicPartition {
+                topic: CONSUMER_OFFSETS.into(),
+                partition,
+            })
+            .ok_or_else(|| format!("{CONSUMER_OFFSETS}-{partition} has no log"))
+    }
+}
+
+impl OffsetLog for OffsetsLog {
+    fn append(&self, partition: i32, mut batch: BytesMut) -> Result<(), String> {
+        let log = self.log(partition)?;
+        let mut log = log.lock();
+        log.append(&mut batch, 0, now_ms()).map_err(|e| e.to_string())?;
+        let end = log.log_end_offset();
+        log.set_high_watermark(end);
+        if self.flush_each_commit {
+            log.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn read_all(&self, partition: i32) -> Result<Bytes, String> {
+        let log = self.log(partition)?;
+        let raw = log.lock().read_all_batches().map_err(|e| e.to_string())?;
+        Ok(Bytes::from(raw))
+    }
+}
+
+/// Run the broker until SIGTERM or SIGINT, then shut down cleanly: stop accepting, let in-flight requests
+/// finish, flush and close every log.
+pub async fn run(config: BrokerConfig, cluster_id: Option<String>) -> Result<(), Error> {
+    let broker = Broker::open(config, cluster_id.as_deref())?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let mut servers = Vec::new();
+    for listener in broker.config.client_listeners() {
+        let socket = bind(&listener).await?;
+        info!(listener = %listener.name, address = %socket.local_addr()?, "listening");
+        servers.push(tokio::spawn(network::serve(
+            socket,
+            listener.name.clone(),
+            broker.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+
+    let ticker = {
+        let broker = broker.clone();
+        let mut shutdown = shutdown_rx.clone();
+        // Time-based flush and roll need a finer tick than retention; the log itself decides what is due.
+        let period = Duration::from_millis(
+            broker
+                .config
+                .log_retention_check_interval_ms
+                .clamp(10, 1000),
+        );
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        let logs = broker.logs.clone();
+                        let _ = tokio::task::spawn_blocking(move || logs.tick(now_ms())).await;
+                    }
+                    _ = shutdown.changed() => break,
+                }
+            }
+        })
+    };
+
+    wait_for_signal().await;
+    info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = shutdown_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    let _ = ticker.await;
+    broker.groups.shutdown().await;
+    broker.logs.close_all()?;
+    info!("shutdown complete");
+    Ok(())
+}
+
+async fn bind(listener: &Listener) -> Result<TcpListener, Error> {
+    let host = if listener.host.is_empty() {
+        "0.0.0.0"
+    } else {
+        listener.host.trim_start_matches('[').trim_end_matches(']')
+    };
+    TcpListener::bind((host, listener.port))
+        .await
+        .map_err(|e| Error::Config {
+            key: "listeners".into(),
+            message: format!("cannot listen on {host}:{} ({}): {e}", listener.port, listener.name),
+        })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        warn!("cannot install signal handlers; stop the broker with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

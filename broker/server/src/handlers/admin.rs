@@ -1,0 +1,362 @@
+//! Topic administration: create, delete, add partitions, delete records; and DescribeCluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::storage_error_code;
+use crate::broker::Broker;
+use crate::metadata::{MetadataRecord, validate_topic_name};
+
+/// The most partitions one topic may have; beyond this a typo (an extra zero) costs hours of file handles.
+const MAX_PARTITIONS: i32 = 100_000;
+
+fn msg(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}
+
+/// Brokers that can host replicas. Until replication exists, one.
+fn live_brokers(_broker: &Broker) -> i16 {
+    1
+}
+
+pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.as_str().to_string();
+        let mut result = CreatableTopicResult::default()
+            .with_name(topic.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+        let fail = |mut r: CreatableTopicResult, code: ResponseError, text: String| {
+            r.error_code = code.code();
+            r.error_message = msg(text);
+            r
+        };
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
+            })
+            .collect();
+        let partitions = if !topic.assignments.is_empty() {
+            topic.assignments.len() as i32
+        } else if topic.num_partitions == -1 {
+            broker.config.num_partitions
+        } else {
+            topic.num_partitions
+        };
+        let replication = if !topic.assignments.is_empty() {
+            topic.assignments[0].broker_ids.len() as i16
+        } else if topic.replication_factor == -1 {
+            broker.config.default_replication_factor
+        } else {
+            topic.replication_factor
+        };
+
+        let _w = broker.metadata.write_lock();
+        if let Err(e) = validate_topic_name(&name) {
+            results.push(fail(result, ResponseError::InvalidTopicException, e));
+            continue;
+        }
+        if broker.metadata.image().topics.contains_key(&name) {
+            results.push(fail(
+                result,
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+            continue;
+        }
+        if partitions <= 0 || partitions > MAX_PARTITIONS {
+            results.push(fail(
+                result,
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}."),
+            ));
+            continue;
+        }
+        if replication <= 0 || replication > live_brokers(broker) {
+            results.push(fail(
+                result,
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Replication factor {replication} is invalid: it must be between 1 and the {} available brokers.",
+                    live_brokers(broker)
+                ),
+            ));
+            continue;
+        }
+        if let Some(bad) = topic
+            .assignments
+            .iter()
+            .flat_map(|a| a.broker_ids.iter())
+            .find(|b| b.0 != broker.node_id)
+        {
+            results.push(fail(
+                result,
+                ResponseError::InvalidReplicaAssignment,
+                format!("Broker {} in the replica assignment does not exist.", bad.0),
+            ));
+            continue;
+        }
+        if let Err(e) = broker.topic_log_config(&configs) {
+            results.push(fail(result, ResponseError::InvalidConfig, e.to_string()));
+            continue;
+        }
+        result.num_partitions = partitions;
+        result.replication_factor = replication;
+        if version >= 5 {
+            result.configs = Some(
+                crate::config::describe_topic_config(&broker.config.log_defaults(), &configs)
+                    .into_iter()
+                    .map(|e| {
+                        CreatableTopicConfigs::default()
+                            .with_name(StrBytes::from_string(e.name))
+                            .with_value(e.value.map(StrBytes::from_string))
+                            .with_read_only(e.read_only)
+                            .with_config_source(e.source.code())
+                            .with_is_sensitive(e.sensitive)
+                    })
+                    .collect(),
+            );
+        }
+        if req.validate_only {
+            results.push(result);
+            continue;
+        }
+        let id = Uuid::new_v4();
+        let record = MetadataRecord::TopicCreated {
+            name: name.clone(),
+            id,
+            partitions,
+            replication_factor: replication,
+            configs,
+            internal: false,
+        };
+        let created = broker.metadata.commit(&[record]).and_then(|()| {
+            let topic = broker.metadata.image().topics.get(&name).cloned();
+            match topic {
+                Some(t) => broker.create_logs(&t, 0),
+                None => Ok(()),
+            }
+        });
+        match created {
+            Ok(()) => {
+                tracing::info!(topic = %name, partitions, "created topic");
+                result.topic_id = id;
+                results.push(result);
+            }
+            Err(e) => results.push(fail(result, ResponseError::KafkaStorageError, e.to_string())),
+        }
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    // v6 names topics by name or id in `topics`; older versions list names in `topic_names`.
+    let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let _w = broker.metadata.write_lock();
+        let found = {
+            let image = broker.metadata.image();
+            match &name {
+                Some(n) => image.topics.get(n).cloned(),
+                None => image.topic_by_id(&id).cloned(),
+            }
+        };
+        let mut result = DeletableTopicResult::default()
+            .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(id);
+        match found {
+            None => {
+                result.error_code = if name.is_some() {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else {
+                    ResponseError::UnknownTopicId.code()
+                };
+            }
+            Some(t) if t.internal => {
+                result.error_code = ResponseError::InvalidTopicException.code();
+                result.error_message = msg(format!("internal topic {} cannot be deleted", t.name));
+            }
+            Some(t) => {
+                result.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
+                result.topic_id = t.id;
+                let deleted = broker
+                    .metadata
+                    .commit(&[MetadataRecord::TopicDeleted {
+                        name: t.name.clone(),
+                    }])
+                    .and_then(|()| {
+                        for p in 0..t.partitions {
+                            broker.logs.delete(&sluice_storage::TopicPartition {
+                                topic: t.name.clone(),
+                                partition: p,
+                            })?;
+                        }
+                        Ok(())
+                    });
+                match deleted {
+                    Ok(()) => tracing::info!(topic = %t.name, "deleted topic"),
+                    Err(e) => {
+                        result.error_code = ResponseError::KafkaStorageError.code();
+                        result.error_message = msg(e.to_string());
+                    }
+                }
+            }
+        }
+        responses.push(result);
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub fn create_partitions(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+    _version: i16,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for topic in req.topics {
+        let name = topic.name.0.as_str().to_string();
+        let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        let _w = broker.metadata.write_lock();
+        let current = broker.metadata.image().topics.get(&name).cloned();
+        let error = match current {
+            None => Some((
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            )),
+            Some(t) if topic.count <= t.partitions => Some((
+                ResponseError::InvalidPartitions,
+                format!(
+                    "Topic '{name}' has {} partitions; the new count {} must be larger.",
+                    t.partitions, topic.count
+                ),
+            )),
+            Some(_) if topic.count > MAX_PARTITIONS => Some((
+                ResponseError::InvalidPartitions,
+                format!("Number of partitions must be at most {MAX_PARTITIONS}."),
+            )),
+            Some(_) if req.validate_only => None,
+            Some(t) => {
+                let grown = broker
+                    .metadata
+                    .commit(&[MetadataRecord::PartitionsIncreased {
+                        name: name.clone(),
+                        partitions: topic.count,
+                    }])
+                    .and_then(|()| {
+                        let topic = broker.metadata.image().topics.get(&name).cloned();
+                        match topic {
+                            Some(new) => broker.create_logs(&new, t.partitions),
+                            None => Ok(()),
+                        }
+                    });
+                match grown {
+                    Ok(()) => {
+                        tracing::info!(topic = %name, from = t.partitions, to = topic.count, "added partitions");
+                        None
+                    }
+                    Err(e) => Some((ResponseError::KafkaStorageError, e.to_string())),
+                }
+            }
+        };
+        if let Some((code, text)) = error {
+            result.error_code = code.code();
+            result.error_message = msg(text);
+        }
+        results.push(result);
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+pub fn delete_records(broker: &Arc<Broker>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.as_str().to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(log) = broker.log(&name, p.partition_index) else {
+                        return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let mut log = log.lock();
+                    let hw = log.high_watermark();
+                    // -1 means "up to the high watermark"; beyond it there is nothing committed to delete.
+                    let target = if p.offset == -1 { hw } else { p.offset };
+                    if target < 0 || target > hw {
+                        return result.with_error_code(ResponseError::OffsetOutOfRange.code());
+                    }
+                    match log.delete_records_before(target) {
+                        Ok(low) => result.with_low_watermark(low),
+                        Err(e) => result.with_error_code(storage_error_code(&e)),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+pub fn describe_cluster(
+    broker: &Arc<Broker>,
+    req: DescribeClusterRequest,
+    version: i16,
+) -> DescribeClusterResponse {
+    let resp = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_cluster_authorized_operations(i32::MIN);
+    // v1 endpoint type 2 asks for controllers; clients bootstrap through brokers (type 1).
+    if version >= 1 && req.endpoint_type == 2 {
+        return resp
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(msg("controller endpoints are not exposed to clients"));
+    }
+    let (host, port) = &broker.advertised;
+    resp.with_controller_id(BrokerId(broker.node_id))
+        .with_endpoint_type(if version >= 1 { 1 } else { 0 })
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(broker.node_id))
+                .with_host(StrBytes::from_string(host.clone()))
+                .with_port(*port),
+        ])
+}

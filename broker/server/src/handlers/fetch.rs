@@ -1,0 +1,142 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::{FetchPartition, FetchResponseLayout, FetchTopic};
+use sluice_storage::{FileSlice, StorageError};
+use uuid::Uuid;
+
+use super::storage_error_code;
+use crate::broker::Broker;
+
+/// One pass over the requested partitions: what can be sent right now.
+struct Gathered {
+    topics: Vec<FetchTopic<FileSlice>>,
+    bytes: u64,
+    errors: bool,
+}
+
+/// Serve a Fetch, long-polling up to `max_wait_ms` until `min_bytes` are available. Record bytes are not read
+/// here: the answer carries file ranges the connection sends with sendfile(2).
+pub async fn fetch(
+    broker: &Arc<Broker>,
+    req: FetchRequest,
+    version: i16,
+    correlation_id: i32,
+) -> FetchResponseLayout<FileSlice> {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let min_bytes = req.min_bytes.max(0) as u64;
+    loop {
+        // Register for wake-ups before looking, so an append between the look and the wait is not missed.
+        let notified = broker.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let gathered = gather(broker, &req, version);
+        if gathered.bytes >= min_bytes
+            || gathered.errors
+            || tokio::time::Instant::now() >= deadline
+        {
+            return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let gathered = gather(broker, &req, version);
+            return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
+        }
+    }
+}
+
+fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
+    let mut remaining = req.max_bytes.max(0) as u64;
+    let mut out = Gathered {
+        topics: Vec::with_capacity(req.topics.len()),
+        bytes: 0,
+        errors: false,
+    };
+    for topic in &req.topics {
+        let (name, id) = {
+            let image = broker.metadata.image();
+            if version >= 13 {
+                match image.topic_by_id(&topic.topic_id) {
+                    Some(t) => (Some(t.name.clone()), t.id),
+                    None => (None, topic.topic_id),
+                }
+            } else {
+                let name = topic.topic.0.as_str();
+                (
+                    image.topics.contains_key(name).then(|| name.to_string()),
+                    Uuid::nil(),
+                )
+            }
+        };
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut part = FetchPartition {
+                partition_index: p.partition,
+                error_code: 0,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: None,
+                current_leader: None,
+            };
+            let log = name.as_deref().and_then(|n| broker.log(n, p.partition));
+            match log {
+                None => {
+                    part.error_code = if version >= 13 && name.is_none() {
+                        ResponseError::UnknownTopicId.code()
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    out.errors = true;
+                }
+                Some(log) => {
+                    let log = log.lock();
+                    let hw = log.high_watermark();
+                    // KIP-74: the first partition with data may exceed the request's max_bytes by one batch.
+                    let first = out.bytes == 0;
+                    let max = (p.partition_max_bytes.max(0) as u64).min(remaining) as u32;
+                    match log.read(p.fetch_offset, max, hw, first) {
+                        Ok(read) => {
+                            part.high_watermark = read.high_watermark;
+                            // No transactions: the last stable offset is the high watermark, so
+                            // read_committed fetches take the same zero-copy path.
+                            part.last_stable_offset = read.high_watermark;
+                            part.log_start_offset = read.log_start_offset;
+                            if let Some(slice) = read.slice {
+                                let len = slice.len;
+                                remaining = remaining.saturating_sub(len);
+                                out.bytes += len;
+                                part.records = Some((slice, len));
+                            }
+                        }
+                        Err(e @ StorageError::OffsetOutOfRange { .. }) => {
+                            part.error_code = storage_error_code(&e);
+                            part.high_watermark = hw;
+                            part.last_stable_offset = hw;
+                            part.log_start_offset = log.log_start_offset();
+                            out.errors = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = ?name, partition = p.partition, error = %e, "fetch failed");
+                            part.error_code = storage_error_code(&e);
+                            out.errors = true;
+                        }
+                    }
+                }
+            }
+            partitions.push(part);
+        }
+        out.topics.push(FetchTopic {
+            name: match &name {
+                Some(n) => StrBytes::from_string(n.clone()),
+                None => topic.topic.0.clone(),
+            },
+            topic_id: if version >= 13 { topic.topic_id } else { id },
+            partitions,
+        });
+    }
+    out
+}

@@ -1,0 +1,115 @@
+//! One module per family of requests. Each handler takes the decoded request and its version and returns the
+//! response body; the connection encodes it.
+
+mod admin;
+mod configs;
+mod fetch;
+mod groups;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use sluice_protocol::{FetchResponseLayout, Request};
+use sluice_storage::{FileSlice, StorageError};
+
+use crate::broker::Broker;
+use crate::network::ConnectionInfo;
+
+/// What goes back on the connection.
+pub enum Response {
+    Message(ResponseKind),
+    /// A Fetch answer whose records are sent from the segment files.
+    Fetch(FetchResponseLayout<FileSlice>),
+    /// Produce with acks=0: Kafka sends nothing back.
+    None,
+    /// A request that has no handler: its correlation id and this error code.
+    Error(i16),
+}
+
+pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Request) -> Response {
+    let v = request.version;
+    let client_id = request
+        .header
+        .client_id
+        .as_ref()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let msg = match request.body {
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(sluice_protocol::api_versions_response(0))
+        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(broker, r, v)),
+        RequestKind::Produce(r) => match produce::produce(broker, r, v).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Response::None,
+        },
+        RequestKind::Fetch(r) => {
+            return Response::Fetch(fetch::fetch(broker, r, v, request.header.correlation_id).await);
+        }
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::list_offsets(broker, r, v)),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(produce::init_producer_id(broker, r, v))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, v))
+        }
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
+            broker
+                .groups
+                .join_group(r, v, &client_id, &conn.peer.ip().to_string())
+                .await,
+        ),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(broker.groups.sync_group(r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(broker.groups.heartbeat(r, v).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(broker.groups.leave_group(r, v).await),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(broker.groups.offset_commit(r, v).await)
+        }
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(broker.groups.offset_fetch(r, v).await),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(broker.groups.describe_groups(r, v).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(broker.groups.list_groups(r, v).await),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(broker.groups.delete_groups(r, v).await)
+        }
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(broker, r, v)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v)),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r, v))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(broker, r, v)),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe_configs(broker, r, v))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(broker, r, v))
+        }
+        // The version table in sluice-protocol lets through only the APIs above, so this is a bug; answer with
+        // an error rather than take the connection down.
+        _ => {
+            tracing::error!(api = ?request.api_key, "request passed the version table but has no handler");
+            return Response::Error(ResponseError::UnsupportedVersion.code());
+        }
+    };
+    Response::Message(msg)
+}
+
+/// The Kafka error code for a storage error.
+pub fn storage_error_code(e: &StorageError) -> i16 {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        StorageError::CorruptRecord(_) => ResponseError::CorruptMessage.code(),
+        StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+        _ => ResponseError::KafkaStorageError.code(),
+    }
+}

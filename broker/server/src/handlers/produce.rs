@@ -1,0 +1,93 @@
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::storage_error_code;
+use crate::broker::{Broker, now_ms};
+
+/// Append each partition's batches. `None` for acks=0, which gets no answer.
+pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let transactional = req.transactional_id.is_some();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut appended = false;
+    for topic in req.topic_data {
+        let name = topic.name.0.as_str().to_string();
+        let known = broker.metadata.image().topics.contains_key(&name);
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let mut resp = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            if !matches!(acks, -1..=1) {
+                resp.error_code = ResponseError::InvalidRequiredAcks.code();
+            } else if transactional {
+                resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+                resp.error_message = Some(StrBytes::from_static_str("transactions are not supported"));
+            } else if let Some(log) = known.then(|| broker.log(&name, p.index)).flatten() {
+                // One copy into a buffer we own: the broker stamps the base offset and leader epoch in place.
+                let mut records = p.records.map(|r| r.to_vec()).unwrap_or_default();
+                let mut log = log.lock();
+                match log.append(&mut records, 0, now_ms()) {
+                    Ok(info) => {
+                        // One replica: everything appended is committed.
+                        let end = log.log_end_offset();
+                        log.set_high_watermark(end);
+                        resp.base_offset = info.base_offset;
+                        resp.log_append_time_ms = info.log_append_time;
+                        resp.log_start_offset = info.log_start_offset;
+                        appended |= !info.duplicate;
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
+                        resp.error_code = storage_error_code(&e);
+                        resp.error_message = Some(StrBytes::from_string(e.to_string()));
+                    }
+                }
+            } else {
+                resp.error_code = ResponseError::UnknownTopicOrPartition.code();
+            }
+            partitions.push(resp);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if appended {
+        broker.appended.notify_waiters();
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Idempotent producers get a fresh id (or, v3+, a bumped epoch for the id they have). Transactions are not
+/// supported yet, so a transactional id is refused.
+pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // KIP-360: a producer that hit an error asks for a new epoch of its id; sequences restart at 0.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
+    }
+    match broker.metadata.allocate_producer_id() {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate a producer id");
+            resp.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+    }
+}

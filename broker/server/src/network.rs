@@ -1,0 +1,163 @@
+//! Client connections: frames in, responses out, one request at a time per connection.
+//!
+//! Kafka processes the requests of one connection strictly in order and answers them in that order, so a
+//! connection is a simple loop. Bytes already received past the current frame stay buffered, so a client that
+//! pipelines requests (librdkafka does) costs no extra reads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use sluice_protocol::{ProtocolError, encode_response, error_response, parse_request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::handlers::{self, Response};
+use crate::zero_copy::send_file;
+
+/// What a handler needs to know about the connection a request came in on.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub listener: String,
+}
+
+/// Accept connections until `shutdown` turns true, then wait for the open ones to finish their current request.
+pub async fn serve(
+    listener: TcpListener,
+    listener_name: String,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let info = ConnectionInfo { peer, listener: listener_name.clone() };
+                    let broker = broker.clone();
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = connection(stream, info.clone(), broker, shutdown).await {
+                            debug!(peer = %info.peer, error = %e, "connection closed");
+                        }
+                    });
+                }
+                // Out of descriptors and the like: keep serving the connections we have.
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    info: ConnectionInfo,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let max_request = broker.config.socket_request_max_bytes;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        // Take one whole frame from the buffer, reading more only when it is incomplete.
+        let frame = loop {
+            if buf.len() >= 4 {
+                let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                if size < 0 || size as u64 > max_request as u64 {
+                    warn!(peer = %info.peer, size, max = max_request,
+                        "request larger than socket.request.max.bytes (or negative); closing connection");
+                    return Ok(());
+                }
+                let size = size as usize;
+                if buf.len() >= 4 + size {
+                    buf.advance(4);
+                    break buf.split_to(size).freeze();
+                }
+                buf.reserve(4 + size - buf.len());
+            } else {
+                buf.reserve(64 * 1024);
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                n = stream.read_buf(&mut buf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        };
+
+        let request = match parse_request(frame) {
+            Ok(request) => request,
+            Err(ProtocolError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                correlation_id,
+                ..
+            }) => {
+                // KIP-511: answer a too-new ApiVersions in v0 so the client learns what we do support.
+                let body = ResponseKind::ApiVersions(sluice_protocol::api_versions_response(
+                    sluice_protocol::codec::UNSUPPORTED_VERSION,
+                ));
+                let out = encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
+                    .map_err(std::io::Error::other)?;
+                stream.write_all(&out).await?;
+                continue;
+            }
+            Err(
+                e @ (ProtocolError::UnsupportedVersion { correlation_id, .. }
+                | ProtocolError::UnknownApiKey { correlation_id, .. }),
+            ) => {
+                info!(peer = %info.peer, error = %e, "refusing request");
+                stream
+                    .write_all(&error_response(
+                        correlation_id,
+                        sluice_protocol::codec::UNSUPPORTED_VERSION,
+                    ))
+                    .await?;
+                continue;
+            }
+            Err(e) => {
+                warn!(peer = %info.peer, error = %e, "malformed request; closing connection");
+                return Ok(());
+            }
+        };
+
+        let correlation_id = request.header.correlation_id;
+        let (api_key, version) = (request.api_key, request.version);
+        match handlers::handle(&broker, &info, request).await {
+            Response::Message(body) => {
+                let out = encode_response(correlation_id, api_key, version, &body)
+                    .map_err(std::io::Error::other)?;
+                stream.write_all(&out).await?;
+            }
+            Response::Fetch(layout) => {
+                for piece in layout.pieces {
+                    match piece {
+                        sluice_protocol::Piece::Bytes(bytes) => stream.write_all(&bytes).await?,
+                        sluice_protocol::Piece::File(slice) => {
+                            send_file(&stream, &slice.file, slice.position, slice.len).await?
+                        }
+                    }
+                }
+            }
+            Response::None => {}
+            Response::Error(code) => stream.write_all(&error_response(correlation_id, code)).await?,
+        }
+    }
+}
