@@ -1,1 +1,7 @@
 //! sluice-server
+
+pub mod config;
+pub mod error;
+pub mod meta_properties;
+
+pub use error::Error;
