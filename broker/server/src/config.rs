@@ -535,7 +535,7 @@ impl BrokerConfig {
     /// Rules that involve more than one key, mirroring Kafka's KRaft checks.
     fn validate(&self) -> Result<(), Error> {
         let is_controller_listener =
-            |l: &Listener| self.controller_listener_names.iter().any(|n| *n == l.name);
+            |l: &Listener| self.controller_listener_names.contains(&l.name);
         if self.controller_listener_names.is_empty() {
             return Err(Error::config(
                 "controller.listener.names",
@@ -1468,5 +1468,979 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char
         }
         Some(c) => Ok(c),
         None => Ok('\\'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// The embedded single-node defaults with `changes` applied; an empty value removes a key.
+    fn props_with(changes: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut props = embedded_defaults();
+        for (k, v) in changes {
+            if v.is_empty() {
+                props.remove(*k);
+            } else {
+                props.insert(k.to_string(), v.to_string());
+            }
+        }
+        props
+    }
+
+    fn build(changes: &[(&str, &str)]) -> Result<BrokerConfig, Error> {
+        BrokerConfig::from_properties(&props_with(changes), &no_env, "testhost")
+    }
+
+    fn build_err(changes: &[(&str, &str)]) -> String {
+        match build(changes) {
+            Ok(c) => panic!("expected an error for {changes:?}, got {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parse_properties_follows_java_rules() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("a=1", &[("a", "1")]),
+            ("a = 1 ", &[("a", "1")]),
+            ("a:1", &[("a", "1")]),
+            ("a 1", &[("a", "1")]),
+            ("  a   =   x y  ", &[("a", "x y")]),
+            ("a=", &[("a", "")]),
+            ("a", &[("a", "")]),
+            ("# c\n! c\n\n   # indented\na=1", &[("a", "1")]),
+            ("a=1\na=2", &[("a", "2")]),
+            ("a=1\r\nb=2\r\n", &[("a", "1"), ("b", "2")]),
+            ("a=x,\\\n    y,\\\n    z", &[("a", "x,y,z")]),
+            ("a=x\\   \n  y", &[("a", "xy")]),
+            ("a=x\\\n# not a comment", &[("a", "x# not a comment")]),
+            (
+                "a=ends with backslash\\\\",
+                &[("a", "ends with backslash\\")],
+            ),
+            ("a=x\\\n", &[("a", "x")]),
+            ("k\\=ey=v", &[("k=ey", "v")]),
+            ("a=t\\tab\\u0041", &[("a", "t\tabA")]),
+            ("a=b=c", &[("a", "b=c")]),
+            ("url=PLAINTEXT://h:9092", &[("url", "PLAINTEXT://h:9092")]),
+        ];
+        for (text, expected) in cases {
+            let parsed = parse_properties(text).unwrap();
+            let expected: BTreeMap<String, String> = expected
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(parsed, expected, "input {text:?}");
+        }
+    }
+
+    #[test]
+    fn parse_properties_reports_line_of_malformed_input() {
+        for (text, needle) in [("a=1\nb=\\u00zz", "line 2"), ("a=1\n\n=x", "line 3")] {
+            let err = parse_properties(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn embedded_defaults_are_a_single_local_node() {
+        let c = BrokerConfig::from_properties(&embedded_defaults(), &no_env, "h").unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(
+            c.process_roles,
+            ProcessRoles {
+                broker: true,
+                controller: true
+            }
+        );
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        let client: Vec<String> = c.client_listeners().iter().map(|l| l.to_string()).collect();
+        assert_eq!(client, ["PLAINTEXT://127.0.0.1:9092"]);
+        let controller: Vec<String> = c
+            .controller_listeners()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(controller, ["CONTROLLER://127.0.0.1:9093"]);
+        assert_eq!(
+            c.advertised_listeners,
+            vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092
+            }]
+        );
+        assert_eq!(
+            c.controller_quorum_voters,
+            vec![QuorumVoter {
+                id: 1,
+                host: "127.0.0.1".into(),
+                port: 9093
+            }]
+        );
+        assert_eq!(c.num_partitions, 1);
+        assert_eq!(c.default_replication_factor, 1);
+        assert!(c.auto_create_topics_enable);
+        assert_eq!(c.log_defaults(), LogDefaults::default());
+        assert_eq!(c.log.segment_bytes, 1_073_741_824);
+        assert_eq!(c.log.retention_ms, Some(604_800_000));
+        assert_eq!(c.log.segment_ms, Some(604_800_000));
+        assert_eq!(c.log.retention_bytes, None);
+        assert_eq!(c.log.flush_interval_messages, None);
+        assert_eq!(c.log.flush_interval_ms, None);
+        assert_eq!(c.log_retention_check_interval_ms, 300_000);
+        assert_eq!(c.log.max_message_bytes, 1_048_588);
+        assert_eq!(c.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.offsets_topic_num_partitions, 50);
+        assert_eq!(c.offsets_topic_replication_factor, 3);
+        assert_eq!(c.offsets_topic_segment_bytes, 104_857_600);
+        assert_eq!(c.offsets_retention_minutes, 10_080);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+        assert_eq!(c.group_min_session_timeout_ms, 6000);
+        assert_eq!(c.group_max_session_timeout_ms, 1_800_000);
+        assert_eq!(c.cluster_id, None);
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn each_key_is_parsed() {
+        type Check = fn(&BrokerConfig) -> bool;
+        let cases: &[(&str, &str, Check)] = &[
+            ("node.id", "1", |c| c.node_id == 1),
+            ("num.partitions", "6", |c| c.num_partitions == 6),
+            ("default.replication.factor", "3", |c| {
+                c.default_replication_factor == 3
+            }),
+            ("auto.create.topics.enable", "false", |c| {
+                !c.auto_create_topics_enable
+            }),
+            ("auto.create.topics.enable", "TRUE", |c| {
+                c.auto_create_topics_enable
+            }),
+            ("log.segment.bytes", "1048576", |c| {
+                c.log.segment_bytes == 1_048_576
+            }),
+            ("log.roll.hours", "2", |c| {
+                c.log.segment_ms == Some(7_200_000)
+            }),
+            ("log.roll.ms", "5000", |c| c.log.segment_ms == Some(5000)),
+            ("log.retention.bytes", "1000", |c| {
+                c.log.retention_bytes == Some(1000)
+            }),
+            ("log.flush.interval.messages", "10", |c| {
+                c.log.flush_interval_messages == Some(10)
+            }),
+            ("log.flush.interval.ms", "250", |c| {
+                c.log.flush_interval_ms == Some(250)
+            }),
+            ("log.index.interval.bytes", "128", |c| {
+                c.log.index_interval_bytes == 128
+            }),
+            ("log.index.size.max.bytes", "4096", |c| {
+                c.log.max_index_size == 4096
+            }),
+            ("log.retention.check.interval.ms", "1000", |c| {
+                c.log_retention_check_interval_ms == 1000
+            }),
+            ("log.cleanup.policy", "delete", |c| {
+                c.log.cleanup_policy_delete
+            }),
+            ("log.message.timestamp.type", "LogAppendTime", |c| {
+                c.log.timestamp_type == TimestampType::LogAppendTime
+            }),
+            ("message.max.bytes", "2000000", |c| {
+                c.log.max_message_bytes == 2_000_000
+            }),
+            ("min.insync.replicas", "2", |c| {
+                c.log.min_insync_replicas == 2
+            }),
+            ("socket.request.max.bytes", "1000", |c| {
+                c.socket_request_max_bytes == 1000
+            }),
+            ("offsets.topic.num.partitions", "3", |c| {
+                c.offsets_topic_num_partitions == 3
+            }),
+            ("offsets.topic.replication.factor", "1", |c| {
+                c.offsets_topic_replication_factor == 1
+            }),
+            ("offsets.topic.segment.bytes", "1024", |c| {
+                c.offsets_topic_segment_bytes == 1024
+            }),
+            ("offsets.retention.minutes", "60", |c| {
+                c.offsets_retention_minutes == 60
+            }),
+            ("group.initial.rebalance.delay.ms", "0", |c| {
+                c.group_initial_rebalance_delay_ms == 0
+            }),
+            ("group.min.session.timeout.ms", "100", |c| {
+                c.group_min_session_timeout_ms == 100
+            }),
+            ("group.max.session.timeout.ms", "9000", |c| {
+                c.group_max_session_timeout_ms == 9000
+            }),
+            ("cluster.id", "MkU3OEVBNTcwNTJENDM2Qk", |c| {
+                c.cluster_id.as_deref() == Some("MkU3OEVBNTcwNTJENDM2Qk")
+            }),
+            ("log.dirs", "/a, /b", |c| {
+                c.log_dirs == [PathBuf::from("/a"), PathBuf::from("/b")]
+            }),
+            (
+                "listeners",
+                "PLAINTEXT://[::1]:9092,CONTROLLER://:9093",
+                |c| c.listeners[0].host == "::1" && c.listeners[1].host.is_empty(),
+            ),
+            (
+                "advertised.listeners",
+                "PLAINTEXT://kafka.example.com:19092",
+                |c| {
+                    c.advertised_for("plaintext")
+                        .map(|l| (l.host.as_str(), l.port))
+                        == Some(("kafka.example.com", 19092))
+                },
+            ),
+            (
+                "controller.quorum.voters",
+                "1@c-0:9093,2@c-1:9093,3@[::1]:9093",
+                |c| {
+                    c.controller_quorum_voters.len() == 3
+                        && c.controller_quorum_voters[2].host == "::1"
+                },
+            ),
+            (
+                "controller.quorum.bootstrap.servers",
+                "c-0:9093,c-1:9093",
+                |c| {
+                    c.controller_quorum_bootstrap_servers
+                        == [
+                            HostPort {
+                                host: "c-0".into(),
+                                port: 9093,
+                            },
+                            HostPort {
+                                host: "c-1".into(),
+                                port: 9093,
+                            },
+                        ]
+                },
+            ),
+            ("num.io.threads", "8", |c| c.unknown_keys.is_empty()),
+            ("num.network.threads", "3", |c| c.unknown_keys.is_empty()),
+        ];
+        for (key, value, check) in cases {
+            let c = build(&[(key, value)]).unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+            assert!(check(&c), "{key}={value} parsed into {c:?}");
+        }
+    }
+
+    #[test]
+    fn log_dir_is_used_when_log_dirs_is_absent() {
+        let c = build(&[("log.dirs", ""), ("log.dir", "/var/lib/sluice")]).unwrap();
+        assert_eq!(c.log_dirs, [PathBuf::from("/var/lib/sluice")]);
+        let c = build(&[("log.dirs", "/x"), ("log.dir", "/y")]).unwrap();
+        assert_eq!(c.log_dirs, [PathBuf::from("/x")]);
+    }
+
+    #[test]
+    fn retention_ms_beats_minutes_beats_hours() {
+        // (log.retention.ms, .minutes, .hours, expected)
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<i64>,
+        );
+        let cases: &[Case] = &[
+            (None, None, None, Some(168 * 3_600_000)),
+            (None, None, Some("1"), Some(3_600_000)),
+            (None, Some("2"), Some("1"), Some(120_000)),
+            (Some("500"), Some("2"), Some("1"), Some(500)),
+            (Some("-1"), Some("2"), Some("1"), None),
+            (None, Some("-1"), Some("1"), None),
+            (None, None, Some("-1"), None),
+            (Some("0"), None, None, Some(0)),
+        ];
+        for &(ms, minutes, hours, expected) in cases {
+            let mut changes = vec![];
+            for (k, v) in [
+                ("log.retention.ms", ms),
+                ("log.retention.minutes", minutes),
+                ("log.retention.hours", hours),
+            ] {
+                if let Some(v) = v {
+                    changes.push((k, v));
+                }
+            }
+            let c = build(&changes).unwrap();
+            assert_eq!(c.log.retention_ms, expected, "{changes:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "log.segment.bytes",
+                "abc",
+                "invalid value \"abc\" for log.segment.bytes: expected an integer",
+            ),
+            ("log.segment.bytes", "10", "must be at least 14"),
+            (
+                "log.segment.bytes",
+                "4294967296",
+                "must be at most 2147483647",
+            ),
+            ("num.partitions", "0", "num.partitions"),
+            (
+                "default.replication.factor",
+                "40000",
+                "default.replication.factor",
+            ),
+            (
+                "auto.create.topics.enable",
+                "yes",
+                "auto.create.topics.enable: expected true or false",
+            ),
+            ("log.retention.ms", "-2", "log.retention.ms"),
+            ("log.retention.hours", "1.5", "log.retention.hours"),
+            ("log.roll.hours", "0", "log.roll.hours"),
+            (
+                "log.flush.interval.messages",
+                "0",
+                "log.flush.interval.messages",
+            ),
+            ("log.index.size.max.bytes", "2", "log.index.size.max.bytes"),
+            (
+                "log.message.timestamp.type",
+                "createtime",
+                "log.message.timestamp.type",
+            ),
+            (
+                "log.cleanup.policy",
+                "compact",
+                "compaction is not supported",
+            ),
+            ("message.max.bytes", "-5", "message.max.bytes"),
+            (
+                "offsets.topic.replication.factor",
+                "0",
+                "offsets.topic.replication.factor",
+            ),
+            ("process.roles", "broker,zookeeper", "process.roles"),
+            ("process.roles", "broker,broker", "listed twice"),
+            ("listeners", "PLAINTEXT:9092", "listeners"),
+            ("listeners", "PLAINTEXT://h:99999", "listeners"),
+            ("listeners", "PLAINTEXT://::1:9092", "listeners"),
+            ("listeners", "A://h:1,a://h:2", "used twice"),
+            (
+                "listeners",
+                "PLAINTEXT://a:9092,CONTROLLER://b:9092",
+                "port 9092 is used by two",
+            ),
+            (
+                "controller.quorum.voters",
+                "1@h",
+                "controller.quorum.voters",
+            ),
+            (
+                "controller.quorum.voters",
+                "x@h:1",
+                "controller.quorum.voters",
+            ),
+            ("controller.quorum.voters", "1@h:1,1@g:2", "listed twice"),
+            (
+                "controller.quorum.bootstrap.servers",
+                "nohost",
+                "controller.quorum.bootstrap.servers",
+            ),
+            ("cluster.id", "has space", "cluster.id"),
+            ("node.id", "one", "node.id"),
+            ("node.id.offset", "-3", "node.id.offset"),
+            ("log.dirs", ",", "log.dirs"),
+            ("log.dirs", "/a,/a", "listed twice"),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT",
+                "listener.security.protocol.map",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:FOO",
+                "unknown security protocol",
+            ),
+            (
+                "group.min.session.timeout.ms",
+                "2000000",
+                "group.min.session.timeout.ms",
+            ),
+        ];
+        for (key, value, needle) in cases {
+            let err = build_err(&[(key, value)]);
+            assert!(
+                err.contains(key),
+                "{key}={value}: error does not name the key: {err}"
+            );
+            assert!(err.contains(needle), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_collected_not_rejected() {
+        let c = build(&[
+            ("socket.send.buffer.bytes", "1"),
+            ("log.retention.hourz", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.unknown_keys,
+            ["log.retention.hourz", "socket.send.buffer.bytes"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_not_resolved() {
+        // An ignored key must not stop the broker, even if it references a missing variable.
+        let c = build(&[("some.plugin.key", "${env:MISSING}")]).unwrap();
+        assert_eq!(c.unknown_keys, ["some.plugin.key"]);
+    }
+
+    #[test]
+    fn environment_references_are_substituted() {
+        let env = |name: &str| match name {
+            "POD_NAME" => Some("sluice-broker-1".to_owned()),
+            "DATA" => Some("/mnt/data".to_owned()),
+            _ => None,
+        };
+        let props = props_with(&[
+            (
+                "advertised.listeners",
+                "PLAINTEXT://${env:POD_NAME}.sluice:9092",
+            ),
+            (
+                "log.dirs",
+                "${env:DATA}/a,${env:OTHER:-/fallback}/b,${env:EMPTY:-}c",
+            ),
+            ("num.partitions", "${env:PARTS:-4}"),
+        ]);
+        let c = BrokerConfig::from_properties(&props, &env, "h").unwrap();
+        assert_eq!(c.advertised_listeners[0].host, "sluice-broker-1.sluice");
+        assert_eq!(
+            c.log_dirs,
+            [
+                PathBuf::from("/mnt/data/a"),
+                PathBuf::from("/fallback/b"),
+                PathBuf::from("c")
+            ]
+        );
+        assert_eq!(c.num_partitions, 4);
+    }
+
+    #[test]
+    fn bad_environment_references_name_key_and_variable() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "log.dirs",
+                "${env:DATA_DIR}",
+                &["log.dirs", "DATA_DIR", "not set"],
+            ),
+            ("log.dirs", "${env:DATA_DIR", &["log.dirs", "unterminated"]),
+            (
+                "log.dirs",
+                "${file:/x:y}",
+                &["log.dirs", "unsupported reference ${file:/x:y}"],
+            ),
+            (
+                "log.dirs",
+                "${env:}",
+                &["log.dirs", "empty environment variable name"],
+            ),
+            ("node.id", "${env:NODE_ID}", &["node.id", "NODE_ID"]),
+            ("node.id", "${node.id}", &["node.id", "cannot be used here"]),
+        ];
+        for (key, value, needles) in cases {
+            let err = build_err(&[(key, value)]);
+            for needle in *needles {
+                assert!(err.contains(needle), "{key}={value}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn node_id_is_derived_from_the_pod_ordinal() {
+        let voters = "0@c:9093,1@c:9093,2@c:9093,3@c:9093,7@c:9093,12@c:9093,100@c:9093";
+        // (hostname, node.id, node.id.offset, expected id or error text)
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Result<i32, &'a str>,
+        );
+        let cases: &[Case] = &[
+            ("sluice-broker-2", None, None, Ok(2)),
+            ("sluice-broker-0", None, None, Ok(0)),
+            ("sluice-broker-2", None, Some("10"), Ok(12)),
+            ("sluice-broker-2", Some("auto"), Some("5"), Ok(7)),
+            ("sluice-broker-3", Some("-1"), None, Ok(3)),
+            (
+                "sluice-broker-1.sluice.default.svc.cluster.local",
+                None,
+                None,
+                Ok(1),
+            ),
+            ("sluice-broker-2", Some("100"), Some("10"), Ok(100)),
+            ("sluice-broker", None, None, Err("sluice-broker")),
+            ("broker-x", None, None, Err("broker-x")),
+            ("broker-", None, None, Err("broker-")),
+            ("", None, None, Err("cannot be derived")),
+            ("b-2147483647", None, Some("1"), Err("exceeds")),
+        ];
+        for &(hostname, node_id, offset, expected) in cases {
+            let mut props = props_with(&[("node.id", ""), ("controller.quorum.voters", voters)]);
+            if let Some(id) = node_id {
+                props.insert("node.id".into(), id.into());
+            }
+            if let Some(offset) = offset {
+                props.insert("node.id.offset".into(), offset.into());
+            }
+            let result = BrokerConfig::from_properties(&props, &no_env, hostname);
+            match (result, expected) {
+                (Ok(c), Ok(id)) => assert_eq!(c.node_id, id, "{hostname}"),
+                (Err(e), Err(needle)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("node.id") && e.contains(needle),
+                        "{hostname}: {e}"
+                    );
+                }
+                (result, expected) => panic!("{hostname}: got {result:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn broker_id_is_an_alias_of_node_id() {
+        let c = build(&[("node.id", ""), ("broker.id", "1")]).unwrap();
+        assert_eq!(c.node_id, 1);
+        let err = build_err(&[("node.id", "1"), ("broker.id", "2")]);
+        assert!(
+            err.contains("broker.id") && err.contains("node.id"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn node_id_can_be_referenced_in_other_values() {
+        let env = |name: &str| (name == "NS").then(|| "prod".to_owned());
+        let props = props_with(&[
+            ("node.id", ""),
+            ("log.dirs", "/data/node-${node.id}"),
+            (
+                "controller.quorum.voters",
+                "0@c-0:9093,1@c-1:9093,2@c-2:9093",
+            ),
+            (
+                "advertised.listeners",
+                "PLAINTEXT://sluice-${node.id}.${env:NS}.example.com:${env:PORT:-9092}",
+            ),
+        ]);
+        let c = BrokerConfig::from_properties(&props, &env, "sluice-2").unwrap();
+        assert_eq!(c.node_id, 2);
+        assert_eq!(c.log_dirs, [PathBuf::from("/data/node-2")]);
+        assert_eq!(
+            c.advertised_listeners[0].to_string(),
+            "PLAINTEXT://sluice-2.prod.example.com:9092"
+        );
+    }
+
+    #[test]
+    fn cross_field_rules_are_enforced() {
+        let broker_only = [
+            ("process.roles", "broker"),
+            ("listeners", "PLAINTEXT://:9092"),
+            ("controller.quorum.voters", "1@c:9093"),
+        ];
+        let controller_only = [
+            ("process.roles", "controller"),
+            ("listeners", "CONTROLLER://:9093"),
+        ];
+        assert!(build(&broker_only).is_ok());
+        assert!(build(&controller_only).is_ok());
+        // (changes, key named in the error, error text)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (&[("process.roles", "")], "process.roles", "is required"),
+            (
+                &[("controller.listener.names", "")],
+                "controller.listener.names",
+                "is required",
+            ),
+            (
+                &[("controller.listener.names", "CTRL")],
+                "controller.listener.names",
+                "CTRL is not defined in listeners",
+            ),
+            (
+                &[("controller.quorum.voters", "2@c:9093")],
+                "controller.quorum.voters",
+                "node.id 1",
+            ),
+            (
+                &[("controller.quorum.voters", "")],
+                "controller.quorum.voters",
+                "node.id 1",
+            ),
+            (
+                &[("listeners", "CONTROLLER://:9093")],
+                "listeners",
+                "at least one listener must not be a controller listener",
+            ),
+            (
+                &[("process.roles", "controller")],
+                "listeners",
+                "PLAINTEXT is not a controller listener",
+            ),
+            (
+                &[("process.roles", "broker")],
+                "listeners",
+                "must not contain controller listener CONTROLLER",
+            ),
+            (
+                &[
+                    ("process.roles", "broker"),
+                    ("listeners", "PLAINTEXT://:9092"),
+                    ("controller.quorum.voters", ""),
+                ],
+                "controller.quorum.voters",
+                "controller.quorum.bootstrap.servers",
+            ),
+            (
+                &[("advertised.listeners", "EXTERNAL://x:1")],
+                "advertised.listeners",
+                "EXTERNAL is not defined in listeners",
+            ),
+            (
+                &[("listeners", "PLAINTEXT://0.0.0.0:9092,CONTROLLER://:9093")],
+                "advertised.listeners",
+                "wildcard address 0.0.0.0",
+            ),
+            (
+                &[("advertised.listeners", "PLAINTEXT://[::]:9092")],
+                "advertised.listeners",
+                "wildcard address ::",
+            ),
+            (
+                &[(
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:SSL,CONTROLLER:PLAINTEXT",
+                )],
+                "listener.security.protocol.map",
+                "PLAINTEXT uses security protocol SSL; only PLAINTEXT is supported",
+            ),
+            (
+                &[("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT")],
+                "listener.security.protocol.map",
+                "no entry for listener CONTROLLER",
+            ),
+        ];
+        for (changes, key, needle) in cases {
+            let err = build_err(changes);
+            assert!(
+                err.contains(key) && err.contains(needle),
+                "{changes:?}: {err}"
+            );
+        }
+        // The broker-only node may rely on bootstrap servers instead of static voters.
+        let mut dynamic = broker_only.to_vec();
+        dynamic[2] = ("controller.quorum.bootstrap.servers", "c:9093");
+        dynamic.push(("controller.quorum.voters", ""));
+        assert!(build(&dynamic).is_ok());
+    }
+
+    #[test]
+    fn security_map_may_name_unused_protocols() {
+        // Kafka's sample server.properties lists every protocol.
+        let map = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
+        build(&[("listener.security.protocol.map", map)]).unwrap();
+    }
+
+    #[test]
+    fn advertised_listeners_default_to_client_listeners_with_the_host_name() {
+        let c = build(&[
+            (
+                "listeners",
+                "PLAINTEXT://:9092,INTERNAL://10.0.0.1:9094,CONTROLLER://:9093",
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ),
+        ])
+        .unwrap();
+        let advertised: Vec<String> = c
+            .advertised_listeners
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(
+            advertised,
+            ["PLAINTEXT://testhost:9092", "INTERNAL://10.0.0.1:9094"]
+        );
+        assert_eq!(c.advertised_for("internal").map(|l| l.port), Some(9094));
+        assert_eq!(c.advertised_for("CONTROLLER"), None);
+        assert_eq!(c.client_listeners().len(), 2);
+        assert_eq!(c.listeners[0].bind_address(), "0.0.0.0:9092");
+    }
+
+    #[test]
+    fn ipv6_listeners_keep_brackets_where_needed() {
+        let c = build(&[(
+            "listeners",
+            "PLAINTEXT://[::1]:9092,CONTROLLER://127.0.0.1:9093",
+        )])
+        .unwrap();
+        assert_eq!(c.listeners[0].host, "::1");
+        assert_eq!(c.listeners[0].bind_address(), "[::1]:9092");
+        assert_eq!(c.listeners[0].to_string(), "PLAINTEXT://[::1]:9092");
+    }
+
+    #[test]
+    fn load_applies_overrides_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(
+            &path,
+            "# a Kafka file\nprocess.roles=broker,controller\nnode.id=1\n\
+             listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+             controller.listener.names=CONTROLLER\ncontroller.quorum.voters=1@127.0.0.1:9093\n\
+             log.dirs=/tmp/a\nnum.partitions=3\nlog.retention.hours=24\nnum.io.threads=8\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load(Some(&path), &[]).unwrap();
+        assert_eq!(
+            (c.num_partitions, c.log.retention_ms),
+            (3, Some(86_400_000))
+        );
+        let overrides = [
+            "num.partitions=5".to_owned(),
+            " log.retention.ms = 1000 ".to_owned(),
+            "num.partitions=6".to_owned(),
+        ];
+        let c = BrokerConfig::load(Some(&path), &overrides).unwrap();
+        assert_eq!((c.num_partitions, c.log.retention_ms), (6, Some(1000)));
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn load_without_a_file_uses_embedded_defaults() {
+        let c = BrokerConfig::load(None, &["log.dirs=/tmp/x".to_owned()]).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.log_dirs, [PathBuf::from("/tmp/x")]);
+    }
+
+    #[test]
+    fn load_errors_name_the_file_or_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.properties");
+        let err = BrokerConfig::load(Some(&missing), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope.properties"), "{err}");
+
+        let bad = dir.path().join("bad.properties");
+        std::fs::write(&bad, "a=1\nb=\\uZZZZ\n").unwrap();
+        let err = BrokerConfig::load(Some(&bad), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.properties") && err.contains("line 2"),
+            "{err}"
+        );
+
+        let err = BrokerConfig::load(None, &["num.partitions".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--override \"num.partitions\""), "{err}");
+    }
+
+    #[test]
+    fn topic_configs_are_validated_naming_the_key() {
+        let ok: &[(&str, &str)] = &[
+            ("retention.ms", "-1"),
+            ("retention.ms", "0"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", "14"),
+            ("segment.ms", "1"),
+            ("cleanup.policy", "delete"),
+            ("max.message.bytes", "0"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("flush.messages", "1"),
+            ("flush.ms", "0"),
+            ("min.insync.replicas", "2"),
+            ("segment.index.bytes", "4"),
+            ("index.interval.bytes", "0"),
+        ];
+        for (name, value) in ok {
+            validate_topic_config(name, value).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+        }
+        let bad: &[(&str, &str, &str)] = &[
+            ("retention.ms", "-2", "must be at least -1"),
+            ("retention.bytes", "x", "expected an integer"),
+            ("segment.bytes", "13", "must be at least 14"),
+            ("segment.bytes", "2147483648", "must be at most"),
+            ("segment.ms", "0", "must be at least 1"),
+            ("cleanup.policy", "compact", "compaction is not supported"),
+            (
+                "cleanup.policy",
+                "delete,compact",
+                "compaction is not supported",
+            ),
+            ("cleanup.policy", "", "expected delete"),
+            ("max.message.bytes", "-1", "must be at least 0"),
+            (
+                "message.timestamp.type",
+                "Now",
+                "expected CreateTime or LogAppendTime",
+            ),
+            ("flush.messages", "0", "must be at least 1"),
+            ("min.insync.replicas", "0", "must be at least 1"),
+            ("segment.index.bytes", "3", "must be at least 4"),
+            ("index.interval.bytes", "-1", "must be at least 0"),
+            ("compression.type", "gzip", "unknown topic config"),
+        ];
+        for (name, value, needle) in bad {
+            let err = validate_topic_config(name, value).unwrap_err().to_string();
+            assert!(
+                err.contains(name) && err.contains(needle),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn topic_overrides_apply_over_broker_defaults() {
+        let broker = build(&[("log.segment.bytes", "5000"), ("message.max.bytes", "100")]).unwrap();
+        let overrides: BTreeMap<String, String> = [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "1000"),
+            ("segment.ms", "60000"),
+            ("flush.messages", "9223372036854775807"),
+            ("flush.ms", "10"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("min.insync.replicas", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let log = topic_log_defaults(&broker.log_defaults(), &overrides).unwrap();
+        assert_eq!(
+            log,
+            LogDefaults {
+                segment_bytes: 5000,
+                segment_ms: Some(60_000),
+                retention_ms: None,
+                retention_bytes: Some(1000),
+                flush_interval_messages: None,
+                flush_interval_ms: Some(10),
+                max_message_bytes: 100,
+                timestamp_type: TimestampType::LogAppendTime,
+                min_insync_replicas: 2,
+                ..LogDefaults::default()
+            }
+        );
+        let bad: BTreeMap<String, String> = [("segment.bytes".to_owned(), "1".to_owned())]
+            .into_iter()
+            .collect();
+        let err = topic_log_defaults(&broker.log_defaults(), &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segment.bytes"), "{err}");
+    }
+
+    #[test]
+    fn describe_topic_config_reports_value_and_source() {
+        let broker =
+            build(&[("log.retention.hours", "24"), ("log.segment.bytes", "5000")]).unwrap();
+        let overrides: BTreeMap<String, String> =
+            [("max.message.bytes".to_owned(), "2000".to_owned())]
+                .into_iter()
+                .collect();
+        let entries = describe_topic_config(&broker, &overrides);
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        let all: Vec<&str> = TOPIC_CONFIGS.iter().map(|d| d.name).collect();
+        assert_eq!(names, all);
+        let find = |name: &str| entries.iter().find(|e| e.name == name).unwrap();
+        let cases: &[(&str, &str, ConfigSource)] = &[
+            ("max.message.bytes", "2000", ConfigSource::TopicConfig),
+            ("retention.ms", "86400000", ConfigSource::StaticBroker),
+            ("segment.bytes", "5000", ConfigSource::StaticBroker),
+            ("segment.ms", "604800000", ConfigSource::Default),
+            ("retention.bytes", "-1", ConfigSource::Default),
+            ("flush.messages", LONG_MAX, ConfigSource::Default),
+            ("flush.ms", LONG_MAX, ConfigSource::Default),
+            ("cleanup.policy", "delete", ConfigSource::Default),
+            (
+                "message.timestamp.type",
+                "CreateTime",
+                ConfigSource::Default,
+            ),
+            ("min.insync.replicas", "1", ConfigSource::Default),
+            ("segment.index.bytes", "10485760", ConfigSource::Default),
+            ("index.interval.bytes", "4096", ConfigSource::Default),
+        ];
+        for (name, value, source) in cases {
+            let e = find(name);
+            assert_eq!(
+                (e.value.as_deref(), e.source),
+                (Some(*value), *source),
+                "{name}"
+            );
+            assert_eq!(e.is_default, *source == ConfigSource::Default, "{name}");
+            assert!(!e.read_only && !e.sensitive);
+        }
+    }
+
+    #[test]
+    fn describe_broker_config_lists_every_key() {
+        let props = props_with(&[
+            ("node.id", ""),
+            ("num.partitions", "4"),
+            ("controller.quorum.voters", "3@c:9093"),
+        ]);
+        let c = BrokerConfig::from_properties(&props, &no_env, "sluice-3").unwrap();
+        let entries = c.describe_broker_config();
+        assert_eq!(entries.len(), BROKER_KEYS.len());
+        let find = |name: &str| entries.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(find("node.id").value.as_deref(), Some("3"));
+        let partitions = find("num.partitions");
+        assert_eq!(
+            (
+                partitions.value.as_deref(),
+                partitions.source,
+                partitions.is_default
+            ),
+            (Some("4"), ConfigSource::StaticBroker, false)
+        );
+        let segment = find("log.segment.bytes");
+        assert_eq!(
+            (
+                segment.value.as_deref(),
+                segment.source,
+                segment.config_type
+            ),
+            (Some("1073741824"), ConfigSource::Default, ConfigType::Int)
+        );
+        assert_eq!(find("log.retention.ms").value, None);
+        assert!(entries.iter().all(|e| e.read_only && !e.sensitive));
+    }
+
+    #[test]
+    fn wire_ids_match_kafka() {
+        assert_eq!(ConfigSource::TopicConfig.kafka_id(), 1);
+        assert_eq!(ConfigSource::StaticBroker.kafka_id(), 4);
+        assert_eq!(ConfigSource::Default.kafka_id(), 5);
+        assert_eq!(ConfigType::Long.kafka_id(), 5);
+        assert_eq!(ConfigType::List.kafka_id(), 7);
     }
 }

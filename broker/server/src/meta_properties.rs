@@ -224,3 +224,209 @@ fn base64url(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str = "MkU3OEVBNTcwNTJENDM2Qk";
+
+    fn meta_file(dir: &Path) -> String {
+        fs::read_to_string(dir.join(META_PROPERTIES_FILE)).unwrap()
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648_vectors() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            (b"fooba", "Zm9vYmE"),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xfb, 0xff], "-_8"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64url(input), *expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn random_ids_look_like_kafka_uuids() {
+        let a = random_kafka_uuid();
+        let b = random_kafka_uuid();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 22);
+            assert!(!id.starts_with('-'));
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            );
+        }
+    }
+
+    #[test]
+    fn fresh_dir_is_formatted_and_then_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("missing/data");
+        let meta = ensure_formatted(std::slice::from_ref(&dir), 3, None).unwrap();
+        assert_eq!(meta.node_id, 3);
+        assert_eq!(meta.cluster_id.len(), 22);
+        assert_eq!(meta.directory_id.len(), 22);
+        let props = parse_properties(&meta_file(&dir)).unwrap();
+        assert_eq!(props["version"], "1");
+        assert_eq!(props["cluster.id"], meta.cluster_id);
+        assert_eq!(props["node.id"], "3");
+        assert_eq!(props["directory.id"], meta.directory_id);
+        assert!(!dir.join("meta.properties.tmp").exists());
+
+        let again = ensure_formatted(std::slice::from_ref(&dir), 3, None).unwrap();
+        assert_eq!(again, meta);
+        let with_id =
+            ensure_formatted(std::slice::from_ref(&dir), 3, Some(&meta.cluster_id)).unwrap();
+        assert_eq!(with_id, meta);
+    }
+
+    #[test]
+    fn configured_cluster_id_is_used_for_a_fresh_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = [tmp.path().to_path_buf()];
+        // A fresh volume's lost+found does not stop formatting.
+        fs::create_dir(tmp.path().join("lost+found")).unwrap();
+        let meta = ensure_formatted(&dirs, 1, Some(CLUSTER)).unwrap();
+        assert_eq!(meta.cluster_id, CLUSTER);
+        let err = ensure_formatted(&dirs, 1, Some("not valid!"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.id"), "{err}");
+    }
+
+    #[test]
+    fn other_cluster_or_node_is_refused_and_left_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = [tmp.path().to_path_buf()];
+        ensure_formatted(&dirs, 1, Some(CLUSTER)).unwrap();
+        let before = meta_file(tmp.path());
+
+        let err = ensure_formatted(&dirs, 1, Some("AAAAAAAAAAAAAAAAAAAAAA")).unwrap_err();
+        assert!(matches!(err, Error::ClusterIdMismatch { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(CLUSTER) && msg.contains("AAAAAAAAAAAAAAAAAAAAAA"),
+            "{msg}"
+        );
+
+        let err = ensure_formatted(&dirs, 2, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NodeIdMismatch {
+                    found: 1,
+                    expected: 2,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("node id 1") && msg.contains("node.id is 2"),
+            "{msg}"
+        );
+
+        assert_eq!(meta_file(tmp.path()), before);
+    }
+
+    #[test]
+    fn multiple_dirs_share_one_cluster_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|d| tmp.path().join(d)).collect();
+        let first = ensure_formatted(&dirs, 5, None).unwrap();
+        let mut directory_ids = std::collections::BTreeSet::new();
+        for dir in &dirs {
+            let props = parse_properties(&meta_file(dir)).unwrap();
+            assert_eq!(props["cluster.id"], first.cluster_id);
+            assert_eq!(props["node.id"], "5");
+            directory_ids.insert(props["directory.id"].clone());
+        }
+        assert_eq!(directory_ids.len(), 3, "each dir gets its own directory.id");
+
+        // A dir added later joins the existing cluster.
+        let mut more = dirs.clone();
+        more.push(tmp.path().join("d"));
+        let again = ensure_formatted(&more, 5, None).unwrap();
+        assert_eq!(again, first);
+        assert_eq!(
+            parse_properties(&meta_file(&more[3])).unwrap()["cluster.id"],
+            first.cluster_id
+        );
+    }
+
+    #[test]
+    fn dirs_from_different_clusters_are_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        let fresh = tmp.path().join("fresh");
+        ensure_formatted(std::slice::from_ref(&a), 1, None).unwrap();
+        ensure_formatted(std::slice::from_ref(&b), 1, None).unwrap();
+        let err = ensure_formatted(&[fresh.clone(), a.clone(), b.clone()], 1, None).unwrap_err();
+        assert!(matches!(err, Error::ClusterIdMismatch { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&*a.to_string_lossy()) && msg.contains(&*b.to_string_lossy()),
+            "{msg}"
+        );
+        assert!(!fresh.join(META_PROPERTIES_FILE).exists());
+    }
+
+    #[test]
+    fn older_or_foreign_files_are_handled() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = [tmp.path().to_path_buf()];
+        let path = tmp.path().join(META_PROPERTIES_FILE);
+
+        // Written by Kafka before 3.7: no directory.id yet, so one is added.
+        fs::write(
+            &path,
+            format!("#\nversion=1\ncluster.id={CLUSTER}\nnode.id=4\n"),
+        )
+        .unwrap();
+        let meta = ensure_formatted(&dirs, 4, None).unwrap();
+        assert_eq!(meta.cluster_id, CLUSTER);
+        assert_eq!(meta.directory_id.len(), 22);
+        assert_eq!(
+            parse_properties(&meta_file(tmp.path())).unwrap()["directory.id"],
+            meta.directory_id
+        );
+
+        let cases: &[(&str, &str)] = &[
+            ("version=0\nbroker.id=4\ncluster.id=x\n", "ZooKeeper"),
+            (
+                "version=2\ncluster.id=x\nnode.id=4\n",
+                "unsupported version",
+            ),
+            ("version=1\nnode.id=4\n", "cluster.id is missing"),
+            (
+                "version=1\ncluster.id=x\nnode.id=four\n",
+                "node.id \"four\"",
+            ),
+        ];
+        for (text, needle) in cases {
+            fs::write(&path, text).unwrap();
+            let err = ensure_formatted(&dirs, 4, None).unwrap_err().to_string();
+            assert!(
+                err.contains(needle) && err.contains("meta.properties"),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_log_dirs_is_an_error() {
+        let err = ensure_formatted(&[], 1, None).unwrap_err().to_string();
+        assert!(err.contains("log.dirs"), "{err}");
+    }
+}
