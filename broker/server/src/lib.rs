@@ -10,3 +10,5 @@ pub mod meta_properties;
 pub mod metadata;
 pub mod network;
 mod zero_copy;
+
+pub use error::Error;

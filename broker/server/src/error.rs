@@ -1,0 +1,77 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration key is missing, inconsistent with another key, or unsupported.
+    #[error("invalid configuration {key}: {message}")]
+    Config { key: String, message: String },
+
+    /// A configuration value does not parse or is out of range.
+    #[error("invalid value \"{value}\" for {key}: {expected}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        expected: String,
+    },
+
+    /// A file (properties file, meta.properties) is syntactically malformed.
+    #[error("{0}")]
+    Format(String),
+
+    /// A log dir was formatted for a different cluster than this node expects.
+    #[error(
+        "log dir {} is formatted for cluster id {found}, but the expected cluster id is {expected} ({why})",
+        dir.display()
+    )]
+    ClusterIdMismatch {
+        dir: PathBuf,
+        found: String,
+        expected: String,
+        /// Where the expected id came from: the configuration or another log dir.
+        why: String,
+    },
+
+    /// A log dir was formatted for a different node.
+    #[error(
+        "log dir {} is formatted for node id {found}, but this node's node.id is {expected}",
+        dir.display()
+    )]
+    NodeIdMismatch {
+        dir: PathBuf,
+        found: i32,
+        expected: i32,
+    },
+
+    #[error("{}: {source}", path.display())]
+    PathIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn config(key: &str, message: impl Into<String>) -> Error {
+        Error::Config {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn invalid(key: &str, value: &str, expected: impl Into<String>) -> Error {
+        Error::InvalidValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            expected: expected.into(),
+        }
+    }
+
+    pub(crate) fn path_io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::PathIo { path, source }
+    }
+}
