@@ -1,0 +1,663 @@
+//! `Log`: one partition's ordered list of segments, with offsets, high watermark, retention,
+//! truncation and recovery.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::batch::{self, BatchHeader};
+use crate::checkpoint;
+use crate::producer_state::{ProducerState, StagedProducers};
+use crate::segment::{self, LoadMode, Segment};
+use crate::{AppendInfo, FileSlice, LogConfig, ReadInfo, StorageError, TimestampType};
+
+/// One partition's log. Not internally synchronised: the broker wraps it in a mutex.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Keyed by base offset; never empty, the last one is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    producers: ProducerState,
+    unflushed_messages: u64,
+    /// `now_ms` of the oldest append not yet fsynced, for `flush_interval_ms`.
+    first_unflushed_ms: Option<i64>,
+    closed: bool,
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if missing and recovering it if it was not closed
+    /// cleanly. The high watermark starts at the log end offset.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
+        fs::create_dir_all(dir)?;
+        let clean = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE).exists();
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            high_watermark: 0,
+            producers: ProducerState::default(),
+            unflushed_messages: 0,
+            first_unflushed_ms: None,
+            closed: false,
+        };
+        log.load(clean)?;
+        log.high_watermark = log.log_end_offset();
+        // Only now that recovery succeeded: without the marker a crash from here on is noticed.
+        checkpoint::take_clean_shutdown(dir)?;
+        Ok(log)
+    }
+
+    /// (Re)builds the in-memory state from the files: segments, producer state, log start offset.
+    fn load(&mut self, clean: bool) -> Result<(), StorageError> {
+        self.segments.clear();
+        self.producers.clear();
+        let mut bases = Vec::new();
+        let mut index_files = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") {
+                fs::remove_file(entry.path())?;
+                continue;
+            }
+            match segment::parse_segment_file_name(name) {
+                Some((base, segment::LOG_SUFFIX)) => bases.push(base),
+                Some((base, segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX)) => {
+                    index_files.push((base, entry.path()));
+                }
+                _ => {}
+            }
+        }
+        bases.sort_unstable();
+        // Index files whose log is gone (a crash during segment deletion).
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                fs::remove_file(path)?;
+            }
+        }
+
+        let now = wall_clock_ms();
+        let producers = &mut self.producers;
+        for (i, &base) in bases.iter().enumerate() {
+            let mode = if i + 1 == bases.len() {
+                LoadMode::Active { verify_crc: !clean }
+            } else {
+                LoadMode::Closed
+            };
+            let segment = Segment::load(&self.dir, base, &self.config, mode, now, &mut |h| {
+                producers.replay(h)
+            })?;
+            self.segments.insert(base, segment);
+        }
+
+        let checkpointed = checkpoint::read_log_start_offset(&self.dir)?;
+        if self.segments.is_empty() {
+            let base = checkpointed.unwrap_or(0).max(0);
+            self.segments
+                .insert(base, Segment::create(&self.dir, base, &self.config)?);
+        }
+        let first_base = self.first_segment().base_offset;
+        self.log_start_offset = checkpointed.unwrap_or(first_base).max(first_base);
+        if self.log_start_offset > self.log_end_offset() {
+            // The checkpoint is ahead of the data that survived: start over at the checkpoint.
+            let start = self.log_start_offset;
+            self.truncate_fully_and_start_at(start)?;
+        }
+        Ok(())
+    }
+
+    fn first_segment(&self) -> &Segment {
+        match self.segments.first_key_value() {
+            Some((_, s)) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.last_key_value() {
+            Some((_, s)) => s,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.last_entry() {
+            Some(s) => s.into_mut(),
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), StorageError> {
+        if self.closed {
+            return Err(StorageError::LogClosed(self.dir.display().to_string()));
+        }
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Appends the batches of one produce request (see the crate docs for the checks made).
+    /// Nothing is written unless every batch is valid.
+    pub fn append(
+        &mut self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.ensure_open()?;
+        let batches = batch::validate_records(records, self.config.max_message_bytes)?;
+        let total = records.len() as u64;
+        let segment_limit = self.config.segment_bytes.min(u32::MAX as u64);
+        if total > segment_limit {
+            return Err(StorageError::RecordTooLarge {
+                size: total,
+                max: segment_limit,
+            });
+        }
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+
+        let base_offset = self.log_end_offset();
+        let mut staged = StagedProducers::new();
+        let mut next_offset = base_offset;
+        for (header, _) in &batches {
+            let timestamp = if log_append_time {
+                now_ms
+            } else {
+                header.max_timestamp
+            };
+            if let Some(dup) = self
+                .producers
+                .check(&mut staged, header, next_offset, timestamp)?
+            {
+                return Ok(AppendInfo {
+                    base_offset: dup.base_offset,
+                    last_offset: dup.last_offset,
+                    log_append_time: if log_append_time { dup.timestamp } else { -1 },
+                    log_start_offset: self.log_start_offset,
+                    duplicate: true,
+                });
+            }
+            next_offset += header.last_offset_delta as i64 + 1;
+        }
+        let last_offset = next_offset - 1;
+
+        self.maybe_roll(total, last_offset, now_ms)?;
+
+        let mut stamped = Vec::with_capacity(batches.len());
+        let mut offset = base_offset;
+        let mut record_count = 0u64;
+        for (header, range) in batches {
+            let bytes = &mut records[range.clone()];
+            batch::stamp_offset_and_epoch(bytes, offset, leader_epoch);
+            if log_append_time {
+                batch::stamp_log_append_time(bytes, now_ms);
+            }
+            offset += header.last_offset_delta as i64 + 1;
+            record_count += header.record_count as u64;
+            stamped.push((BatchHeader::parse(bytes)?, range));
+        }
+        let config = self.config.clone();
+        self.active_mut()
+            .append(records, &stamped, &config, now_ms)?;
+        self.producers.commit(staged);
+
+        self.unflushed_messages += record_count;
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        if self
+            .config
+            .flush_interval_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    fn maybe_roll(
+        &mut self,
+        incoming: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let active = self.active();
+        if active.size == 0 {
+            return Ok(());
+        }
+        let limit = self.config.segment_bytes.min(u32::MAX as u64);
+        let too_big = active.size + incoming > limit;
+        let too_old = self.roll_due(now_ms);
+        let offsets_overflow = last_offset - active.base_offset > i32::MAX as i64;
+        if too_big || too_old || offsets_overflow || active.is_index_full() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn roll_due(&self, now_ms: i64) -> bool {
+        let active = self.active();
+        active.size > 0
+            && active.roll_base_ms.is_some_and(|base| {
+                now_ms.saturating_sub(base) >= self.config.effective_segment_ms() as i64
+            })
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let base = self.log_end_offset();
+        self.active_mut().become_inactive()?;
+        let segment = Segment::create(&self.dir, base, &self.config)?;
+        self.segments.insert(base, segment);
+        tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled new segment");
+        Ok(())
+    }
+
+    /// Returns the bytes to send for a fetch at `offset`; see the crate docs for the bounds.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo, StorageError> {
+        let leo = self.log_end_offset();
+        if offset < self.log_start_offset || offset > leo {
+            return Err(self.out_of_range(offset));
+        }
+        let slice = if offset == leo || offset >= max_offset {
+            None
+        } else {
+            self.slice(offset, max_bytes, max_offset, min_one_batch)?
+        };
+        Ok(ReadInfo {
+            slice,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: leo,
+        })
+    }
+
+    fn slice(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Option<FileSlice>, StorageError> {
+        // The segment holding `offset`, or a later one if it only has earlier batches.
+        for (_, segment) in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset.saturating_add(1)..))
+        {
+            let Some((start, first)) = segment.find_batch(offset, 0)? else {
+                continue;
+            };
+            // Batches reaching max_offset (the high watermark) are not yet visible.
+            if first.last_offset() >= max_offset {
+                return Ok(None);
+            }
+            let end = if max_offset >= segment.next_offset {
+                segment.size
+            } else {
+                match segment.find_batch(max_offset, start)? {
+                    Some((position, _)) => position,
+                    None => segment.size,
+                }
+            };
+            let mut len = (end - start).min(max_bytes as u64);
+            if min_one_batch {
+                len = len.max(first.size());
+            }
+            if len == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(FileSlice {
+                file: segment.log.clone(),
+                position: start,
+                len,
+            }));
+        }
+        Ok(None)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Sets the high watermark, clamped to [log start offset, log end offset].
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+    }
+
+    /// ListOffsets by timestamp: the first record at or after the log start offset whose
+    /// timestamp is >= `timestamp`, as (offset, record timestamp).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        for segment in self.segments.values() {
+            if segment.planner.max_timestamp < timestamp
+                || segment.next_offset <= self.log_start_offset
+            {
+                continue;
+            }
+            let (_, indexed_offset) = segment.time_index.lookup(timestamp);
+            let mut position = segment.offset_index.lookup(indexed_offset).1 as u64;
+            while position < segment.size {
+                let header = segment.read_header(position)?;
+                if header.max_timestamp >= timestamp
+                    && header.last_offset() >= self.log_start_offset
+                {
+                    let found =
+                        self.first_record_matching(segment, position, &header, |_, ts| {
+                            ts >= timestamp
+                        })?;
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                position += header.size();
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decodes a batch and returns (offset, timestamp) of its first record at or after the log
+    /// start offset accepted by `pred`. Under LogAppendTime every record has the batch's time.
+    fn first_record_matching(
+        &self,
+        segment: &Segment,
+        position: u64,
+        header: &BatchHeader,
+        pred: impl Fn(i64, i64) -> bool,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut bytes = Bytes::from(segment.read_batch(position, header)?);
+        let set = RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| StorageError::CorruptRecord(format!("cannot decode stored batch: {e}")))?;
+        for record in set.records {
+            let ts = if header.is_log_append_time() {
+                header.max_timestamp
+            } else {
+                record.timestamp
+            };
+            if record.offset >= self.log_start_offset && pred(record.offset, ts) {
+                return Ok(Some((record.offset, ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (timestamp, offset) of the record with the largest timestamp (ListOffsets -3); `None` for
+    /// an empty log.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let mut best: Option<&Segment> = None;
+        for segment in self.segments.values().filter(|s| s.size > 0) {
+            if best.is_none_or(|b| segment.planner.max_timestamp > b.planner.max_timestamp) {
+                best = Some(segment);
+            }
+        }
+        let segment = best?;
+        let max_ts = segment.planner.max_timestamp;
+        let batch_last_offset = segment.planner.offset_of_max_timestamp;
+        let exact = segment
+            .find_batch(batch_last_offset, 0)
+            .and_then(|found| match found {
+                Some((position, header)) => {
+                    self.first_record_matching(segment, position, &header, |_, ts| ts == max_ts)
+                }
+                None => Ok(None),
+            });
+        match exact {
+            Ok(Some((offset, ts))) => Some((ts, offset)),
+            Ok(None) => Some((max_ts, batch_last_offset)),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), "max timestamp lookup fell back to batch level: {e}");
+                Some((max_ts, batch_last_offset))
+            }
+        }
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the high watermark),
+    /// persists it, and deletes segments that lie wholly below it. Returns the new log start.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        self.ensure_open()?;
+        if offset < 0 || offset > self.high_watermark {
+            return Err(self.out_of_range(offset));
+        }
+        if offset > self.log_start_offset {
+            checkpoint::write_log_start_offset(&self.dir, offset)?;
+            self.log_start_offset = offset;
+            self.delete_segments_below_log_start()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_oldest_segment(&mut self) -> Result<(), StorageError> {
+        if self.segments.len() < 2 {
+            return Ok(());
+        }
+        if let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete_files()?;
+            tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "deleted segment");
+        }
+        self.log_start_offset = self.log_start_offset.max(self.first_segment().base_offset);
+        self.high_watermark = self.high_watermark.max(self.log_start_offset);
+        Ok(())
+    }
+
+    /// The base offset of the segment after the first one, if the first is not the active one.
+    fn second_segment_base(&self) -> Option<i64> {
+        self.segments.keys().nth(1).copied()
+    }
+
+    fn delete_segments_below_log_start(&mut self) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        while self
+            .second_segment_base()
+            .is_some_and(|next| next <= self.log_start_offset)
+        {
+            self.delete_oldest_segment()?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Removes everything at and after `offset`. A batch containing `offset` is removed whole,
+    /// so the new log end offset may be below `offset` if it was not a batch boundary.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.ensure_open()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset.max(self.first_segment().base_offset) {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(&b, _)| b).collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        let active = self.active();
+        if let Some((position, _)) = active.find_batch(offset, 0)? {
+            active.log.set_len(position)?;
+            active.log.sync_all()?;
+        }
+        // Reload from disk: the recovery path rebuilds the indexes and producer state, which now
+        // must forget the truncated batches.
+        let hw = self.high_watermark;
+        self.load(false)?;
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+        Ok(())
+    }
+
+    /// Deletes every segment and restarts the log empty at `offset` (also the new log start).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.ensure_open()?;
+        for segment in std::mem::take(&mut self.segments).into_values() {
+            segment.delete_files()?;
+        }
+        checkpoint::write_log_start_offset(&self.dir, offset)?;
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset, &self.config)?);
+        self.producers.clear();
+        self.log_start_offset = offset;
+        self.high_watermark = offset;
+        Ok(())
+    }
+
+    /// Deletes old closed segments by time and by size (and those below the log start offset).
+    /// The active segment is never deleted. Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        self.ensure_open()?;
+        if !self.config.cleanup_policy_delete {
+            return Ok(0);
+        }
+        let mut deleted = self.delete_segments_below_log_start()?;
+        if let Some(retention_ms) = self.config.retention_ms.filter(|ms| *ms >= 0) {
+            while self.segments.len() > 1
+                && now_ms.saturating_sub(self.first_segment().largest_timestamp()) > retention_ms
+            {
+                self.delete_oldest_segment()?;
+                deleted += 1;
+            }
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let mut excess = self.size_bytes().saturating_sub(retention_bytes);
+            while self.segments.len() > 1 && excess >= self.first_segment().size {
+                excess -= self.first_segment().size;
+                self.delete_oldest_segment()?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Periodic work: time-based flush and time-based roll.
+    pub fn tick(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if self.closed {
+            return Ok(());
+        }
+        if let (Some(interval), Some(since)) =
+            (self.config.flush_interval_ms, self.first_unflushed_ms)
+        {
+            if now_ms.saturating_sub(since) >= interval as i64 {
+                self.flush()?;
+            }
+        }
+        if self.roll_due(now_ms) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the active segment and its indexes (older segments were synced when rolled).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.active().flush()?;
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Replaces the settings; size-related ones apply to segments created from now on.
+    pub fn update_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Total bytes of all segment `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    /// Base offsets of the segments, oldest first (the last is the active segment).
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Number of producer ids with idempotence state.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Raw bytes of every batch from the one containing the log start offset to the log end,
+    /// concatenated (the first batch may hold records below the log start offset). Used to replay
+    /// internal topics such as `__consumer_offsets` at startup; it copies, so not for fetches.
+    pub fn read_all_batches(&self) -> Result<Vec<u8>, StorageError> {
+        let mut out = Vec::new();
+        for segment in self.segments.values() {
+            if segment.next_offset <= self.log_start_offset {
+                continue;
+            }
+            let start = match segment.find_batch(self.log_start_offset, 0)? {
+                Some((position, _)) => position,
+                None => continue,
+            };
+            let from = out.len();
+            out.resize(from + (segment.size - start) as usize, 0);
+            std::os::unix::fs::FileExt::read_exact_at(&*segment.log, &mut out[from..], start)?;
+        }
+        Ok(out)
+    }
+
+    /// Clean shutdown without consuming the log (used by `LogManager::close_all`): flushes,
+    /// seals the active segment and writes the clean-shutdown marker. Later writes fail.
+    pub(crate) fn shutdown(&mut self) -> Result<(), StorageError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.active_mut().become_inactive()?;
+        checkpoint::write_clean_shutdown(&self.dir)?;
+        self.closed = true;
+        Ok(())
+    }
+
+    /// Flushes, trims the indexes and marks the log cleanly shut down.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.shutdown()
+    }
+
+    pub(crate) fn mark_closed(&mut self) {
+        self.closed = true;
+    }
+}

@@ -1,0 +1,465 @@
+//! One segment: a `.log` file of record batches plus its two sparse indexes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE};
+use crate::index::{OffsetIndex, TimeIndex};
+use crate::{LogConfig, StorageError};
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<dir>/<20-digit base offset>.<suffix>`, Kafka's naming.
+pub(crate) fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// Parses `00000000000000000042.log` style names into (base offset, suffix).
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, suffix) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, suffix))
+}
+
+/// Decides where sparse index entries go. Shared by the append path and by index rebuilds, so a
+/// rebuilt index is byte-identical to one written by appends with the same settings.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexPlanner {
+    bytes_since_last_entry: u64,
+    /// Largest batch maxTimestamp in the segment, -1 if none.
+    pub max_timestamp: i64,
+    /// Last offset of the (first) batch holding `max_timestamp`.
+    pub offset_of_max_timestamp: i64,
+    last_time_entry: i64,
+}
+
+type PlannedEntries = (Option<(i64, u32)>, Option<(i64, i64)>);
+
+impl IndexPlanner {
+    fn new(base_offset: i64) -> IndexPlanner {
+        IndexPlanner {
+            bytes_since_last_entry: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            last_time_entry: -1,
+        }
+    }
+
+    /// Like Kafka's `LogSegment.append`: an entry (batch last offset, batch position) once more
+    /// than `interval` bytes were written since the previous one, plus a time entry when the
+    /// segment's max timestamp grew.
+    fn on_batch(&mut self, position: u64, header: &BatchHeader, interval: u32) -> PlannedEntries {
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
+        }
+        let mut planned = (None, None);
+        if self.bytes_since_last_entry > interval as u64 {
+            planned.0 = Some((header.last_offset(), position as u32));
+            planned.1 = self.time_entry();
+            self.bytes_since_last_entry = 0;
+        }
+        self.bytes_since_last_entry += header.size();
+        planned
+    }
+
+    /// The time entry recording the current max timestamp, if it is not recorded yet.
+    fn time_entry(&mut self) -> Option<(i64, i64)> {
+        if self.max_timestamp > self.last_time_entry {
+            self.last_time_entry = self.max_timestamp;
+            Some((self.max_timestamp, self.offset_of_max_timestamp))
+        } else {
+            None
+        }
+    }
+}
+
+/// How much to trust a segment being loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoadMode {
+    /// An older segment: check batch headers; keep its indexes if they match the log.
+    Closed,
+    /// The last segment: always rebuild its (preallocated) indexes; verify every CRC unless the
+    /// log was shut down cleanly.
+    Active { verify_crc: bool },
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub log: Arc<File>,
+    log_path: PathBuf,
+    /// Bytes of complete batches; readers never see past it.
+    pub size: u64,
+    /// Offset after the last batch (the base offset when empty).
+    pub next_offset: i64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub planner: IndexPlanner,
+    /// When the segment got its first batch; drives time-based rolling.
+    pub roll_base_ms: Option<i64>,
+}
+
+/// Buffered positional reads for scanning a file batch by batch without one syscall per header.
+struct Scanner<'a> {
+    file: &'a File,
+    file_len: u64,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl<'a> Scanner<'a> {
+    const CHUNK: usize = 64 * 1024;
+
+    fn new(file: &'a File, file_len: u64) -> Scanner<'a> {
+        Scanner {
+            file,
+            file_len,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// Bytes [pos, pos + len); the caller guarantees they lie within the file.
+    fn bytes(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let cached = pos >= self.start && pos + len as u64 <= self.start + self.buf.len() as u64;
+        if !cached {
+            let want = (len.max(Self::CHUNK) as u64).min(self.file_len - pos) as usize;
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, pos)?;
+            self.start = pos;
+        }
+        let from = (pos - self.start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+}
+
+fn open_log_file(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .open(path)
+}
+
+impl Segment {
+    /// Creates a new empty segment (any stale files with that base offset are replaced).
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+    ) -> Result<Segment, StorageError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let log = open_log_file(&log_path, true)?;
+        let offset_index = OffsetIndex::create(
+            &segment_file(dir, base_offset, INDEX_SUFFIX),
+            base_offset,
+            config.max_index_size,
+        )?;
+        let time_index = TimeIndex::create(
+            &segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
+            base_offset,
+            config.max_index_size,
+        )?;
+        crate::checkpoint::fsync_dir(dir)?;
+        Ok(Segment {
+            base_offset,
+            log: Arc::new(log),
+            log_path,
+            size: 0,
+            next_offset: base_offset,
+            offset_index,
+            time_index,
+            planner: IndexPlanner::new(base_offset),
+            roll_base_ms: None,
+        })
+    }
+
+    /// Opens an existing segment: scans its batches (truncating the file at the first torn or
+    /// corrupt one), feeds every batch header to `on_batch`, and rebuilds indexes as needed.
+    pub fn load(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        mode: LoadMode,
+        now_ms: i64,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<Segment, StorageError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let log = open_log_file(&log_path, false)?;
+        let file_len = log.metadata()?.len();
+        let verify_crc = matches!(mode, LoadMode::Active { verify_crc: true });
+
+        let mut planner = IndexPlanner::new(base_offset);
+        let mut offset_entries = Vec::new();
+        let mut time_entries = Vec::new();
+        let mut next_offset = base_offset;
+        let mut first_batch_timestamp = None;
+        let mut pos = 0u64;
+        let mut scanner = Scanner::new(&log, file_len);
+        let mut problem = None;
+        while pos < file_len {
+            if file_len - pos < HEADER_SIZE as u64 {
+                problem = Some(format!("{} trailing bytes", file_len - pos));
+                break;
+            }
+            let header = match BatchHeader::parse(scanner.bytes(pos, HEADER_SIZE)?)
+                .and_then(|h| h.check_structure().map(|()| h))
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    problem = Some(e.to_string());
+                    break;
+                }
+            };
+            if pos + header.size() > file_len {
+                problem = Some(format!("batch at {pos} is cut short"));
+                break;
+            }
+            if header.base_offset < next_offset {
+                problem = Some(format!(
+                    "batch at {pos} has offset {} below {next_offset}",
+                    header.base_offset
+                ));
+                break;
+            }
+            if verify_crc {
+                if let Err(e) = batch::validate_batch(scanner.bytes(pos, header.size() as usize)?) {
+                    problem = Some(e.to_string());
+                    break;
+                }
+            }
+            let (offset_entry, time_entry) =
+                planner.on_batch(pos, &header, config.index_interval_bytes);
+            offset_entries.extend(offset_entry);
+            time_entries.extend(time_entry);
+            on_batch(&header);
+            first_batch_timestamp.get_or_insert(header.max_timestamp);
+            next_offset = header.last_offset() + 1;
+            pos += header.size();
+        }
+        if let Some(problem) = problem {
+            tracing::warn!(
+                segment = %log_path.display(),
+                position = pos,
+                dropped_bytes = file_len - pos,
+                "truncating log segment at a torn or corrupt batch: {problem}"
+            );
+            log.set_len(pos)?;
+            log.sync_all()?;
+        }
+        // A closed segment records its final max timestamp (see `become_inactive`); recording it
+        // for the active one too keeps every loaded segment's time index complete.
+        time_entries.extend(planner.time_entry());
+
+        let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
+        let time_index_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+        let (offset_index, time_index) = match mode {
+            LoadMode::Active { .. } => (
+                OffsetIndex::rebuild(
+                    &index_path,
+                    base_offset,
+                    &offset_entries,
+                    config.max_index_size as usize / OffsetIndex::ENTRY_SIZE,
+                )?,
+                TimeIndex::rebuild(
+                    &time_index_path,
+                    base_offset,
+                    &time_entries,
+                    config.max_index_size as usize / TimeIndex::ENTRY_SIZE,
+                )?,
+            ),
+            LoadMode::Closed => {
+                let offset_index = match OffsetIndex::open_trimmed(&index_path, base_offset)? {
+                    Some(index) if index.entries() == offset_entries => index,
+                    _ => {
+                        tracing::info!(index = %index_path.display(), "rebuilding offset index");
+                        let index =
+                            OffsetIndex::rebuild(&index_path, base_offset, &offset_entries, 0)?;
+                        index.flush()?;
+                        index
+                    }
+                };
+                let time_index = match TimeIndex::open_trimmed(&time_index_path, base_offset)? {
+                    Some(index) if index.entries() == time_entries => index,
+                    _ => {
+                        tracing::info!(index = %time_index_path.display(), "rebuilding time index");
+                        let index =
+                            TimeIndex::rebuild(&time_index_path, base_offset, &time_entries, 0)?;
+                        index.flush()?;
+                        index
+                    }
+                };
+                (offset_index, time_index)
+            }
+        };
+        let roll_base_ms = first_batch_timestamp.map(|ts| if ts >= 0 { ts } else { now_ms });
+        Ok(Segment {
+            base_offset,
+            log: Arc::new(log),
+            log_path,
+            size: pos,
+            next_offset,
+            offset_index,
+            time_index,
+            planner,
+            roll_base_ms,
+        })
+    }
+
+    pub fn is_index_full(&self) -> bool {
+        self.offset_index.is_full() || self.time_index.is_full()
+    }
+
+    /// Writes already validated and stamped batches (`batches` gives each one's header and range
+    /// within `records`) at the end of the segment with one write.
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        batches: &[(BatchHeader, Range<usize>)],
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        if let Err(e) = self.log.write_all_at(records, self.size) {
+            // Do not leave a partial batch behind a later successful append.
+            if let Err(trunc) = self.log.set_len(self.size) {
+                tracing::error!(segment = %self.log_path.display(), "cannot undo failed write: {trunc}");
+            }
+            return Err(e.into());
+        }
+        for (header, range) in batches {
+            let position = self.size + range.start as u64;
+            let (offset_entry, time_entry) =
+                self.planner
+                    .on_batch(position, header, config.index_interval_bytes);
+            if let Some((offset, pos)) = offset_entry {
+                self.offset_index.append(offset, pos);
+            }
+            if let Some((timestamp, offset)) = time_entry {
+                self.time_index.append(timestamp, offset);
+            }
+            self.next_offset = header.last_offset() + 1;
+        }
+        self.size += records.len() as u64;
+        self.roll_base_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Reads the batch header at `position` (which must be a batch boundary below `size`).
+    pub fn read_header(&self, position: u64) -> Result<BatchHeader, StorageError> {
+        let mut buf = [0u8; HEADER_SIZE];
+        self.log.read_exact_at(&mut buf, position)?;
+        let header = BatchHeader::parse(&buf)?;
+        header.check_structure()?;
+        if position + header.size() > self.size {
+            return Err(StorageError::CorruptRecord(format!(
+                "batch at {position} of {} overruns the segment",
+                self.log_path.display()
+            )));
+        }
+        Ok(header)
+    }
+
+    /// The first batch at or after `from_position` whose last offset is >= `target`, i.e. the
+    /// batch containing `target` or the first one after it.
+    pub fn find_batch(
+        &self,
+        target: i64,
+        from_position: u64,
+    ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        let mut position = from_position.max(self.offset_index.lookup(target).1 as u64);
+        while position < self.size {
+            let header = self.read_header(position)?;
+            if header.last_offset() >= target {
+                return Ok(Some((position, header)));
+            }
+            position += header.size();
+        }
+        Ok(None)
+    }
+
+    /// Reads one whole batch's bytes (for decoding records).
+    pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, StorageError> {
+        let mut buf = vec![0u8; header.size() as usize];
+        self.log.read_exact_at(&mut buf, position)?;
+        Ok(buf)
+    }
+
+    /// The segment's newest timestamp for time retention; like Kafka, the file's modification
+    /// time when no batch carries a timestamp.
+    pub fn largest_timestamp(&self) -> i64 {
+        if self.planner.max_timestamp >= 0 {
+            return self.planner.max_timestamp;
+        }
+        self.log
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// Seals the segment when a newer one takes over (or at shutdown): records the final max
+    /// timestamp, trims the indexes to their real size and makes everything durable.
+    pub fn become_inactive(&mut self) -> Result<(), StorageError> {
+        if let Some((timestamp, offset)) = self.planner.time_entry() {
+            self.time_index.append(timestamp, offset);
+        }
+        self.offset_index.trim()?;
+        self.time_index.trim()?;
+        self.flush()
+    }
+
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.log.sync_data()?;
+        self.offset_index.flush()?;
+        self.time_index.flush()?;
+        Ok(())
+    }
+
+    /// Removes the segment's files, the log first so a crash in between leaves only orphan
+    /// index files, which the next open deletes.
+    pub fn delete_files(&self) -> Result<(), StorageError> {
+        for path in [
+            self.log_path.as_path(),
+            self.offset_index.path(),
+            self.time_index.path(),
+        ] {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_file_names_round_trip() {
+        let dir = Path::new("/x");
+        let p = segment_file(dir, 42, LOG_SUFFIX);
+        assert_eq!(p, Path::new("/x/00000000000000000042.log"));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_segment_file_name(name), Some((42, "log")));
+        assert_eq!(parse_segment_file_name("42.log"), None);
+        assert_eq!(parse_segment_file_name("meta.properties"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.timeindex"),
+            Some((42, "timeindex"))
+        );
+    }
+}
