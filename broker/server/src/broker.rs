@@ -45,7 +45,7 @@ impl Broker {
             config.node_id,
             cluster_id.or(config.cluster_id.as_deref()),
         )?;
-        let defaults = log_config_from(&config.log_defaults());
+        let defaults = log_config_from(&config.log);
         let logs = Arc::new(LogManager::open(&dirs, defaults.clone())?);
 
         let metadata_log = logs.get_or_create(
@@ -65,10 +65,10 @@ impl Broker {
         let advertised = config
             .client_listeners()
             .first()
-            .map(|l| config.advertised_for(&l.name))
+            .and_then(|l| config.advertised_for(&l.name))
             .ok_or_else(|| Error::Config {
                 key: "listeners".into(),
-                message: "no client listener (every listener is a controller listener)".into(),
+                message: "no advertised client listener (every listener is a controller listener)".into(),
             })?;
         let advertised = (advertised.host.clone(), advertised.port as i32);
 
@@ -78,10 +78,10 @@ impl Broker {
         });
         let groups = GroupCoordinator::new(
             GroupConfig {
-                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
-                min_session_timeout_ms: config.group_min_session_timeout_ms,
-                max_session_timeout_ms: config.group_max_session_timeout_ms,
-                offsets_retention_ms: config.offsets_retention_minutes * 60_000,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms.into(),
+                min_session_timeout_ms: clamp_i32(config.group_min_session_timeout_ms),
+                max_session_timeout_ms: clamp_i32(config.group_max_session_timeout_ms),
+                offsets_retention_ms: (config.offsets_retention_minutes * 60_000) as i64,
                 num_offsets_partitions: config.offsets_topic_num_partitions,
             },
             offsets_log,
@@ -166,7 +166,7 @@ impl Broker {
 
     /// The log settings of a topic: broker defaults with the topic's overrides on top.
     pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, Error> {
-        let merged = crate::config::topic_log_defaults(&self.config.log_defaults(), overrides)?;
+        let merged = crate::config::topic_log_defaults(&self.config.log, overrides)?;
         Ok(log_config_from(&merged))
     }
 
@@ -176,6 +176,10 @@ impl Broker {
             partition,
         })
     }
+}
+
+fn clamp_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 pub fn log_config_from(d: &crate::config::LogDefaults) -> LogConfig {
@@ -241,7 +245,7 @@ pub async fn run(config: BrokerConfig, cluster_id: Option<String>) -> Result<(),
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let mut servers = Vec::new();
-    for listener in broker.config.client_listeners() {
+    for listener in broker.config.client_listeners().into_iter().cloned().collect::<Vec<_>>() {
         let socket = bind(&listener).await?;
         info!(listener = %listener.name, address = %socket.local_addr()?, "listening");
         servers.push(tokio::spawn(network::serve(

@@ -52,6 +52,13 @@ pub enum Error {
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+
+    #[error(transparent)]
+    Storage(#[from] sluice_storage::StorageError),
+
+    /// The metadata log holds something this broker cannot read or write.
+    #[error("{0}")]
+    Metadata(String),
 }
 
 impl Error {

@@ -121,18 +121,18 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i1
             results.push(fail(result, ResponseError::InvalidConfig, e.to_string()));
             continue;
         }
-        result.num_partitions = partitions;
-        result.replication_factor = replication;
         if version >= 5 {
+            result.num_partitions = partitions;
+            result.replication_factor = replication;
             result.configs = Some(
-                crate::config::describe_topic_config(&broker.config.log_defaults(), &configs)
+                crate::config::describe_topic_config(&broker.config, &configs)
                     .into_iter()
                     .map(|e| {
                         CreatableTopicConfigs::default()
                             .with_name(StrBytes::from_string(e.name))
                             .with_value(e.value.map(StrBytes::from_string))
                             .with_read_only(e.read_only)
-                            .with_config_source(e.source.code())
+                            .with_config_source(e.source.kafka_id())
                             .with_is_sensitive(e.sensitive)
                     })
                     .collect(),
@@ -161,7 +161,9 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i1
         match created {
             Ok(()) => {
                 tracing::info!(topic = %name, partitions, "created topic");
-                result.topic_id = id;
+                if version >= 7 {
+                    result.topic_id = id;
+                }
                 results.push(result);
             }
             Err(e) => results.push(fail(result, ResponseError::KafkaStorageError, e.to_string())),
@@ -206,11 +208,15 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
             }
             Some(t) if t.internal => {
                 result.error_code = ResponseError::InvalidTopicException.code();
-                result.error_message = msg(format!("internal topic {} cannot be deleted", t.name));
+                if version >= 5 {
+                    result.error_message = msg(format!("internal topic {} cannot be deleted", t.name));
+                }
             }
             Some(t) => {
                 result.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
-                result.topic_id = t.id;
+                if version >= 6 {
+                    result.topic_id = t.id;
+                }
                 let deleted = broker
                     .metadata
                     .commit(&[MetadataRecord::TopicDeleted {
@@ -228,8 +234,8 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
                 match deleted {
                     Ok(()) => tracing::info!(topic = %t.name, "deleted topic"),
                     Err(e) => {
+                        tracing::error!(topic = %t.name, error = %e, "deleting topic failed");
                         result.error_code = ResponseError::KafkaStorageError.code();
-                        result.error_message = msg(e.to_string());
                     }
                 }
             }

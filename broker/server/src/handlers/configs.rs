@@ -42,7 +42,7 @@ pub fn describe_configs(
                 RESOURCE_TOPIC => {
                     let overrides = broker.metadata.image().topics.get(&name).map(|t| t.configs.clone());
                     match overrides {
-                        Some(o) => describe_topic_config(&broker.config.log_defaults(), &o),
+                        Some(o) => describe_topic_config(&broker.config, &o),
                         None => {
                             return result
                                 .with_error_code(ResponseError::UnknownTopicOrPartition.code())
@@ -74,7 +74,7 @@ pub fn describe_configs(
                 .filter(|e| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
                 .map(|e| {
                     DescribeConfigsResourceResult::default()
-                        .with_config_source(e.source.code())
+                        .with_config_source(e.source.kafka_id())
                         .with_name(StrBytes::from_string(e.name))
                         .with_value(e.value.map(StrBytes::from_string))
                         .with_read_only(e.read_only)

@@ -15,7 +15,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16) -> ListOffsetsResponse {
+pub fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -25,11 +25,13 @@ pub fn list_offsets(broker: &Arc<Broker>, req: ListOffsetsRequest, _version: i16
                 .partitions
                 .iter()
                 .map(|p| {
-                    let resp = ListOffsetsPartitionResponse::default()
+                    let mut resp = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
-                        .with_offset(-1)
-                        .with_leader_epoch(0);
+                        .with_offset(-1);
+                    if version >= 4 {
+                        resp.leader_epoch = 0;
+                    }
                     let Some(log) = broker.log(&name, p.partition_index) else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -62,17 +62,22 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     }
 
     let (host, port) = &broker.advertised;
-    MetadataResponse::default()
+    let mut resp = MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()
                 .with_node_id(node)
                 .with_host(StrBytes::from_string(host.clone()))
                 .with_port(*port),
         ])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(node)
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED)
+        .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED);
+    if version >= 1 {
+        resp.controller_id = node;
+    }
+    if version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+    }
+    resp
 }
 
 fn topic_entry(t: &TopicMeta, node: BrokerId, version: i16) -> MetadataResponseTopic {
@@ -81,14 +86,14 @@ fn topic_entry(t: &TopicMeta, node: BrokerId, version: i16) -> MetadataResponseT
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(node)
-                .with_leader_epoch(0)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
         })
         .collect();
     let mut entry = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
-        .with_is_internal(t.internal)
+        .with_is_internal(t.internal && version >= 1)
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED);
     if version >= 10 {

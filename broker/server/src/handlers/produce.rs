@@ -11,7 +11,7 @@ use super::storage_error_code;
 use crate::broker::{Broker, now_ms};
 
 /// Append each partition's batches. `None` for acks=0, which gets no answer.
-pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     let transactional = req.transactional_id.is_some();
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -53,6 +53,13 @@ pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, _version: i16) -
                 }
             } else {
                 resp.error_code = ResponseError::UnknownTopicOrPartition.code();
+            }
+            // Fields this version does not carry must stay at their defaults or the encoder refuses them.
+            if version < 5 {
+                resp.log_start_offset = -1;
+            }
+            if version < 8 {
+                resp.error_message = None;
             }
             partitions.push(resp);
         }
