@@ -1,1 +1,2 @@
 //! sluice-server
+pub mod group;
