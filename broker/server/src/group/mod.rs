@@ -1,0 +1,71 @@
+//! Group coordinator for Kafka's classic consumer group protocol (JoinGroup/SyncGroup/Heartbeat/
+//! LeaveGroup) and committed offsets, persisted to `__consumer_offsets` in Kafka's record format.
+//!
+//! One node coordinates every group for now; groups are still mapped to `__consumer_offsets`
+//! partitions exactly as Kafka does so that a later Raft cluster can own those partitions.
+
+mod coordinator;
+mod offsets;
+mod records;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use bytes::{Bytes, BytesMut};
+
+pub use coordinator::GroupCoordinator;
+pub use state::GroupState;
+
+/// Settings of the group coordinator, named after Kafka's broker configs.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout_ms: i32,
+    /// `offsets.retention.minutes` in milliseconds: offsets of empty groups older than this expire.
+    pub offsets_retention_ms: i64,
+    /// `offsets.topic.num.partitions`
+    pub num_offsets_partitions: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            num_offsets_partitions: 50,
+        }
+    }
+}
+
+/// Storage of the `__consumer_offsets` partitions, provided by the broker.
+pub trait OffsetLog: Send + Sync + 'static {
+    /// Append already-encoded record batch bytes (Kafka v2 batch, built with
+    /// `kafka_protocol::records::RecordBatchEncoder`, base offset 0 — the log assigns real
+    /// offsets as it does for produced batches) to partition `partition` of `__consumer_offsets`;
+    /// returns when durable per the broker's policy.
+    fn append(&self, partition: i32, batch: BytesMut) -> Result<(), String>;
+    /// All record batches of that partition, concatenated raw, for replay at startup.
+    fn read_all(&self, partition: i32) -> Result<Bytes, String>;
+}
+
+/// Failures of the group coordinator that are not answered with a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("reading __consumer_offsets partition {partition}: {message}")]
+    LogRead { partition: i32, message: String },
+    #[error("appending to __consumer_offsets partition {partition}: {message}")]
+    LogAppend { partition: i32, message: String },
+    #[error("corrupt __consumer_offsets partition {partition}: {message}")]
+    Corrupt { partition: i32, message: String },
+    #[error("malformed __consumer_offsets record: {0}")]
+    Record(String),
+    #[error("encoding __consumer_offsets record batch: {0}")]
+    Encode(String),
+}
