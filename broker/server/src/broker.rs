@@ -238,72 +238,97 @@ impl OffsetLog for OffsetsLog {
     }
 }
 
-/// Run the broker until SIGTERM or SIGINT, then shut down cleanly: stop accepting, let in-flight requests
-/// finish, flush and close every log.
-pub async fn run(config: BrokerConfig, cluster_id: Option<String>) -> Result<(), Error> {
-    let broker = Broker::open(config, cluster_id.as_deref())?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+/// A running broker: its listeners, its background tasks, and the switch that stops them.
+pub struct Server {
+    pub broker: Arc<Broker>,
+    /// The bound address of each client listener, by listener name (useful with port 0).
+    pub addresses: Vec<(String, std::net::SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    let mut servers = Vec::new();
-    for listener in broker.config.client_listeners().into_iter().cloned().collect::<Vec<_>>() {
-        let socket = bind(&listener).await?;
-        info!(listener = %listener.name, address = %socket.local_addr()?, "listening");
-        servers.push(tokio::spawn(network::serve(
-            socket,
-            listener.name.clone(),
-            broker.clone(),
-            shutdown_rx.clone(),
-        )));
-    }
-
-    let ticker = {
-        let broker = broker.clone();
-        let mut shutdown = shutdown_rx.clone();
-        // Time-based flush and roll need a finer tick than retention; the log itself decides what is due.
-        let period = Duration::from_millis(
-            broker
-                .config
-                .log_retention_check_interval_ms
-                .clamp(10, 1000),
-        );
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(period);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {
-                        let logs = broker.logs.clone();
-                        let _ = tokio::task::spawn_blocking(move || logs.tick(now_ms())).await;
+impl Server {
+    /// Bind the client listeners, open the broker and start serving.
+    pub async fn start(mut config: BrokerConfig, cluster_id: Option<&str>) -> Result<Server, Error> {
+        // Bind first: a listener on port 0 gets its real port here, and clients must be told that one.
+        let mut sockets = Vec::new();
+        for listener in config.client_listeners().into_iter().cloned().collect::<Vec<_>>() {
+            let socket = bind(&listener).await?;
+            let local = socket.local_addr()?;
+            if listener.port == 0 {
+                for adv in config.advertised_listeners.iter_mut() {
+                    if adv.name == listener.name && adv.port == 0 {
+                        adv.port = local.port();
                     }
-                    _ = shutdown.changed() => break,
                 }
             }
+            sockets.push((listener.name.clone(), socket, local));
+        }
+        let broker = Broker::open(config, cluster_id)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut addresses = Vec::new();
+        for (name, socket, local) in sockets {
+            info!(listener = %name, address = %local, "listening");
+            addresses.push((name.clone(), local));
+            tasks.push(tokio::spawn(network::serve(
+                socket,
+                name,
+                broker.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown_rx)));
+        Ok(Server {
+            broker,
+            addresses,
+            shutdown,
+            tasks,
         })
-    };
+    }
 
+    /// Stop accepting, let in-flight requests finish, then flush and close every log.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.broker.groups.shutdown().await;
+        self.broker.logs.close_all()?;
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Retention, time-based flush and time-based roll. The logs decide what is due; this only gives them the time.
+async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms.clamp(10, 1000));
+    let mut interval = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let logs = broker.logs.clone();
+                let _ = tokio::task::spawn_blocking(move || logs.tick(now_ms())).await;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Run the broker until SIGTERM or SIGINT, then shut down cleanly.
+pub async fn run(config: BrokerConfig, cluster_id: Option<String>) -> Result<(), Error> {
+    let server = Server::start(config, cluster_id.as_deref()).await?;
     wait_for_signal().await;
     info!("shutting down: no new connections, finishing in-flight requests");
-    let _ = shutdown_tx.send(true);
-    for server in servers {
-        let _ = server.await;
-    }
-    let _ = ticker.await;
-    broker.groups.shutdown().await;
-    broker.logs.close_all()?;
-    info!("shutdown complete");
-    Ok(())
+    server.shutdown().await
 }
 
 async fn bind(listener: &Listener) -> Result<TcpListener, Error> {
-    let host = if listener.host.is_empty() {
-        "0.0.0.0"
-    } else {
-        listener.host.trim_start_matches('[').trim_end_matches(']')
-    };
-    TcpListener::bind((host, listener.port))
+    TcpListener::bind(listener.bind_address())
         .await
         .map_err(|e| Error::Config {
             key: "listeners".into(),
-            message: format!("cannot listen on {host}:{} ({}): {e}", listener.port, listener.name),
+            message: format!("cannot listen on {} ({}): {e}", listener.bind_address(), listener.name),
         })
 }
 

@@ -1,0 +1,141 @@
+//! Shared by the integration tests: an in-process broker on loopback port 0 and a blocking wire client.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_server::broker::Server;
+use sluice_server::config::BrokerConfig;
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<Server>,
+}
+
+pub fn config(dir: &std::path::Path, extra: &[(&str, &str)]) -> BrokerConfig {
+    let mut props: BTreeMap<String, String> = [
+        ("node.id", "1"),
+        ("process.roles", "broker,controller"),
+        ("listeners", "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"),
+        ("advertised.listeners", "PLAINTEXT://127.0.0.1:0"),
+        ("controller.listener.names", "CONTROLLER"),
+        ("controller.quorum.voters", "1@127.0.0.1:9093"),
+        ("offsets.topic.num.partitions", "3"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    props.insert("log.dirs".into(), dir.display().to_string());
+    for (k, v) in extra {
+        props.insert(k.to_string(), v.to_string());
+    }
+    BrokerConfig::from_properties(&props, &|_| None, "test-host").unwrap()
+}
+
+impl TestBroker {
+    pub fn start(extra: &[(&str, &str)]) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime
+            .block_on(Server::start(config(dir.path(), extra), None))
+            .unwrap();
+        let addr = server.addresses[0].1;
+        TestBroker {
+            addr,
+            dir,
+            runtime: Some(runtime),
+            server: Some(server),
+        }
+    }
+
+    /// Shut down cleanly and hand back the data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let runtime = self.runtime.take().unwrap();
+        runtime
+            .block_on(self.server.take().unwrap().shutdown())
+            .unwrap();
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let (Some(runtime), Some(server)) = (self.runtime.take(), self.server.take()) {
+            let _ = runtime.block_on(server.shutdown());
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Send `body` as `version` and return the decoded answer.
+    pub fn call(&mut self, key: ApiKey, version: i16, body: &RequestKind) -> ResponseKind {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("matrix")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("test cannot encode {key:?} v{version}: {e}"));
+        self.send_frame(&buf);
+        let mut frame = self.read_frame().unwrap_or_else(|e| panic!("{key:?} v{version}: no answer: {e}"));
+        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation, "{key:?} v{version}");
+        ResponseKind::decode(key, &mut frame, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: undecodable answer: {e}"))
+    }
+
+    pub fn send_frame(&mut self, body: &[u8]) {
+        let mut out = (body.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    pub fn read_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+}
