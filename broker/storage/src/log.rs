@@ -573,10 +573,9 @@ impl Log {
         }
         if let (Some(interval), Some(since)) =
             (self.config.flush_interval_ms, self.first_unflushed_ms)
+            && now_ms.saturating_sub(since) >= interval as i64
         {
-            if now_ms.saturating_sub(since) >= interval as i64 {
-                self.flush()?;
-            }
+            self.flush()?;
         }
         if self.roll_due(now_ms) {
             self.roll()?;

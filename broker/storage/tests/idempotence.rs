@@ -1,4 +1,5 @@
 //! Idempotent producer checks: duplicates, sequence gaps, epochs, and state rebuilt on open.
+#![allow(clippy::unwrap_used)] // tests may unwrap (project rule)
 
 mod common;
 

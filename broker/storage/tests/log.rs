@@ -1,4 +1,5 @@
 //! Append/read/roll/retention/truncation behaviour of a single `Log`, on real files.
+#![allow(clippy::unwrap_used)] // tests may unwrap (project rule)
 
 mod common;
 
@@ -227,7 +228,7 @@ fn index_lookups_find_every_offset_across_many_segments() {
     for name in files_with_suffix(dir.path(), ".index") {
         let len = std::fs::metadata(dir.path().join(&name)).unwrap().len();
         if !name.starts_with(&format!("{:020}", segments.last().unwrap())) {
-            assert!(len > 0 && len % 8 == 0, "{name}: {len}");
+            assert!(len > 0 && len.is_multiple_of(8), "{name}: {len}");
         } else {
             assert_eq!(
                 len,

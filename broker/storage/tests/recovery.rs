@@ -1,5 +1,6 @@
 //! Crash recovery: torn tails, garbage, corrupt CRCs, missing or zeroed indexes, and a real
 //! `kill -9` of a writer process.
+#![allow(clippy::unwrap_used)] // tests may unwrap (project rule)
 
 mod common;
 
@@ -99,11 +100,11 @@ fn clean_close_trims_indexes_and_reopens_intact() {
     log.close().unwrap();
     let index_len = file_len(&active_index);
     assert!(
-        index_len > 0 && index_len % 8 == 0 && index_len < 1024,
+        index_len > 0 && index_len.is_multiple_of(8) && index_len < 1024,
         "{index_len}"
     );
     let time_len = file_len(&dir.path().join("00000000000000000000.timeindex"));
-    assert!(time_len > 0 && time_len % 12 == 0, "{time_len}");
+    assert!(time_len > 0 && time_len.is_multiple_of(12), "{time_len}");
     assert!(dir.path().join(".clean-shutdown").exists());
 
     let mut log = Log::open(dir.path(), config).unwrap();
