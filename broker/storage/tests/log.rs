@@ -558,3 +558,22 @@ fn flush_policies_run_without_disturbing_the_log() {
     log.flush().unwrap();
     assert_eq!(read_offsets(&log, 0, 1 << 20), vec![0, 1]);
 }
+
+#[test]
+fn a_full_index_rolls_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        index_interval_bytes: 1,
+        // Room for two offset entries but only one time entry.
+        max_index_size: 16,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config).unwrap();
+    append(&mut log, batch(1, 10), 0);
+    append(&mut log, batch(1, 20), 0); // first index entries: the time index is now full
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    append(&mut log, batch(1, 30), 0);
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    assert_eq!(read_offsets(&log, 0, 1 << 20), vec![0, 1]);
+    assert_eq!(log.offset_for_timestamp(15).unwrap(), Some((1, 20)));
+}
