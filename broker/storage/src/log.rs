@@ -156,8 +156,13 @@ impl Log {
         }
     }
 
-    /// Appends the batches of one produce request (see the crate docs for the checks made).
-    /// Nothing is written unless every batch is valid.
+    /// Appends the batches of one produce request (`records` is the request's raw records field).
+    ///
+    /// Every batch is checked first (magic 2, lengths, CRC-32C, record count, `max_message_bytes`,
+    /// idempotent producer sequence and epoch) and nothing is written unless all pass. Offsets are
+    /// assigned from the log end offset and stamped in place together with `leader_epoch` (and
+    /// the append time under `LogAppendTime`). A retried idempotent batch returns its original
+    /// offsets with `duplicate: true` and writes nothing. The high watermark is not moved.
     pub fn append(
         &mut self,
         records: &mut [u8],
@@ -277,7 +282,13 @@ impl Log {
         Ok(())
     }
 
-    /// Returns the bytes to send for a fetch at `offset`; see the crate docs for the bounds.
+    /// Returns the file range to send for a fetch at `offset`, without copying record bytes.
+    ///
+    /// The slice starts at the batch containing `offset`, stays within one segment, stops before
+    /// the first batch holding any offset >= `max_offset` (pass the high watermark), and is at most
+    /// `max_bytes` long (possibly ending mid-batch) unless `min_one_batch`, which guarantees the
+    /// whole first batch. `offset` outside [log start, log end] is `OffsetOutOfRange`; at the log
+    /// end or at/after `max_offset` the slice is `None`.
     pub fn read(
         &self,
         offset: i64,
@@ -573,10 +584,9 @@ impl Log {
         }
         if let (Some(interval), Some(since)) =
             (self.config.flush_interval_ms, self.first_unflushed_ms)
+            && now_ms.saturating_sub(since) >= interval as i64
         {
-            if now_ms.saturating_sub(since) >= interval as i64 {
-                self.flush()?;
-            }
+            self.flush()?;
         }
         if self.roll_due(now_ms) {
             self.roll()?;

@@ -103,11 +103,9 @@ impl ProducerState {
                     found: epoch,
                 });
             }
-            Some(entry) if epoch > entry.epoch => {
-                if first != 0 {
-                    return Err(out_of_order(0));
-                }
-            }
+            // A new epoch must restart the sequence at 0.
+            Some(entry) if epoch > entry.epoch && first != 0 => return Err(out_of_order(0)),
+            Some(entry) if epoch > entry.epoch => {}
             Some(entry) => {
                 let last = header.last_sequence();
                 if let Some(dup) = entry

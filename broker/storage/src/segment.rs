@@ -232,11 +232,11 @@ impl Segment {
                 ));
                 break;
             }
-            if verify_crc {
-                if let Err(e) = batch::validate_batch(scanner.bytes(pos, header.size() as usize)?) {
-                    problem = Some(e.to_string());
-                    break;
-                }
+            if verify_crc
+                && let Err(e) = batch::validate_batch(scanner.bytes(pos, header.size() as usize)?)
+            {
+                problem = Some(e.to_string());
+                break;
             }
             let (offset_entry, time_entry) =
                 planner.on_batch(pos, &header, config.index_interval_bytes);
