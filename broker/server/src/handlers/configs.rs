@@ -68,7 +68,8 @@ pub fn describe_configs(
                         ))));
                 }
             };
-            let wanted = res.configuration_keys.as_ref();
+            // Null asks for every key; so does an empty list, which no client means as "none".
+            let wanted = res.configuration_keys.as_ref().filter(|k| !k.is_empty());
             let configs = entries
                 .into_iter()
                 .filter(|e| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
