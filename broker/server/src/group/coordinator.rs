@@ -86,7 +86,7 @@ impl GroupCoordinator {
     }
 
     /// Starts the background sweep on first use, from inside the runtime.
-    fn ensure_sweeper(&self) {
+    pub(super) fn ensure_sweeper(&self) {
         if self.shut_down.load(Ordering::Acquire) {
             return;
         }
@@ -607,6 +607,7 @@ impl GroupCoordinator {
         req: DescribeGroupsRequest,
         version: i16,
     ) -> DescribeGroupsResponse {
+        self.ensure_sweeper();
         let groups = self.groups.lock();
         let described = req
             .groups
@@ -636,6 +637,7 @@ impl GroupCoordinator {
     }
 
     pub async fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+        self.ensure_sweeper();
         let states: Vec<String> = if version >= 4 {
             req.states_filter
                 .iter()

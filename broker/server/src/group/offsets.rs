@@ -177,6 +177,7 @@ impl GroupCoordinator {
         req: OffsetCommitRequest,
         version: i16,
     ) -> OffsetCommitResponse {
+        self.ensure_sweeper();
         let group_id = req.group_id.0.to_string();
         let partition = self.partition_for(&group_id);
         let _guard = self.partition_lock(partition).lock().await;
@@ -325,6 +326,7 @@ impl GroupCoordinator {
     }
 
     pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        self.ensure_sweeper();
         if version >= 8 {
             let groups = req
                 .groups
@@ -448,6 +450,7 @@ impl GroupCoordinator {
         req: DeleteGroupsRequest,
         _version: i16,
     ) -> DeleteGroupsResponse {
+        self.ensure_sweeper();
         let mut results = Vec::with_capacity(req.groups_names.len());
         for group_id in &req.groups_names {
             let error = self.delete_group(group_id.0.as_str()).await.err();
