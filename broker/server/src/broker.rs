@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::config::{BrokerConfig, Listener};
 use crate::error::Error;
 use crate::group::{GroupConfig, GroupCoordinator, OffsetLog};
-use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
 use crate::meta_properties;
+use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
 use crate::network;
 
 pub use crate::metadata::now_ms;
@@ -68,7 +68,8 @@ impl Broker {
             .and_then(|l| config.advertised_for(&l.name))
             .ok_or_else(|| Error::Config {
                 key: "listeners".into(),
-                message: "no advertised client listener (every listener is a controller listener)".into(),
+                message: "no advertised client listener (every listener is a controller listener)"
+                    .into(),
             })?;
         let advertised = (advertised.host.clone(), advertised.port as i32);
 
@@ -98,7 +99,10 @@ impl Broker {
         });
         broker.ensure_offsets_topic()?;
         broker.reconcile_logs()?;
-        broker.groups.load().map_err(|e| Error::Metadata(format!("loading consumer offsets: {e}")))?;
+        broker
+            .groups
+            .load()
+            .map_err(|e| Error::Metadata(format!("loading consumer offsets: {e}")))?;
         info!(node_id = broker.node_id, cluster_id = %broker.cluster_id, "broker ready");
         Ok(broker)
     }
@@ -165,7 +169,10 @@ impl Broker {
     }
 
     /// The log settings of a topic: broker defaults with the topic's overrides on top.
-    pub fn topic_log_config(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, Error> {
+    pub fn topic_log_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, Error> {
         let merged = crate::config::topic_log_defaults(&self.config.log, overrides)?;
         Ok(log_config_from(&merged))
     }
@@ -195,7 +202,9 @@ pub fn log_config_from(d: &crate::config::LogDefaults) -> LogConfig {
         max_message_bytes: d.max_message_bytes,
         timestamp_type: match d.timestamp_type {
             crate::config::TimestampType::CreateTime => sluice_storage::TimestampType::CreateTime,
-            crate::config::TimestampType::LogAppendTime => sluice_storage::TimestampType::LogAppendTime,
+            crate::config::TimestampType::LogAppendTime => {
+                sluice_storage::TimestampType::LogAppendTime
+            }
         },
         cleanup_policy_delete: d.cleanup_policy_delete,
     }
@@ -222,7 +231,8 @@ impl OffsetLog for OffsetsLog {
     fn append(&self, partition: i32, mut batch: BytesMut) -> Result<(), String> {
         let log = self.log(partition)?;
         let mut log = log.lock();
-        log.append(&mut batch, 0, now_ms()).map_err(|e| e.to_string())?;
+        log.append(&mut batch, 0, now_ms())
+            .map_err(|e| e.to_string())?;
         let end = log.log_end_offset();
         log.set_high_watermark(end);
         if self.flush_each_commit {
@@ -249,10 +259,18 @@ pub struct Server {
 
 impl Server {
     /// Bind the client listeners, open the broker and start serving.
-    pub async fn start(mut config: BrokerConfig, cluster_id: Option<&str>) -> Result<Server, Error> {
+    pub async fn start(
+        mut config: BrokerConfig,
+        cluster_id: Option<&str>,
+    ) -> Result<Server, Error> {
         // Bind first: a listener on port 0 gets its real port here, and clients must be told that one.
         let mut sockets = Vec::new();
-        for listener in config.client_listeners().into_iter().cloned().collect::<Vec<_>>() {
+        for listener in config
+            .client_listeners()
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             let socket = bind(&listener).await?;
             let local = socket.local_addr()?;
             if listener.port == 0 {
@@ -302,7 +320,12 @@ impl Server {
 
 /// Retention, time-based flush and time-based roll. The logs decide what is due; this only gives them the time.
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms.clamp(10, 1000));
+    let period = Duration::from_millis(
+        broker
+            .config
+            .log_retention_check_interval_ms
+            .clamp(10, 1000),
+    );
     let mut interval = tokio::time::interval(period);
     loop {
         tokio::select! {
@@ -328,14 +351,20 @@ async fn bind(listener: &Listener) -> Result<TcpListener, Error> {
         .await
         .map_err(|e| Error::Config {
             key: "listeners".into(),
-            message: format!("cannot listen on {} ({}): {e}", listener.bind_address(), listener.name),
+            message: format!(
+                "cannot listen on {} ({}): {e}",
+                listener.bind_address(),
+                listener.name
+            ),
         })
 }
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         warn!("cannot install signal handlers; stop the broker with SIGKILL");
         std::future::pending::<()>().await;
         return;

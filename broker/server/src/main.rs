@@ -29,7 +29,10 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let mut value = |flag: &str| it.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = |flag: &str| {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match arg.as_str() {
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -44,7 +47,9 @@ fn parse_args() -> anyhow::Result<Option<Args>> {
             "--log-format" => args.json_logs = value("--log-format")? == "json",
             flag if flag.starts_with('-') => bail!("unknown option {flag}\n{USAGE}"),
             file if args.file.is_none() => args.file = Some(PathBuf::from(file)),
-            extra => bail!("unexpected argument {extra}: only one properties file is taken\n{USAGE}"),
+            extra => {
+                bail!("unexpected argument {extra}: only one properties file is taken\n{USAGE}")
+            }
         }
     }
     Ok(Some(args))
@@ -56,7 +61,10 @@ fn main() -> anyhow::Result<()> {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if args.json_logs {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }

@@ -157,7 +157,11 @@ async fn connection(
                 }
             }
             Response::None => {}
-            Response::Error(code) => stream.write_all(&error_response(correlation_id, code)).await?,
+            Response::Error(code) => {
+                stream
+                    .write_all(&error_response(correlation_id, code))
+                    .await?
+            }
         }
     }
 }

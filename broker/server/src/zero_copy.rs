@@ -24,12 +24,7 @@ pub async fn send_file(stream: &TcpStream, file: &File, position: u64, len: u64)
             // SAFETY: both descriptors are open for the whole call (we hold `stream` and `file` by reference),
             // and `offset` is a valid, exclusively borrowed off_t the kernel updates in place.
             let n = unsafe {
-                libc::sendfile(
-                    stream.as_raw_fd(),
-                    file.as_raw_fd(),
-                    &mut offset,
-                    remaining,
-                )
+                libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, remaining)
             };
             if n < 0 {
                 Err(io::Error::last_os_error())

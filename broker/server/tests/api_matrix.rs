@@ -4,6 +4,8 @@
 //! in a newer field for an older client would close that client's connection. This walks the whole version
 //! table with requests that reach the interesting paths (a real topic with data, a real group).
 
+#![allow(clippy::unwrap_used)] // test support: a failed setup should panic
+
 mod common;
 
 use bytes::{Bytes, BytesMut};
@@ -130,12 +132,18 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         .with_topics(None),
                 ]))
             } else {
-                R::OffsetFetch(OffsetFetchRequest::default().with_group_id(group).with_topics(topics))
+                R::OffsetFetch(
+                    OffsetFetchRequest::default()
+                        .with_group_id(group)
+                        .with_topics(topics),
+                )
             }
         }
         ApiKey::FindCoordinator => {
             if v >= 4 {
-                R::FindCoordinator(FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")]))
+                R::FindCoordinator(
+                    FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")]),
+                )
             } else {
                 R::FindCoordinator(FindCoordinatorRequest::default().with_key(s("g")))
             }
@@ -155,18 +163,37 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
             }
             R::JoinGroup(r)
         }
-        ApiKey::Heartbeat => R::Heartbeat(HeartbeatRequest::default().with_group_id(group).with_member_id(s("nobody"))),
+        ApiKey::Heartbeat => R::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(group)
+                .with_member_id(s("nobody")),
+        ),
         ApiKey::LeaveGroup => {
             if v >= 3 {
-                R::LeaveGroup(LeaveGroupRequest::default().with_group_id(group).with_members(vec![
-                    leave_group_request::MemberIdentity::default().with_member_id(s("nobody")),
-                ]))
+                R::LeaveGroup(
+                    LeaveGroupRequest::default()
+                        .with_group_id(group)
+                        .with_members(vec![
+                            leave_group_request::MemberIdentity::default()
+                                .with_member_id(s("nobody")),
+                        ]),
+                )
             } else {
-                R::LeaveGroup(LeaveGroupRequest::default().with_group_id(group).with_member_id(s("nobody")))
+                R::LeaveGroup(
+                    LeaveGroupRequest::default()
+                        .with_group_id(group)
+                        .with_member_id(s("nobody")),
+                )
             }
         }
-        ApiKey::SyncGroup => R::SyncGroup(SyncGroupRequest::default().with_group_id(group).with_member_id(s("nobody"))),
-        ApiKey::DescribeGroups => R::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![group])),
+        ApiKey::SyncGroup => R::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(group)
+                .with_member_id(s("nobody")),
+        ),
+        ApiKey::DescribeGroups => {
+            R::DescribeGroups(DescribeGroupsRequest::default().with_groups(vec![group]))
+        }
         ApiKey::ListGroups => R::ListGroups(ListGroupsRequest::default()),
         ApiKey::ApiVersions => R::ApiVersions(
             ApiVersionsRequest::default()
@@ -183,19 +210,25 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_name(s("retention.ms"))
                     .with_value(Some(s("60000"))),
             ];
-            R::CreateTopics(CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(5000))
+            R::CreateTopics(
+                CreateTopicsRequest::default()
+                    .with_topics(vec![t])
+                    .with_timeout_ms(5000),
+            )
         }
         ApiKey::DeleteTopics => {
             let name = format!("created-v{}", v + 1);
             if v >= 6 {
                 R::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
-                    delete_topics_request::DeleteTopicState::default().with_name(Some(topic(&name))),
-                ]))
+                        delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(topic(&name))),
+                    ]))
             } else {
                 R::DeleteTopics(DeleteTopicsRequest::default().with_topic_names(vec![topic(&name)]))
             }
         }
-        ApiKey::DeleteRecords => R::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+        ApiKey::DeleteRecords => {
+            R::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
             delete_records_request::DeleteRecordsTopic::default()
                 .with_name(topic("matrix"))
                 .with_partitions(vec![
@@ -203,25 +236,30 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         .with_partition_index(0)
                         .with_offset(0),
                 ]),
-        ])),
+        ]))
+        }
         ApiKey::InitProducerId => R::InitProducerId(
             InitProducerIdRequest::default()
                 .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000),
         ),
-        ApiKey::DescribeConfigs => R::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
+        ApiKey::DescribeConfigs => {
+            R::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
             describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(2)
                 .with_resource_name(s("matrix")),
             describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(4)
                 .with_resource_name(s("1")),
-        ])),
-        ApiKey::CreatePartitions => R::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+        ]))
+        }
+        ApiKey::CreatePartitions => {
+            R::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
             create_partitions_request::CreatePartitionsTopic::default()
                 .with_name(topic("matrix"))
                 .with_count(2 + v as i32),
-        ])),
+        ]))
+        }
         ApiKey::DeleteGroups => R::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("group-v0"))]),
         ),
@@ -258,7 +296,9 @@ fn every_api_answers_every_advertised_version() {
                 .with_replication_factor(1),
         ])),
     );
-    let ResponseKind::CreateTopics(created) = created else { panic!() };
+    let ResponseKind::CreateTopics(created) = created else {
+        panic!()
+    };
     assert_eq!(created.topics[0].error_code, 0);
     let topic_id = created.topics[0].topic_id;
 
@@ -274,13 +314,27 @@ fn every_api_answers_every_advertised_version() {
                 }
                 ResponseKind::Fetch(r) => {
                     let p = &r.responses[0].partitions[0];
-                    assert!(p.error_code == 0 || p.error_code == 1, "Fetch v{v}: {}", p.error_code);
-                    assert!(p.records.is_some(), "Fetch v{v}: records must never be null");
+                    assert!(
+                        p.error_code == 0 || p.error_code == 1,
+                        "Fetch v{v}: {}",
+                        p.error_code
+                    );
+                    assert!(
+                        p.records.is_some(),
+                        "Fetch v{v}: records must never be null"
+                    );
                 }
                 ResponseKind::Metadata(r) => {
-                    assert!(r.topics.iter().any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "matrix")), "Metadata v{v}")
+                    assert!(
+                        r.topics
+                            .iter()
+                            .any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "matrix")),
+                        "Metadata v{v}"
+                    )
                 }
-                ResponseKind::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}"),
+                ResponseKind::CreateTopics(r) => {
+                    assert_eq!(r.topics[0].error_code, 0, "CreateTopics v{v}")
+                }
                 ResponseKind::DeleteTopics(r) => {
                     assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}")
                 }
@@ -291,7 +345,12 @@ fn every_api_answers_every_advertised_version() {
                     assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}")
                 }
                 ResponseKind::DescribeConfigs(r) => {
-                    assert!(r.results.iter().all(|res| res.error_code == 0 && !res.configs.is_empty()), "DescribeConfigs v{v}: {r:?}")
+                    assert!(
+                        r.results
+                            .iter()
+                            .all(|res| res.error_code == 0 && !res.configs.is_empty()),
+                        "DescribeConfigs v{v}: {r:?}"
+                    )
                 }
                 ResponseKind::InitProducerId(r) => {
                     assert_eq!(r.error_code, 0, "InitProducerId v{v}");
@@ -321,11 +380,20 @@ fn too_new_api_versions_gets_the_kip_511_answer_and_connection_survives() {
     let header = kafka_protocol::protocol::Decodable::decode(&mut answer, 0);
     let header: ResponseHeader = header.unwrap();
     assert_eq!(header.correlation_id, 7);
-    let body: ApiVersionsResponse = kafka_protocol::protocol::Decodable::decode(&mut answer, 0).unwrap();
+    let body: ApiVersionsResponse =
+        kafka_protocol::protocol::Decodable::decode(&mut answer, 0).unwrap();
     assert_eq!(body.error_code, 35);
-    assert!(body.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+    assert!(
+        body.api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::Fetch as i16)
+    );
     // Still usable.
-    let ResponseKind::ApiVersions(ok) = client.call(ApiKey::ApiVersions, 3, &request(ApiKey::ApiVersions, 3, uuid::Uuid::nil())) else {
+    let ResponseKind::ApiVersions(ok) = client.call(
+        ApiKey::ApiVersions,
+        3,
+        &request(ApiKey::ApiVersions, 3, uuid::Uuid::nil()),
+    ) else {
         panic!()
     };
     assert_eq!(ok.error_code, 0);

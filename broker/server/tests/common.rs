@@ -1,5 +1,5 @@
 //! Shared by the integration tests: an in-process broker on loopback port 0 and a blocking wire client.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test support: a failed setup should panic
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -23,7 +23,10 @@ pub fn config(dir: &std::path::Path, extra: &[(&str, &str)]) -> BrokerConfig {
     let mut props: BTreeMap<String, String> = [
         ("node.id", "1"),
         ("process.roles", "broker,controller"),
-        ("listeners", "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"),
+        (
+            "listeners",
+            "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+        ),
         ("advertised.listeners", "PLAINTEXT://127.0.0.1:0"),
         ("controller.listener.names", "CONTROLLER"),
         ("controller.quorum.voters", "1@127.0.0.1:9093"),
@@ -97,7 +100,9 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         Client {
             stream,
             correlation: 0,
@@ -118,9 +123,15 @@ impl Client {
         body.encode(&mut buf, version)
             .unwrap_or_else(|e| panic!("test cannot encode {key:?} v{version}: {e}"));
         self.send_frame(&buf);
-        let mut frame = self.read_frame().unwrap_or_else(|e| panic!("{key:?} v{version}: no answer: {e}"));
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation, "{key:?} v{version}");
+        let mut frame = self
+            .read_frame()
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: no answer: {e}"));
+        let header =
+            ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+        assert_eq!(
+            header.correlation_id, self.correlation,
+            "{key:?} v{version}"
+        );
         ResponseKind::decode(key, &mut frame, version)
             .unwrap_or_else(|e| panic!("{key:?} v{version}: undecodable answer: {e}"))
     }

@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, TopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -35,7 +37,11 @@ fn live_brokers(_broker: &Broker) -> i16 {
     1
 }
 
-pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub fn create_topics(
+    broker: &Arc<Broker>,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
         let name = topic.name.0.as_str().to_string();
@@ -89,7 +95,9 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i1
             results.push(fail(
                 result,
                 ResponseError::InvalidPartitions,
-                format!("Number of partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}."),
+                format!(
+                    "Number of partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}."
+                ),
             ));
             continue;
         }
@@ -166,13 +174,21 @@ pub fn create_topics(broker: &Arc<Broker>, req: CreateTopicsRequest, version: i1
                 }
                 results.push(result);
             }
-            Err(e) => results.push(fail(result, ResponseError::KafkaStorageError, e.to_string())),
+            Err(e) => results.push(fail(
+                result,
+                ResponseError::KafkaStorageError,
+                e.to_string(),
+            )),
         }
     }
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub fn delete_topics(
+    broker: &Arc<Broker>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // v6 names topics by name or id in `topics`; older versions list names in `topic_names`.
     let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -209,7 +225,8 @@ pub fn delete_topics(broker: &Arc<Broker>, req: DeleteTopicsRequest, version: i1
             Some(t) if t.internal => {
                 result.error_code = ResponseError::InvalidTopicException.code();
                 if version >= 5 {
-                    result.error_message = msg(format!("internal topic {} cannot be deleted", t.name));
+                    result.error_message =
+                        msg(format!("internal topic {} cannot be deleted", t.name));
                 }
             }
             Some(t) => {
@@ -305,7 +322,11 @@ pub fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub fn delete_records(broker: &Arc<Broker>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+pub fn delete_records(
+    broker: &Arc<Broker>,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()
@@ -319,7 +340,8 @@ pub fn delete_records(broker: &Arc<Broker>, req: DeleteRecordsRequest, _version:
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     let Some(log) = broker.log(&name, p.partition_index) else {
-                        return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let mut log = log.lock();
                     let hw = log.high_watermark();
@@ -358,7 +380,6 @@ pub fn describe_cluster(
     }
     let (host, port) = &broker.advertised;
     resp.with_controller_id(BrokerId(broker.node_id))
-        .with_endpoint_type(if version >= 1 { 1 } else { 0 })
         .with_brokers(vec![
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(broker.node_id))

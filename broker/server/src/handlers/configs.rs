@@ -40,7 +40,12 @@ pub fn describe_configs(
                 .with_resource_name(res.resource_name.clone());
             let entries: Vec<ConfigEntry> = match res.resource_type {
                 RESOURCE_TOPIC => {
-                    let overrides = broker.metadata.image().topics.get(&name).map(|t| t.configs.clone());
+                    let overrides = broker
+                        .metadata
+                        .image()
+                        .topics
+                        .get(&name)
+                        .map(|t| t.configs.clone());
                     match overrides {
                         Some(o) => describe_topic_config(&broker.config, &o),
                         None => {
@@ -58,7 +63,9 @@ pub fn describe_configs(
                 RESOURCE_BROKER => {
                     return result
                         .with_error_code(ResponseError::InvalidRequest.code())
-                        .with_error_message(Some(StrBytes::from_string(format!("Unknown broker {name}"))));
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "Unknown broker {name}"
+                        ))));
                 }
                 other => {
                     return result
@@ -175,4 +182,3 @@ pub fn incremental_alter_configs(
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
-

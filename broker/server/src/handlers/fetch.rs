@@ -35,9 +35,7 @@ pub async fn fetch(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let gathered = gather(broker, &req, version);
-        if gathered.bytes >= min_bytes
-            || gathered.errors
-            || tokio::time::Instant::now() >= deadline
+        if gathered.bytes >= min_bytes || gathered.errors || tokio::time::Instant::now() >= deadline
         {
             return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
         }

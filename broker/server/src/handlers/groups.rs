@@ -27,7 +27,9 @@ pub fn find_coordinator(
             c.with_node_id(BrokerId(-1))
                 .with_port(-1)
                 .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                .with_error_message(Some(StrBytes::from_static_str("transactions are not supported")))
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "transactions are not supported",
+                )))
         }
     };
     if version >= 4 {

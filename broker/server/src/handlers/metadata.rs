@@ -47,12 +47,16 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
                 let entry = match (found, name) {
                     (Some(t), _) => topic_entry(&t, node, version),
                     (None, Some(n)) => match validate_topic_name(&n) {
-                        Err(_) => error_entry(Some(n), id, ResponseError::InvalidTopicException.code()),
+                        Err(_) => {
+                            error_entry(Some(n), id, ResponseError::InvalidTopicException.code())
+                        }
                         Ok(()) if auto_create => match auto_create_topic(broker, &n) {
                             Ok(t) => topic_entry(&t, node, version),
                             Err(code) => error_entry(Some(n), id, code),
                         },
-                        Ok(()) => error_entry(Some(n), id, ResponseError::UnknownTopicOrPartition.code()),
+                        Ok(()) => {
+                            error_entry(Some(n), id, ResponseError::UnknownTopicOrPartition.code())
+                        }
                     },
                     (None, None) => error_entry(None, id, ResponseError::UnknownTopicId.code()),
                 };
@@ -137,6 +141,10 @@ fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16> {
         .cloned()
         .ok_or(ResponseError::UnknownServerError.code())?;
     broker.create_logs(&topic, 0).map_err(storage_error)?;
-    tracing::info!(topic = name, partitions = topic.partitions, "auto-created topic");
+    tracing::info!(
+        topic = name,
+        partitions = topic.partitions,
+        "auto-created topic"
+    );
     Ok(topic)
 }

@@ -21,7 +21,7 @@ use crate::network::ConnectionInfo;
 
 /// What goes back on the connection.
 pub enum Response {
-    Message(ResponseKind),
+    Message(Box<ResponseKind>),
     /// A Fetch answer whose records are sent from the segment files.
     Fetch(FetchResponseLayout<FileSlice>),
     /// Produce with acks=0: Kafka sends nothing back.
@@ -48,9 +48,13 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             None => return Response::None,
         },
         RequestKind::Fetch(r) => {
-            return Response::Fetch(fetch::fetch(broker, r, v, request.header.correlation_id).await);
+            return Response::Fetch(
+                fetch::fetch(broker, r, v, request.header.correlation_id).await,
+            );
         }
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::list_offsets(broker, r, v)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::list_offsets(broker, r, v))
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(produce::init_producer_id(broker, r, v))
         }
@@ -65,24 +69,36 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         ),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(broker.groups.sync_group(r, v).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(broker.groups.heartbeat(r, v).await),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(broker.groups.leave_group(r, v).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(broker.groups.leave_group(r, v).await)
+        }
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(broker.groups.offset_commit(r, v).await)
         }
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(broker.groups.offset_fetch(r, v).await),
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(broker.groups.offset_fetch(r, v).await)
+        }
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(broker.groups.describe_groups(r, v).await)
         }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(broker.groups.list_groups(r, v).await),
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(broker.groups.list_groups(r, v).await)
+        }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(broker.groups.delete_groups(r, v).await)
         }
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(broker, r, v)),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v)),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(broker, r, v))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v))
+        }
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(admin::create_partitions(broker, r, v))
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(broker, r, v)),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(admin::delete_records(broker, r, v))
+        }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v))
         }
@@ -99,7 +115,7 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             return Response::Error(ResponseError::UnsupportedVersion.code());
         }
     };
-    Response::Message(msg)
+    Response::Message(Box::new(msg))
 }
 
 /// The Kafka error code for a storage error.

@@ -11,7 +11,11 @@ use super::storage_error_code;
 use crate::broker::{Broker, now_ms};
 
 /// Append each partition's batches. `None` for acks=0, which gets no answer.
-pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn produce(
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let transactional = req.transactional_id.is_some();
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -30,7 +34,8 @@ pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) ->
                 resp.error_code = ResponseError::InvalidRequiredAcks.code();
             } else if transactional {
                 resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-                resp.error_message = Some(StrBytes::from_static_str("transactions are not supported"));
+                resp.error_message =
+                    Some(StrBytes::from_static_str("transactions are not supported"));
             } else if let Some(log) = known.then(|| broker.log(&name, p.index)).flatten() {
                 // One copy into a buffer we own: the broker stamps the base offset and leader epoch in place.
                 let mut records = p.records.map(|r| r.to_vec()).unwrap_or_default();
@@ -77,7 +82,11 @@ pub async fn produce(broker: &Arc<Broker>, req: ProduceRequest, version: i16) ->
 
 /// Idempotent producers get a fresh id (or, v3+, a bumped epoch for the id they have). Transactions are not
 /// supported yet, so a transactional id is refused.
-pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest, _version: i16) -> InitProducerIdResponse {
+pub fn init_producer_id(
+    broker: &Broker,
+    req: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

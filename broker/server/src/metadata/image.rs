@@ -89,7 +89,10 @@ mod tests {
                 configs: BTreeMap::new(),
                 internal: false,
             },
-            MetadataRecord::PartitionsIncreased { name: "a".into(), partitions: 5 },
+            MetadataRecord::PartitionsIncreased {
+                name: "a".into(),
+                partitions: 5,
+            },
             MetadataRecord::TopicConfigChanged {
                 name: "a".into(),
                 configs: [("retention.ms".to_string(), "1000".to_string())].into(),

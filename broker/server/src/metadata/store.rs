@@ -36,7 +36,10 @@ impl MetadataStore {
             for record in batch.records {
                 let Some(value) = record.value else { continue };
                 let parsed: MetadataRecord = serde_json::from_slice(&value).map_err(|e| {
-                    Error::Metadata(format!("metadata record at offset {} is unreadable: {e}", record.offset))
+                    Error::Metadata(format!(
+                        "metadata record at offset {} is unreadable: {e}",
+                        record.offset
+                    ))
                 })?;
                 image.apply(&parsed);
             }
@@ -137,4 +140,3 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
-
