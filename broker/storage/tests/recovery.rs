@@ -197,33 +197,12 @@ fn orphan_index_files_are_removed_and_foreign_files_ignored() {
     assert_eq!(log.log_end_offset(), 1);
 }
 
-const CHILD_DIR_ENV: &str = "SLUICE_STORAGE_KILL_TEST_DIR";
-
-/// Body of the writer process killed by `kill_9_during_appends_keeps_every_acknowledged_batch`;
-/// ignored in normal runs because it loops until killed.
-#[test]
-#[ignore = "child process of the kill -9 test"]
-fn kill_9_child_writer() {
-    let dir = std::env::var(CHILD_DIR_ENV).unwrap();
-    let config = LogConfig {
-        flush_interval_messages: Some(1),
-        ..small_segments(4096)
-    };
-    let mut log = Log::open(Path::new(&dir), config).unwrap();
-    let mut out = std::io::stdout();
-    for i in 0.. {
-        let info = append(&mut log, batch(1 + i % 4, i as i64), i as i64);
-        writeln!(out, "acked {}", info.last_offset).unwrap();
-        out.flush().unwrap();
-    }
-}
-
 #[test]
 fn kill_9_during_appends_keeps_every_acknowledged_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill_9_child_writer", "--ignored", "--nocapture"])
-        .env(CHILD_DIR_ENV, dir.path())
+    // The writer is a separate binary of this crate (src/bin/crash_writer.rs), so it can really be SIGKILLed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
+        .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
