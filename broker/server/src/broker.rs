@@ -62,16 +62,26 @@ impl Broker {
         )?;
         let metadata = MetadataStore::open(metadata_log)?;
 
-        let advertised = config
-            .client_listeners()
-            .first()
-            .and_then(|l| config.advertised_for(&l.name))
-            .ok_or_else(|| Error::Config {
-                key: "listeners".into(),
-                message: "no advertised client listener (every listener is a controller listener)"
-                    .into(),
-            })?;
-        let advertised = (advertised.host.clone(), advertised.port as i32);
+        // A controller-only node has no client listener; it names itself by its controller listener.
+        let advertised = if config.process_roles.broker {
+            config
+                .client_listeners()
+                .first()
+                .and_then(|l| config.advertised_for(&l.name))
+                .map(|l| (l.host.clone(), l.port as i32))
+                .ok_or_else(|| Error::Config {
+                    key: "advertised.listeners".into(),
+                    message:
+                        "no advertised client listener (every listener is a controller listener)"
+                            .into(),
+                })?
+        } else {
+            config
+                .controller_listeners()
+                .first()
+                .map(|l| (l.host.clone(), l.port as i32))
+                .unwrap_or_default()
+        };
 
         let offsets_log = Arc::new(OffsetsLog {
             logs: logs.clone(),
@@ -97,12 +107,14 @@ impl Broker {
             appended: Notify::new(),
             advertised,
         });
-        broker.ensure_offsets_topic()?;
-        broker.reconcile_logs()?;
-        broker
-            .groups
-            .load()
-            .map_err(|e| Error::Metadata(format!("loading consumer offsets: {e}")))?;
+        if broker.config.process_roles.broker {
+            broker.ensure_offsets_topic()?;
+            broker.reconcile_logs()?;
+            broker
+                .groups
+                .load()
+                .map_err(|e| Error::Metadata(format!("loading consumer offsets: {e}")))?;
+        }
         info!(node_id = broker.node_id, cluster_id = %broker.cluster_id, "broker ready");
         Ok(broker)
     }
@@ -251,7 +263,7 @@ impl OffsetLog for OffsetsLog {
 /// A running broker: its listeners, its background tasks, and the switch that stops them.
 pub struct Server {
     pub broker: Arc<Broker>,
-    /// The bound address of each client listener, by listener name (useful with port 0).
+    /// The bound address of each listener, by listener name (useful with port 0); client listeners first.
     pub addresses: Vec<(String, std::net::SocketAddr)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -265,12 +277,14 @@ impl Server {
     ) -> Result<Server, Error> {
         // Bind first: a listener on port 0 gets its real port here, and clients must be told that one.
         let mut sockets = Vec::new();
-        for listener in config
-            .client_listeners()
-            .into_iter()
-            .cloned()
-            .collect::<Vec<_>>()
-        {
+        let mut to_bind: Vec<Listener> = Vec::new();
+        if config.process_roles.broker {
+            to_bind.extend(config.client_listeners().into_iter().cloned());
+        }
+        if config.process_roles.controller {
+            to_bind.extend(config.controller_listeners().into_iter().cloned());
+        }
+        for listener in to_bind {
             let socket = bind(&listener).await?;
             let local = socket.local_addr()?;
             if listener.port == 0 {
@@ -289,9 +303,11 @@ impl Server {
         for (name, socket, local) in sockets {
             info!(listener = %name, address = %local, "listening");
             addresses.push((name.clone(), local));
+            let controller = broker.config.controller_listener_names.contains(&name);
             tasks.push(tokio::spawn(network::serve(
                 socket,
                 name,
+                controller,
                 broker.clone(),
                 shutdown_rx.clone(),
             )));

@@ -25,12 +25,15 @@ use crate::zero_copy::send_file;
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub listener: String,
+    /// Accepted on a controller listener: only the quorum's own APIs are served there.
+    pub controller: bool,
 }
 
 /// Accept connections until `shutdown` turns true, then wait for the open ones to finish their current request.
 pub async fn serve(
     listener: TcpListener,
     listener_name: String,
+    controller: bool,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -39,7 +42,7 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let info = ConnectionInfo { peer, listener: listener_name.clone() };
+                    let info = ConnectionInfo { peer, listener: listener_name.clone(), controller };
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
                     connections.spawn(async move {

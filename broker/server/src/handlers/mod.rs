@@ -12,7 +12,7 @@ mod produce;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use sluice_protocol::{FetchResponseLayout, Request};
 use sluice_storage::{FileSlice, StorageError};
 
@@ -32,6 +32,11 @@ pub enum Response {
 
 pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Request) -> Response {
     let v = request.version;
+    // The controller listener is for the metadata quorum, not for clients: until the Raft quorum serves its own
+    // APIs there, it answers ApiVersions (probes, clients that dialled the wrong port) and refuses the rest.
+    if conn.controller && request.api_key != ApiKey::ApiVersions {
+        return Response::Error(ResponseError::UnsupportedVersion.code());
+    }
     let client_id = request
         .header
         .client_id

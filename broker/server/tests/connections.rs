@@ -1,0 +1,114 @@
+//! What the network front does with bad input and with the controller listener: bad input closes that one
+//! connection (never the broker), and the broker keeps serving everyone else.
+
+#![allow(clippy::unwrap_used)] // test support: a failed setup should panic
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, RequestKind, ResponseKind,
+};
+
+fn api_versions(client: &mut common::Client) -> i16 {
+    match client.call(
+        ApiKey::ApiVersions,
+        3,
+        &RequestKind::ApiVersions(ApiVersionsRequest::default()),
+    ) {
+        ResponseKind::ApiVersions(r) => r.error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The peer closed the connection: a read returns 0 bytes (or a reset) well before the timeout.
+fn assert_closed(mut stream: TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("connection still open: {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_oversize_and_truncated_requests_close_only_their_connection() {
+    let broker = common::TestBroker::start(&[("socket.request.max.bytes", "1048576")]);
+    let mut good = broker.client();
+    assert_eq!(api_versions(&mut good), 0);
+
+    // Garbage: a plausible length, then bytes that are no request header.
+    let mut garbage = TcpStream::connect(broker.addr).unwrap();
+    garbage.write_all(&[0, 0, 0, 16]).unwrap();
+    garbage.write_all(&[0xff; 16]).unwrap();
+    // An unknown API key gets an error answer with its correlation id (0xffffffff), then the connection goes on;
+    // read that answer, then send bytes too short to be a header.
+    let mut answer = [0u8; 10];
+    garbage.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[4..8], &[0xff; 4]);
+    assert_eq!(i16::from_be_bytes([answer[8], answer[9]]), 35);
+    garbage.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
+    assert_closed(garbage);
+
+    // A length prefix of 2 GB, and one just over socket.request.max.bytes: refused before any allocation.
+    for size in [i32::MAX, 1_048_577, -5] {
+        let mut big = TcpStream::connect(broker.addr).unwrap();
+        big.write_all(&size.to_be_bytes()).unwrap();
+        assert_closed(big);
+    }
+
+    // A Metadata request cut short: the frame says 40 bytes, 20 arrive, then the client goes away.
+    let mut truncated = TcpStream::connect(broker.addr).unwrap();
+    truncated
+        .write_all(&[0, 0, 0, 40, 0, 3, 0, 12, 0, 0, 0, 1])
+        .unwrap();
+    truncated.write_all(&[0u8; 8]).unwrap();
+    drop(truncated);
+
+    // A whole frame whose body does not decode as the API it names.
+    let mut malformed = TcpStream::connect(broker.addr).unwrap();
+    malformed
+        .write_all(&[
+            0, 0, 0, 14, 0, 3, 0, 4, 0, 0, 0, 9, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+        ])
+        .unwrap();
+    assert_closed(malformed);
+
+    // Everyone else was never disturbed.
+    assert_eq!(api_versions(&mut good), 0);
+    let mut fresh = broker.client();
+    assert!(matches!(
+        fresh.call(
+            ApiKey::Metadata,
+            12,
+            &RequestKind::Metadata(MetadataRequest::default())
+        ),
+        ResponseKind::Metadata(_)
+    ));
+}
+
+#[test]
+fn a_controller_only_node_serves_api_versions_on_its_controller_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::TestBroker::start_in(
+        dir,
+        &[
+            ("process.roles", "controller"),
+            ("listeners", "CONTROLLER://127.0.0.1:0"),
+            ("advertised.listeners", ""),
+        ],
+    );
+    let mut client = broker.client();
+    assert_eq!(api_versions(&mut client), 0);
+    // Client APIs are refused with an error answer, not served and not dropped.
+    client.send_frame(&[0, 3, 0, 12, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0]);
+    let answer = client.read_frame().unwrap();
+    assert_eq!(&answer[..4], &5i32.to_be_bytes());
+    assert_eq!(i16::from_be_bytes([answer[4], answer[5]]), 35);
+}
