@@ -40,7 +40,14 @@ pub async fn produce(
                 // One copy into a buffer we own: the broker stamps the base offset and leader epoch in place.
                 let mut records = p.records.map(|r| r.to_vec()).unwrap_or_default();
                 let mut log = log.lock();
-                match log.append(&mut records, 0, now_ms()) {
+                // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the runtime
+                // move other connections off this worker meanwhile. Page-cache appends are too quick to bother.
+                let appended = if log.config().flush_interval_messages.is_some() {
+                    tokio::task::block_in_place(|| log.append(&mut records, 0, now_ms()))
+                } else {
+                    log.append(&mut records, 0, now_ms())
+                };
+                match appended {
                     Ok(info) => {
                         // One replica: everything appended is committed.
                         let end = log.log_end_offset();
