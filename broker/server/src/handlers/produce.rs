@@ -42,12 +42,12 @@ pub async fn produce(
                 let mut log = log.lock();
                 // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the runtime
                 // move other connections off this worker meanwhile. Page-cache appends are too quick to bother.
-                let appended = if log.config().flush_interval_messages.is_some() {
+                let result = if log.config().flush_interval_messages.is_some() {
                     tokio::task::block_in_place(|| log.append(&mut records, 0, now_ms()))
                 } else {
                     log.append(&mut records, 0, now_ms())
                 };
-                match appended {
+                match result {
                     Ok(info) => {
                         // One replica: everything appended is committed.
                         let end = log.log_end_offset();
