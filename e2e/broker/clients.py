@@ -79,6 +79,11 @@ def produce(
     """Produce (key, value[, partition[, timestamp_ms]]) tuples; returns the delivery reports in
     the order the messages were given. Raises if any message failed."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **(conf or {})})
+    # librdkafka parks messages for a topic whose metadata it has not seen yet in an "unassigned"
+    # queue and may interleave them out of order with later ones once metadata arrives: learn the
+    # partitions first so per-key order is the broker's doing alone.
+    md = p.list_topics(topic, timeout=10)
+    assert md.topics[topic].error is None, md.topics[topic].error
     reports: list[Delivered | None] = [None] * len(messages)
     errors: list[str] = []
 
