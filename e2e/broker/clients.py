@@ -231,3 +231,41 @@ def batches_in_log(path: Path) -> list[tuple[int, int, int]]:
         out.append((base, count, attributes & 0x7))
         pos += 12 + length
     return out
+
+
+# -- kafka-python ---------------------------------------------------------------------------------
+
+
+def kp_read(bootstrap: str, topic: str, partition: int, count: int, timeout: float = 60) -> list[Consumed]:
+    """Read `count` records from the start of one partition with kafka-python (assigned, no group)."""
+    from kafka import KafkaConsumer
+    from kafka.structs import TopicPartition as KPTopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        tp = KPTopicPartition(topic, partition)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        out: list[Consumed] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kafka-python read {len(out)} of {count} records from {topic}-{partition}")
+            for records in c.poll(timeout_ms=500).values():
+                out.extend(Consumed(r.partition, r.offset, r.key, r.value, r.timestamp) for r in records)
+        return out
+    finally:
+        c.close()
+
+
+def kp_produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]], **config) -> list[tuple[int, int]]:
+    """Produce (key, value) pairs with kafka-python; returns (partition, offset) per message."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, **config)
+    try:
+        futures = [p.send(topic, key=k, value=v) for k, v in messages]
+        p.flush(timeout=60)
+        return [(md.partition, md.offset) for md in (f.get(timeout=30) for f in futures)]
+    finally:
+        p.close(timeout=10)
