@@ -73,8 +73,14 @@ def test_confluent_admin_topic_lifecycle(broker):
     )
     for f in a.incremental_alter_configs([res]).values():
         f.result(timeout=30)
-    [f] = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
-    described = f.result(timeout=30)
+
+    def described_configs():
+        [f] = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+        d = f.result(timeout=30)
+        return d if all(d[k].value == v for k, v in CONFIGS.items()) else None
+
+    # Apache Kafka applies config changes asynchronously: poll until DescribeConfigs shows them.
+    described = wait_until(described_configs, 30, "altered configs to be described back")
     for k, v in CONFIGS.items():
         assert described[k].value == v, f"{k}: {described[k].value} != {v}"
         assert described[k].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
@@ -133,7 +139,7 @@ def test_java_admin_client(broker):
         f"create-partitions {topic} 6",
         f"create-partitions {topic} 2",
         "alter-config " + topic + " " + " ".join(f"{k}={v}" for k, v in CONFIGS.items()),
-        f"describe-config {topic} " + " ".join(CONFIGS),
+        "await-config " + topic + " " + " ".join(f"{k}={v}" for k, v in CONFIGS.items()),
         "describe-cluster",
         f"delete-topic {topic}",
     ]
@@ -152,7 +158,7 @@ def test_java_admin_client(broker):
     assert r[6]["ok"], pretty
     assert (r[7]["ok"], r[7]["code"]) == (False, INVALID_PARTITIONS)
     assert r[8]["ok"], pretty
-    assert r[9]["configs"] == CONFIGS
+    assert r[9]["ok"] and r[9]["configs"] == CONFIGS, pretty
     assert r[10]["nodes"] == [{"id": 1, "host": "127.0.0.1", "port": broker.port}]
     assert r[10]["cluster_id"]
     assert r[11]["ok"], pretty

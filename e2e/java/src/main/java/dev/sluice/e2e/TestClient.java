@@ -240,7 +240,8 @@ public final class TestClient {
 
     /**
      * create-topic NAME PARTITIONS [validate-only] | describe-topic NAME | create-partitions NAME TOTAL |
-     * alter-config NAME key=value... | describe-config NAME key... | delete-topic NAME | list-topics |
+     * alter-config NAME key=value... | describe-config NAME key... | await-config NAME key=value... |
+     * delete-topic NAME | list-topics |
      * describe-cluster
      */
     private static Json runAdminCommand(Admin admin, String[] c) throws Exception {
@@ -293,6 +294,32 @@ public final class TestClient {
                     values.put(c[i], e == null ? null : e.value());
                 }
                 return new Json().put("ok", true).putRaw("configs", values.toString());
+            }
+            case "await-config" -> {
+                // Config changes reach DescribeConfigs asynchronously on Apache Kafka: poll (bounded).
+                ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, c[1]);
+                Map<String, String> want = new HashMap<>();
+                for (int i = 2; i < c.length; i++) {
+                    String[] kv = c[i].split("=", 2);
+                    want.put(kv[0], kv[1]);
+                }
+                long deadline = System.currentTimeMillis() + ADMIN_TIMEOUT_SECONDS * 1000L;
+                while (true) {
+                    Config cfg = admin.describeConfigs(List.of(res)).all()
+                            .get(ADMIN_TIMEOUT_SECONDS, TimeUnit.SECONDS).get(res);
+                    Json values = new Json();
+                    boolean match = true;
+                    for (Map.Entry<String, String> w : want.entrySet()) {
+                        ConfigEntry e = cfg.get(w.getKey());
+                        String v = e == null ? null : e.value();
+                        values.put(w.getKey(), v);
+                        match &= w.getValue().equals(v);
+                    }
+                    if (match || System.currentTimeMillis() > deadline) {
+                        return new Json().put("ok", match).putRaw("configs", values.toString());
+                    }
+                    Thread.sleep(100);
+                }
             }
             case "delete-topic" -> {
                 admin.deleteTopics(List.of(c[1])).all().get(ADMIN_TIMEOUT_SECONDS, TimeUnit.SECONDS);
