@@ -239,6 +239,9 @@ class KafkaBroker(Broker):
         props = super().properties()
         props.setdefault("transaction.state.log.replication.factor", "1")
         props.setdefault("transaction.state.log.min.isr", "1")
+        # Kafka waits 30 s after start-up before its first retention/flush checks (a testing-only
+        # knob); the suite expects log.retention.check.interval.ms to be the only delay.
+        props.setdefault("log.initial.task.delay.ms", "0")
         return props
 
     @staticmethod
