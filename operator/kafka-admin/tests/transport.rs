@@ -3,9 +3,11 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_kafka_admin::{AdminClient, AdminError, NewTopic};
+use sluice_kafka_admin::{AdminClient, AdminError, ApiKey, NewTopic};
 use support::{Mode, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -200,4 +202,92 @@ async fn broker_restart_on_the_same_port() {
     assert_eq!(topic.partitions.len(), 2);
     admin.delete_topic("durable").await.unwrap();
     server.shutdown().await.unwrap();
+}
+
+/// Answers ApiVersions like a broker that knows ApiVersions only up to v2 and Metadata only up to v3: a newer
+/// ApiVersions gets the v0 UNSUPPORTED_VERSION reply of KIP-511. Counts connections in `accepted`.
+async fn old_broker(accepted: Arc<AtomicUsize>) -> String {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+    use kafka_protocol::protocol::Encodable;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let range = |key: ApiKey, min, max| {
+        ApiVersion::default()
+            .with_api_key(key as i16)
+            .with_min_version(min)
+            .with_max_version(max)
+    };
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                loop {
+                    let mut size = [0u8; 4];
+                    if stream.read_exact(&mut size).await.is_err() {
+                        return;
+                    }
+                    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+                    stream.read_exact(&mut frame).await.unwrap();
+                    let key = i16::from_be_bytes([frame[0], frame[1]]);
+                    let version = i16::from_be_bytes([frame[2], frame[3]]);
+                    assert_eq!(
+                        key,
+                        ApiKey::ApiVersions as i16,
+                        "only ApiVersions is expected"
+                    );
+                    let (resp, encode_as) = if version > 2 {
+                        let resp = ApiVersionsResponse::default()
+                            .with_error_code(35)
+                            .with_api_keys(vec![range(ApiKey::ApiVersions, 0, 2)]);
+                        (resp, 0)
+                    } else {
+                        let resp = ApiVersionsResponse::default().with_api_keys(vec![
+                            range(ApiKey::ApiVersions, 0, 2),
+                            range(ApiKey::Metadata, 0, 3),
+                        ]);
+                        (resp, version)
+                    };
+                    let mut body = frame[4..8].to_vec(); // the correlation id
+                    let mut encoded = bytes::BytesMut::new();
+                    resp.encode(&mut encoded, encode_as).unwrap();
+                    body.extend_from_slice(&encoded);
+                    let mut out = (body.len() as i32).to_be_bytes().to_vec();
+                    out.extend_from_slice(&body);
+                    stream.write_all(&out).await.unwrap();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn old_broker_versions_are_negotiated_down_or_refused_clearly() {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let addr = old_broker(accepted.clone()).await;
+    // Connecting works: ApiVersions falls back to v2 after the v0 refusal.
+    let admin = AdminClient::connect(&addr, "test", Duration::from_secs(2))
+        .await
+        .unwrap();
+
+    // Metadata v0..3 cannot switch off auto-creation: refused before anything is sent.
+    let err = admin.cluster().await.unwrap_err();
+    match &err {
+        AdminError::UnsupportedVersion { api, reason } => {
+            assert_eq!(*api, ApiKey::Metadata);
+            assert!(reason.contains("broker supports 0..3"), "{reason}");
+        }
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    assert!(!err.is_retriable());
+    // An API the broker does not list at all.
+    let err = admin.topic_configs("orders").await.unwrap_err();
+    assert!(
+        matches!(&err, AdminError::UnsupportedVersion { api: ApiKey::DescribeConfigs, reason } if reason.contains("does not offer")),
+        "{err:?}"
+    );
+    // Nothing was sent on the connection, so it was kept.
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
