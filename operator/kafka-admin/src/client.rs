@@ -99,7 +99,9 @@ impl AdminClient {
         let deadline = self.deadline();
         let mut conns = self.lock(deadline).await?;
         let (resp, version) = self
-            .on_bootstrap(&mut conns, deadline, |_| Ok(metadata_request(Some(name))))
+            .on_bootstrap(&mut conns, deadline, |_| {
+                Ok(metadata_request(Some(&[name])))
+            })
             .await?;
         let topic = find(resp.topics, ApiKey::Metadata, name, |t| {
             t.name.as_ref().map(|n| n.0.as_str())
@@ -343,10 +345,9 @@ impl AdminClient {
         deadline: Instant,
     ) -> Result<ClusterInfo, AdminError> {
         let (resp, _) = self
-            .on_bootstrap(conns, deadline, |_| Ok(metadata_request(Some(""))))
-            .await
-            .map(|(r, v)| (cluster_info(&r), v))?;
-        Ok(resp)
+            .on_bootstrap(conns, deadline, |_| Ok(metadata_request(Some(&[]))))
+            .await?;
+        Ok(cluster_info(&resp))
     }
 
     async fn on_bootstrap<R: Request>(
@@ -502,14 +503,13 @@ fn controller_address(dialed: &str, info: &ClusterInfo) -> Option<(i32, String)>
     (addr != dialed).then_some((id, addr))
 }
 
-/// Metadata for the named topic, for all topics (`None`), or for none (`Some("")`, just the cluster).
-fn metadata_request(topic: Option<&str>) -> MetadataRequest {
-    let topics = topic.map(|name| {
-        if name.is_empty() {
-            Vec::new()
-        } else {
-            vec![MetadataRequestTopic::default().with_name(Some(topic_name(name)))]
-        }
+/// Metadata for the named topics, or for all (`None`); no names asks only about the cluster.
+fn metadata_request(topics: Option<&[&str]>) -> MetadataRequest {
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|name| MetadataRequestTopic::default().with_name(Some(topic_name(name))))
+            .collect()
     });
     MetadataRequest::default()
         .with_topics(topics)
