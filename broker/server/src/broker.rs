@@ -45,7 +45,7 @@ impl Broker {
             config.node_id,
             cluster_id.or(config.cluster_id.as_deref()),
         )?;
-        let defaults = log_config_from(&config.log);
+        let defaults = config.log.storage.clone();
         let logs = Arc::new(LogManager::open(&dirs, defaults.clone())?);
 
         let metadata_log = logs.get_or_create(
@@ -186,7 +186,7 @@ impl Broker {
         overrides: &BTreeMap<String, String>,
     ) -> Result<LogConfig, Error> {
         let merged = crate::config::topic_log_defaults(&self.config.log, overrides)?;
-        Ok(log_config_from(&merged))
+        Ok(merged.storage)
     }
 
     pub fn log(&self, topic: &str, partition: i32) -> Option<Arc<Mutex<Log>>> {
@@ -199,27 +199,6 @@ impl Broker {
 
 fn clamp_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
-}
-
-pub fn log_config_from(d: &crate::config::LogDefaults) -> LogConfig {
-    LogConfig {
-        segment_bytes: d.segment_bytes,
-        segment_ms: d.segment_ms,
-        retention_ms: d.retention_ms,
-        retention_bytes: d.retention_bytes,
-        flush_interval_messages: d.flush_interval_messages,
-        flush_interval_ms: d.flush_interval_ms,
-        index_interval_bytes: d.index_interval_bytes,
-        max_index_size: d.max_index_size,
-        max_message_bytes: d.max_message_bytes,
-        timestamp_type: match d.timestamp_type {
-            crate::config::TimestampType::CreateTime => sluice_storage::TimestampType::CreateTime,
-            crate::config::TimestampType::LogAppendTime => {
-                sluice_storage::TimestampType::LogAppendTime
-            }
-        },
-        cleanup_policy_delete: d.cleanup_policy_delete,
-    }
 }
 
 /// `__consumer_offsets` as the group coordinator sees it.

@@ -73,43 +73,20 @@ pub struct HostPort {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    CreateTime,
-    LogAppendTime,
-}
+pub use sluice_storage::{LogConfig, TimestampType};
 
-impl TimestampType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimestampType::CreateTime => "CreateTime",
-            TimestampType::LogAppendTime => "LogAppendTime",
-        }
+fn timestamp_type_name(t: TimestampType) -> &'static str {
+    match t {
+        TimestampType::CreateTime => "CreateTime",
+        TimestampType::LogAppendTime => "LogAppendTime",
     }
 }
 
-/// Per-log settings, either the broker-wide defaults or a topic's effective settings.
-///
-/// Field for field the same as `sluice_storage::LogConfig`, except `min_insync_replicas`, which
-/// the storage layer does not need but produce handling (acks=all) does.
+/// Per-log settings, either the broker-wide defaults or a topic's effective settings: what the storage layer
+/// needs, plus `min.insync.replicas`, which only produce handling (acks=all) reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDefaults {
-    pub segment_bytes: u64,
-    pub segment_ms: Option<u64>,
-    /// `None` = keep forever.
-    pub retention_ms: Option<i64>,
-    /// `None` = no size limit.
-    pub retention_bytes: Option<u64>,
-    /// `None` = leave flushing to the OS.
-    pub flush_interval_messages: Option<u64>,
-    /// `None` = leave flushing to the OS.
-    pub flush_interval_ms: Option<u64>,
-    pub index_interval_bytes: u32,
-    pub max_index_size: u32,
-    pub max_message_bytes: u32,
-    pub timestamp_type: TimestampType,
-    /// Always true: `delete` is the only cleanup policy supported.
-    pub cleanup_policy_delete: bool,
+    pub storage: LogConfig,
     pub min_insync_replicas: i32,
 }
 
@@ -117,17 +94,10 @@ impl Default for LogDefaults {
     /// Kafka's defaults.
     fn default() -> Self {
         LogDefaults {
-            segment_bytes: 1_073_741_824,
-            segment_ms: Some(168 * HOUR_MS as u64),
-            retention_ms: Some(168 * HOUR_MS),
-            retention_bytes: None,
-            flush_interval_messages: None,
-            flush_interval_ms: None,
-            index_interval_bytes: 4096,
-            max_index_size: 10_485_760,
-            max_message_bytes: 1_048_588,
-            timestamp_type: TimestampType::CreateTime,
-            cleanup_policy_delete: true,
+            storage: LogConfig {
+                segment_ms: Some(168 * HOUR_MS as u64),
+                ..LogConfig::default()
+            },
             min_insync_replicas: 1,
         }
     }
@@ -456,9 +426,9 @@ impl BrokerConfig {
         let mut log = LogDefaults::default();
         for def in TOPIC_CONFIGS {
             match def.name {
-                "retention.ms" => log.retention_ms = broker_retention_ms(&v)?,
+                "retention.ms" => log.storage.retention_ms = broker_retention_ms(&v)?,
                 "segment.ms" => {
-                    log.segment_ms = Some(match v.opt_int("log.roll.ms", 1, i64::MAX)? {
+                    log.storage.segment_ms = Some(match v.opt_int("log.roll.ms", 1, i64::MAX)? {
                         Some(ms) => ms as u64,
                         None => (v.int("log.roll.hours", 1, INT_MAX)? * HOUR_MS) as u64,
                     })
@@ -808,23 +778,29 @@ fn apply_log_setting(
     // Long.MAX is Kafka's way of saying "never flush explicitly".
     let unless_max = |v: i64| (v != i64::MAX).then_some(v as u64);
     match name {
-        "cleanup.policy" => log.cleanup_policy_delete = parse_cleanup_policy(error_key, value)?,
-        "flush.messages" => log.flush_interval_messages = unless_max(int(1, i64::MAX)?),
-        "flush.ms" => log.flush_interval_ms = unless_max(int(0, i64::MAX)?),
-        "index.interval.bytes" => log.index_interval_bytes = int(0, INT_MAX)? as u32,
-        "max.message.bytes" => log.max_message_bytes = int(0, INT_MAX)? as u32,
-        "message.timestamp.type" => log.timestamp_type = parse_timestamp_type(error_key, value)?,
+        "cleanup.policy" => {
+            log.storage.cleanup_policy_delete = parse_cleanup_policy(error_key, value)?
+        }
+        "flush.messages" => log.storage.flush_interval_messages = unless_max(int(1, i64::MAX)?),
+        "flush.ms" => log.storage.flush_interval_ms = unless_max(int(0, i64::MAX)?),
+        "index.interval.bytes" => log.storage.index_interval_bytes = int(0, INT_MAX)? as u32,
+        "max.message.bytes" => log.storage.max_message_bytes = int(0, INT_MAX)? as u32,
+        "message.timestamp.type" => {
+            log.storage.timestamp_type = parse_timestamp_type(error_key, value)?
+        }
         "min.insync.replicas" => log.min_insync_replicas = int(1, INT_MAX)? as i32,
-        "retention.bytes" => log.retention_bytes = unlimited_if_minus_one(int(-1, i64::MAX)?),
+        "retention.bytes" => {
+            log.storage.retention_bytes = unlimited_if_minus_one(int(-1, i64::MAX)?)
+        }
         "retention.ms" => {
             let ms = int(-1, i64::MAX)?;
-            log.retention_ms = (ms != -1).then_some(ms);
+            log.storage.retention_ms = (ms != -1).then_some(ms);
         }
         // 14 bytes is Kafka's floor: the overhead of the smallest legacy record.
-        "segment.bytes" => log.segment_bytes = int(14, INT_MAX)? as u64,
+        "segment.bytes" => log.storage.segment_bytes = int(14, INT_MAX)? as u64,
         // An index needs room for at least one 4-byte entry.
-        "segment.index.bytes" => log.max_index_size = int(4, INT_MAX)? as u32,
-        "segment.ms" => log.segment_ms = Some(int(1, i64::MAX)? as u64),
+        "segment.index.bytes" => log.storage.max_index_size = int(4, INT_MAX)? as u32,
+        "segment.ms" => log.storage.segment_ms = Some(int(1, i64::MAX)? as u64),
         _ => return Err(Error::config(name, "unknown topic config")),
     }
     Ok(())
@@ -835,19 +811,23 @@ fn log_setting_text(log: &LogDefaults, name: &str) -> String {
     let or_max = |v: Option<u64>| v.map_or(LONG_MAX.to_owned(), |v| v.to_string());
     match name {
         "cleanup.policy" => "delete".to_owned(),
-        "flush.messages" => or_max(log.flush_interval_messages),
-        "flush.ms" => or_max(log.flush_interval_ms),
-        "index.interval.bytes" => log.index_interval_bytes.to_string(),
-        "max.message.bytes" => log.max_message_bytes.to_string(),
-        "message.timestamp.type" => log.timestamp_type.as_str().to_owned(),
+        "flush.messages" => or_max(log.storage.flush_interval_messages),
+        "flush.ms" => or_max(log.storage.flush_interval_ms),
+        "index.interval.bytes" => log.storage.index_interval_bytes.to_string(),
+        "max.message.bytes" => log.storage.max_message_bytes.to_string(),
+        "message.timestamp.type" => timestamp_type_name(log.storage.timestamp_type).to_owned(),
         "min.insync.replicas" => log.min_insync_replicas.to_string(),
         "retention.bytes" => log
+            .storage
             .retention_bytes
             .map_or("-1".to_owned(), |v| v.to_string()),
-        "retention.ms" => log.retention_ms.map_or("-1".to_owned(), |v| v.to_string()),
-        "segment.bytes" => log.segment_bytes.to_string(),
-        "segment.index.bytes" => log.max_index_size.to_string(),
-        "segment.ms" => or_max(log.segment_ms),
+        "retention.ms" => log
+            .storage
+            .retention_ms
+            .map_or("-1".to_owned(), |v| v.to_string()),
+        "segment.bytes" => log.storage.segment_bytes.to_string(),
+        "segment.index.bytes" => log.storage.max_index_size.to_string(),
+        "segment.ms" => or_max(log.storage.segment_ms),
         _ => String::new(),
     }
 }
@@ -1587,14 +1567,14 @@ mod tests {
         assert_eq!(c.default_replication_factor, 1);
         assert!(c.auto_create_topics_enable);
         assert_eq!(c.log_defaults(), LogDefaults::default());
-        assert_eq!(c.log.segment_bytes, 1_073_741_824);
-        assert_eq!(c.log.retention_ms, Some(604_800_000));
-        assert_eq!(c.log.segment_ms, Some(604_800_000));
-        assert_eq!(c.log.retention_bytes, None);
-        assert_eq!(c.log.flush_interval_messages, None);
-        assert_eq!(c.log.flush_interval_ms, None);
+        assert_eq!(c.log.storage.segment_bytes, 1_073_741_824);
+        assert_eq!(c.log.storage.retention_ms, Some(604_800_000));
+        assert_eq!(c.log.storage.segment_ms, Some(604_800_000));
+        assert_eq!(c.log.storage.retention_bytes, None);
+        assert_eq!(c.log.storage.flush_interval_messages, None);
+        assert_eq!(c.log.storage.flush_interval_ms, None);
         assert_eq!(c.log_retention_check_interval_ms, 300_000);
-        assert_eq!(c.log.max_message_bytes, 1_048_588);
+        assert_eq!(c.log.storage.max_message_bytes, 1_048_588);
         assert_eq!(c.socket_request_max_bytes, 104_857_600);
         assert_eq!(c.offsets_topic_num_partitions, 50);
         assert_eq!(c.offsets_topic_replication_factor, 3);
@@ -1623,38 +1603,40 @@ mod tests {
                 c.auto_create_topics_enable
             }),
             ("log.segment.bytes", "1048576", |c| {
-                c.log.segment_bytes == 1_048_576
+                c.log.storage.segment_bytes == 1_048_576
             }),
             ("log.roll.hours", "2", |c| {
-                c.log.segment_ms == Some(7_200_000)
+                c.log.storage.segment_ms == Some(7_200_000)
             }),
-            ("log.roll.ms", "5000", |c| c.log.segment_ms == Some(5000)),
+            ("log.roll.ms", "5000", |c| {
+                c.log.storage.segment_ms == Some(5000)
+            }),
             ("log.retention.bytes", "1000", |c| {
-                c.log.retention_bytes == Some(1000)
+                c.log.storage.retention_bytes == Some(1000)
             }),
             ("log.flush.interval.messages", "10", |c| {
-                c.log.flush_interval_messages == Some(10)
+                c.log.storage.flush_interval_messages == Some(10)
             }),
             ("log.flush.interval.ms", "250", |c| {
-                c.log.flush_interval_ms == Some(250)
+                c.log.storage.flush_interval_ms == Some(250)
             }),
             ("log.index.interval.bytes", "128", |c| {
-                c.log.index_interval_bytes == 128
+                c.log.storage.index_interval_bytes == 128
             }),
             ("log.index.size.max.bytes", "4096", |c| {
-                c.log.max_index_size == 4096
+                c.log.storage.max_index_size == 4096
             }),
             ("log.retention.check.interval.ms", "1000", |c| {
                 c.log_retention_check_interval_ms == 1000
             }),
             ("log.cleanup.policy", "delete", |c| {
-                c.log.cleanup_policy_delete
+                c.log.storage.cleanup_policy_delete
             }),
             ("log.message.timestamp.type", "LogAppendTime", |c| {
-                c.log.timestamp_type == TimestampType::LogAppendTime
+                c.log.storage.timestamp_type == TimestampType::LogAppendTime
             }),
             ("message.max.bytes", "2000000", |c| {
-                c.log.max_message_bytes == 2_000_000
+                c.log.storage.max_message_bytes == 2_000_000
             }),
             ("min.insync.replicas", "2", |c| {
                 c.log.min_insync_replicas == 2
@@ -1776,7 +1758,7 @@ mod tests {
                 }
             }
             let c = build(&changes).unwrap();
-            assert_eq!(c.log.retention_ms, expected, "{changes:?}");
+            assert_eq!(c.log.storage.retention_ms, expected, "{changes:?}");
         }
     }
 
@@ -2221,7 +2203,7 @@ mod tests {
         .unwrap();
         let c = BrokerConfig::load(Some(&path), &[]).unwrap();
         assert_eq!(
-            (c.num_partitions, c.log.retention_ms),
+            (c.num_partitions, c.log.storage.retention_ms),
             (3, Some(86_400_000))
         );
         let overrides = [
@@ -2230,7 +2212,10 @@ mod tests {
             "num.partitions=6".to_owned(),
         ];
         let c = BrokerConfig::load(Some(&path), &overrides).unwrap();
-        assert_eq!((c.num_partitions, c.log.retention_ms), (6, Some(1000)));
+        assert_eq!(
+            (c.num_partitions, c.log.storage.retention_ms),
+            (6, Some(1000))
+        );
         assert!(c.unknown_keys.is_empty());
     }
 
@@ -2337,16 +2322,18 @@ mod tests {
         assert_eq!(
             log,
             LogDefaults {
-                segment_bytes: 5000,
-                segment_ms: Some(60_000),
-                retention_ms: None,
-                retention_bytes: Some(1000),
-                flush_interval_messages: None,
-                flush_interval_ms: Some(10),
-                max_message_bytes: 100,
-                timestamp_type: TimestampType::LogAppendTime,
+                storage: LogConfig {
+                    segment_bytes: 5000,
+                    segment_ms: Some(60_000),
+                    retention_ms: None,
+                    retention_bytes: Some(1000),
+                    flush_interval_messages: None,
+                    flush_interval_ms: Some(10),
+                    max_message_bytes: 100,
+                    timestamp_type: TimestampType::LogAppendTime,
+                    ..LogDefaults::default().storage
+                },
                 min_insync_replicas: 2,
-                ..LogDefaults::default()
             }
         );
         let bad: BTreeMap<String, String> = [("segment.bytes".to_owned(), "1".to_owned())]
