@@ -275,6 +275,12 @@ static rd_kafka_t *assigned_consumer(const struct args *a, int *parts_out) {
     char group[64];
     snprintf(group, sizeof(group), "rdbench-%ld", (long)getpid());
     set(conf, "group.id", group);
+    /* librdkafka 2.0 stops fetching a partition once its prefetch queue holds queued.min.messages (default
+     * 100000) and then waits a hard-coded second before fetching again (2.1 made this fetch.queue.backoff.ms).
+     * A fast consumer drains 100000 small messages in well under that second, so with the default the figure
+     * is the back-off. Raise both thresholds so they never trigger. */
+    set(conf, "queued.min.messages", "10000000");
+    set(conf, "queued.max.messages.kbytes", "2097151");
     rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, conf);
     rd_kafka_poll_set_consumer(rk);
     int parts = wait_for_topic(rk, a->topic, 0, a->timeout);
