@@ -6,6 +6,7 @@
  *
  *   rdbench version
  *   rdbench create-topic --brokers B --topic T --partitions P
+ *   rdbench delete-topic --brokers B --topic T
  *   rdbench produce      --brokers B --topic T --messages N --size S --acks 1|all [--linger-ms L] [--batch-bytes X]
  *   rdbench consume      --brokers B --topic T --messages N
  *   rdbench latency      --brokers B --topic T --rate R --seconds D --warmup W --size S --acks 1|all [--linger-ms L]
@@ -190,6 +191,35 @@ static int cmd_create_topic(const struct args *a) {
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
     printf("{\"topic\":\"%s\",\"partitions\":%d}\n", a->topic, parts);
+    return 0;
+}
+
+/* ---- delete-topic ---------------------------------------------------------------------------------------- */
+
+static int cmd_delete_topic(const struct args *a) {
+    rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, base_conf(a));
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(a->topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+    if (!ev)
+        die("DeleteTopics: no answer in 60 s");
+    if (rd_kafka_event_error(ev))
+        die("DeleteTopics: %s", rd_kafka_event_error_string(ev));
+    size_t n = 0;
+    const rd_kafka_topic_result_t **topics =
+        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(topics[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            die("DeleteTopics %s: %s", rd_kafka_topic_result_name(topics[i]),
+                rd_kafka_topic_result_error_string(topics[i]));
+    }
+    rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    printf("{\"deleted\":\"%s\"}\n", a->topic);
     return 0;
 }
 
@@ -545,7 +575,7 @@ static int cmd_first_ack(const struct args *a) {
 /* ---- main ------------------------------------------------------------------------------------------------ */
 
 static void usage(void) {
-    fprintf(stderr, "usage: rdbench version|create-topic|produce|consume|latency|first-ack --brokers B --topic T "
+    fprintf(stderr, "usage: rdbench version|create-topic|delete-topic|produce|consume|latency|first-ack --brokers B --topic T "
                     "[--partitions P] [--messages N] [--size S] [--acks 1|all] [--linger-ms L] [--batch-bytes X] "
                     "[--rate R] [--seconds D] [--warmup W] [--timeout T]\n");
     exit(2);
@@ -609,6 +639,8 @@ int main(int argc, char **argv) {
         usage();
     if (!strcmp(a.mode, "create-topic"))
         return cmd_create_topic(&a);
+    if (!strcmp(a.mode, "delete-topic"))
+        return cmd_delete_topic(&a);
     if (!strcmp(a.mode, "produce")) {
         if (a.linger_ms < 0)
             a.linger_ms = DEFAULT_LINGER_MS;
