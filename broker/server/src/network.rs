@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
-use crate::zero_copy::send_file;
+use crate::zero_copy::{send_file, set_cork};
 
 /// What a handler needs to know about the connection a request came in on.
 #[derive(Debug, Clone)]
@@ -150,6 +150,10 @@ async fn connection(
                 stream.write_all(&out).await?;
             }
             Response::Fetch(layout) => {
+                let corked = layout.pieces.len() > 1;
+                if corked {
+                    set_cork(&stream, true)?;
+                }
                 for piece in layout.pieces {
                     match piece {
                         sluice_protocol::Piece::Bytes(bytes) => stream.write_all(&bytes).await?,
@@ -157,6 +161,9 @@ async fn connection(
                             send_file(&stream, &slice.file, slice.position, slice.len).await?
                         }
                     }
+                }
+                if corked {
+                    set_cork(&stream, false)?;
                 }
             }
             Response::None => {}

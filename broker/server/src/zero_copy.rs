@@ -47,3 +47,24 @@ pub async fn send_file(stream: &TcpStream, file: &File, position: u64, len: u64)
     }
     Ok(())
 }
+
+/// Hold back partial TCP segments until `set_cork(false)`: a Fetch response is written as framing, file bytes
+/// and more framing, and with `TCP_NODELAY` each piece would otherwise leave as its own small segment.
+pub fn set_cork(stream: &TcpStream, on: bool) -> io::Result<()> {
+    let value: libc::c_int = on.into();
+    // SAFETY: the descriptor is open (we hold `stream`), and we pass a valid pointer to a c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
