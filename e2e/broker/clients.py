@@ -189,7 +189,7 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
 # -- the Java client ------------------------------------------------------------------------------
 
 
-def java(*args: str, stdin: str | None = None, timeout: float = 120) -> tuple[int, list[dict], str]:
+def java(*args: str, stdin: str | None = None, timeout: float = 100) -> tuple[int, list[dict], str]:
     """Run the e2e Java client; returns (exit status, JSON lines from stdout, stderr)."""
     if not JAVA_CLIENT_JAR.is_file():
         raise FileNotFoundError(f"{JAVA_CLIENT_JAR} missing (run scripts/install-e2e)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,24 @@ import harness
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120]
+
+
+_all_brokers: list[harness.Broker] = []
+
+
+def pytest_configure(config):
+    # A SIGTERM (e.g. from `timeout` in scripts/test) becomes KeyboardInterrupt, so fixtures tear
+    # down and no broker is left running.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def pytest_unconfigure(config):
+    for b in _all_brokers:
+        if b.is_alive() and b.proc is not None:
+            b.proc.kill()
 
 
 def pytest_report_header(config):
@@ -54,6 +73,7 @@ def log_dir() -> Path:
 @pytest.fixture(scope="session")
 def _shared_broker(log_dir):
     b = harness.make_broker("shared", log_dir)
+    _all_brokers.append(b)
     b.start()
     yield b
     b.cleanup()
@@ -84,6 +104,7 @@ def broker_factory(request, log_dir):
         name = _safe(request.node.name) + (f"-{len(made)}" if made else "")
         b = harness.make_broker(name, log_dir, extra_config)
         made.append(b)
+        _all_brokers.append(b)
         request.node._e2e_brokers = getattr(request.node, "_e2e_brokers", []) + [b]
         if start:
             b.start()

@@ -16,9 +16,10 @@ import threading
 import time
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 import kwire
-from clients import create_topic, produce, read_partitions, unique
+from clients import create_topic, read_partitions, unique
 
 CLOSE_TIMEOUT = 10
 
@@ -43,33 +44,52 @@ BAD_FRAMES = {
 
 
 class Traffic:
-    """A well-behaved client producing batches on its own thread while the bad input goes on."""
+    """A well-behaved client on its own thread while the bad input goes on: it produces a batch,
+    then consumes it back with a long-lived consumer, over and over."""
 
     def __init__(self, bootstrap, topic):
         self.bootstrap, self.topic = bootstrap, topic
         self.sent: list[bytes] = []
+        self.received: list[bytes] = []
         self.error: Exception | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
-        n = 0
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": unique("traffic"),
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(self.topic, 0, 0)])
         try:
             while not self.stop.is_set():
-                batch = [(None, f"ok-{n + i}".encode(), 0) for i in range(50)]
-                produce(self.bootstrap, self.topic, batch, timeout=30)
-                self.sent += [v for _, v, _ in batch]
-                n += 50
+                batch = [f"ok-{len(self.sent) + i}".encode() for i in range(50)]
+                for v in batch:
+                    producer.produce(self.topic, value=v, partition=0)
+                if producer.flush(30) != 0:
+                    raise TimeoutError("traffic: produce not acknowledged within 30s")
+                self.sent += batch
+                deadline = time.monotonic() + 30
+                while len(self.received) < len(self.sent):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"traffic: consumed {len(self.received)} of {len(self.sent)}")
+                    msg = consumer.poll(0.2)
+                    if msg is not None:
+                        if msg.error():
+                            raise KafkaException(msg.error())
+                        self.received.append(msg.value())
                 time.sleep(0.05)
-        except Exception as e:  # reported by the test
+        except Exception as e:  # reported by finish()
             self.error = e
+        finally:
+            consumer.close()
 
     def finish(self):
         self.stop.set()
-        self.thread.join(60)
+        self.thread.join(90)
         assert not self.thread.is_alive(), "traffic thread stuck"
         assert self.error is None, f"the well-behaved client failed: {self.error!r}"
+        assert self.sent and self.received == self.sent, "the well-behaved client did not get back what it sent"
 
 
 @pytest.fixture
@@ -79,7 +99,6 @@ def traffic(broker):
     t = Traffic(broker.bootstrap, topic)
     yield t
     t.finish()
-    assert len(t.sent) > 0
     got = read_partitions(broker.bootstrap, topic, [0])
     assert [m.value for m in got] == t.sent, "the well-behaved client's messages were not all stored in order"
     assert broker.is_alive()

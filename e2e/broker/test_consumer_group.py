@@ -2,9 +2,8 @@
 other two take over all 6 after the rebalance and consume everything."""
 
 import threading
-import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError
 
 from clients import create_topic, produce, unique, wait_until
 

@@ -4,7 +4,9 @@ idempotent with acks=all, its consumer uses a group, and its AdminClient manages
 import base64
 from collections import defaultdict
 
-from clients import create_topic, java, read_partitions, unique, wait_until, admin
+from confluent_kafka import Consumer, TopicPartition
+
+from clients import admin, create_topic, java, read_partitions, unique, wait_until
 
 COUNT = 5000
 PARTITIONS = 4
@@ -39,8 +41,6 @@ def test_java_default_idempotent_producer_and_group_consumer(broker):
     assert lines[-1] == {"consumed": COUNT}
     assert sorted(base64.b64decode(r["k"]).decode() for r in got) == sorted(f"k{i}" for i in range(COUNT))
     # Its commit landed: the group's committed offsets are the partitions' ends.
-    from confluent_kafka import Consumer, TopicPartition
-
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
     try:
         committed = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30)

@@ -1,10 +1,9 @@
 """kafka-python: produce, consume in a group (with commits), and its admin client."""
 
+import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
-
-import pytest
 
 from clients import unique, wait_until
 
