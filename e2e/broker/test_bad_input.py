@@ -2,12 +2,15 @@
 nothing else: a client producing and consuming meanwhile is unaffected, and the process lives on.
 
 What Apache Kafka does, and Sluice must do too:
-- a frame it cannot parse (garbage header, unknown API key, unsupported version of any API other
-  than ApiVersions, too-short frame) -> closes the connection without answering;
+- a frame it cannot parse (garbage header, too-short frame) -> closes the connection without answering;
 - a size prefix above socket.request.max.bytes (100 MiB by default) or negative -> closes at once,
   without trying to read (or allocate) the body;
 - ApiVersions at a version it does not support -> answers UNSUPPORTED_VERSION (35) in a v0-format
   response listing at least its ApiVersions range (KIP-511), and the connection stays usable.
+
+Where Sluice differs on purpose: a well-formed request for an unknown API key, or for a version of an API
+it does not serve, names itself (API key, correlation id), so Sluice answers it with UNSUPPORTED_VERSION
+(35) and keeps the connection, instead of dropping it as Kafka does; a client learns what went wrong.
 """
 
 import socket
@@ -19,6 +22,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 import kwire
+from harness import peer_name
 from clients import create_topic, read_partitions, unique
 
 CLOSE_TIMEOUT = 10
@@ -36,6 +40,10 @@ BAD_FRAMES = {
     "size-negative": frame_with_size(-1, b"abc"),
     "size-zero": frame_with_size(0),
     "frame-shorter-than-header": kwire.frame(b"\x00\x03"),
+}
+
+# Well-formed requests the broker does not serve: Sluice answers them, Kafka hangs up.
+UNSERVED_REQUESTS = {
     "unknown-api-key": kwire.frame(kwire.request_header(9999, 0, 5, "bad", False)),
     "metadata-unsupported-version": kwire.frame(
         kwire.request_header(kwire.API_METADATA, 200, 5, "bad", False) + struct.pack(">i", -1)
@@ -111,6 +119,21 @@ def test_bad_frame_closes_only_that_connection(broker, traffic, name):
         assert kwire.wait_closed(sock, CLOSE_TIMEOUT), f"{name}: connection still open after {CLOSE_TIMEOUT}s"
     # The broker still answers on a fresh connection.
     with kwire.connect(broker.bootstrap) as sock:
+        brokers, _ = kwire.metadata(sock)
+        assert [b.node_id for b in brokers] == [1]
+
+
+@pytest.mark.parametrize("name", list(UNSERVED_REQUESTS))
+def test_unserved_request_gets_unsupported_version(broker, traffic, name):
+    with kwire.connect(broker.bootstrap) as sock:
+        sock.sendall(UNSERVED_REQUESTS[name])
+        if peer_name() == "kafka":
+            assert kwire.wait_closed(sock, CLOSE_TIMEOUT), f"{name}: Kafka kept the connection open"
+            return
+        answer = kwire.recv_frame(sock)
+        correlation_id, error_code = struct.unpack(">ih", answer[:6])
+        assert (correlation_id, error_code) == (5, kwire.ERROR_UNSUPPORTED_VERSION)
+        # The same connection goes on serving.
         brokers, _ = kwire.metadata(sock)
         assert [b.node_id for b in brokers] == [1]
 

@@ -32,6 +32,9 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    if raw_key < 0 {
+        return Err(ProtocolError::NotKafka(raw_key));
+    }
     let api_key = ApiKey::try_from(raw_key).map_err(|_| ProtocolError::UnknownApiKey {
         api_key: raw_key,
         correlation_id,
@@ -156,6 +159,14 @@ mod tests {
                 api_key: 9999,
                 correlation_id: 7
             })
+        ));
+    }
+
+    #[test]
+    fn a_negative_api_key_is_not_kafka() {
+        assert!(matches!(
+            parse_request(Bytes::from_static(&[0xff; 16])),
+            Err(ProtocolError::NotKafka(-1))
         ));
     }
 

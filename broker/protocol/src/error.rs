@@ -8,6 +8,9 @@ use kafka_protocol::messages::ApiKey;
 pub enum ProtocolError {
     #[error("frame of {0} bytes is too short for a request header")]
     TooShort(usize),
+    /// A negative API key: no Kafka client sends one, so the stream is not Kafka at all.
+    #[error("API key {0} is not a Kafka API key; not a Kafka client")]
+    NotKafka(i16),
     #[error("unknown API key {api_key}")]
     UnknownApiKey { api_key: i16, correlation_id: i32 },
     #[error("{api_key:?} version {version} is not supported")]

@@ -43,18 +43,24 @@ fn garbage_oversize_and_truncated_requests_close_only_their_connection() {
     let mut good = broker.client();
     assert_eq!(api_versions(&mut good), 0);
 
-    // Garbage: a plausible length, then bytes that are no request header.
+    // Garbage: a plausible length, then bytes that are no request header (API key -1): not a Kafka client.
     let mut garbage = TcpStream::connect(broker.addr).unwrap();
     garbage.write_all(&[0, 0, 0, 16]).unwrap();
     garbage.write_all(&[0xff; 16]).unwrap();
-    // An unknown API key gets an error answer with its correlation id (0xffffffff), then the connection goes on;
-    // read that answer, then send bytes too short to be a header.
-    let mut answer = [0u8; 10];
-    garbage.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer[4..8], &[0xff; 4]);
-    assert_eq!(i16::from_be_bytes([answer[8], answer[9]]), 35);
-    garbage.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
     assert_closed(garbage);
+
+    // A well-formed request for an API that does not exist names itself: it gets UNSUPPORTED_VERSION with its
+    // correlation id, and the connection goes on. Then bytes too short to be a header close it.
+    let mut unknown = TcpStream::connect(broker.addr).unwrap();
+    unknown
+        .write_all(&[0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 42, 0, 0])
+        .unwrap();
+    let mut answer = [0u8; 10];
+    unknown.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[4..8], &42i32.to_be_bytes());
+    assert_eq!(i16::from_be_bytes([answer[8], answer[9]]), 35);
+    unknown.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
+    assert_closed(unknown);
 
     // A length prefix of 2 GB, and one just over socket.request.max.bytes: refused before any allocation.
     for size in [i32::MAX, 1_048_577, -5] {
