@@ -37,6 +37,8 @@ pub const MAX_BROKERS: i32 = 1000;
 
 /// A Sluice cluster run by the operator: dedicated KRaft controllers plus brokers, each role a
 /// StatefulSet.
+// Clippy mistakes the repeated `type_` of separate `printcolumn(...)` entries for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "sluice.dev",
