@@ -2,6 +2,7 @@
 //! should. The rules run in kube-cel, the client-side CEL evaluator with Kubernetes' extension
 //! libraries; a test against a real API server follows separately.
 
+#![allow(clippy::unwrap_used)] // tests: a failed step should panic
 use std::path::PathBuf;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
