@@ -236,12 +236,16 @@ fn is_positive_quantity(q: &str) -> bool {
     let Some(number) = SUFFIXES.iter().find_map(|s| q.strip_suffix(s)) else {
         return false;
     };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let (whole, fraction) = match number.split_once('.') {
+        // "1." and "1.5." are not numbers.
+        Some((_, "")) => return false,
+        Some(parts) => parts,
+        None => (number, ""),
+    };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     !whole.is_empty()
         && digits(whole)
         && digits(fraction)
-        && (number.contains('.') == !fraction.is_empty())
         && whole.bytes().chain(fraction.bytes()).any(|b| b != b'0')
 }
 
