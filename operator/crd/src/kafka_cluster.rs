@@ -248,7 +248,7 @@ pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
 
 /// Where a pod keeps its data: a PersistentVolumeClaim per pod (the default), or an emptyDir
 /// that is lost with the pod (`ephemeral: true`, for tests).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.ephemeral || (!has(self.size) && !has(self.storageClassName))")
     .message("storage: ephemeral storage takes neither size nor storageClassName"))]
@@ -269,6 +269,18 @@ pub struct Storage {
     /// deleted or rescheduled.
     #[serde(default)]
     pub ephemeral: bool,
+}
+
+/// An omitted `storage` is a persistent volume of the default size, spelled out so that writing
+/// the same size explicitly later is not a change (storage cannot change).
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            size: Some(DEFAULT_STORAGE_SIZE.to_owned()),
+            storage_class_name: None,
+            ephemeral: false,
+        }
+    }
 }
 
 /// Observed state of a `KafkaCluster`.
