@@ -1,0 +1,515 @@
+//! Turns a validated cluster into the objects the operator applies. Pure: no client, no clock,
+//! no randomness — the cluster id and the broker count to run are inputs.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use super::properties;
+use super::role::{CONFIG_MOUNT, DATA_MOUNT, PROPERTIES_FILE, Role, bootstrap_service_name};
+use super::validate::{ValidCluster, ValidRole, ValidStorage};
+use crate::error::Error;
+
+/// Pod-template annotation holding the SHA-256 of the role's `server.properties`.
+pub const CONFIG_HASH_ANNOTATION: &str = "sluice.dev/config-hash";
+/// The non-root user and group of the broker image.
+pub const RUN_AS: i64 = 65532;
+const CONTAINER_NAME: &str = "sluice";
+const CONFIG_VOLUME: &str = "config";
+const DATA_VOLUME: &str = "data";
+
+/// Everything the operator applies for one cluster, in apply order: configuration and
+/// Services before the StatefulSets whose pods need them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub config_maps: Vec<ConfigMap>,
+    pub services: Vec<Service>,
+    pub pod_disruption_budgets: Vec<PodDisruptionBudget>,
+    pub stateful_sets: Vec<StatefulSet>,
+}
+
+impl Desired {
+    /// Every object as JSON (with `apiVersion` and `kind`), in apply order.
+    pub fn to_json(&self) -> Result<Vec<serde_json::Value>, Error> {
+        fn push<T: Serialize>(out: &mut Vec<serde_json::Value>, items: &[T]) -> Result<(), Error> {
+            for item in items {
+                out.push(serde_json::to_value(item).map_err(|e| Error::json("object", e))?);
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        push(&mut out, &self.config_maps)?;
+        push(&mut out, &self.services)?;
+        push(&mut out, &self.pod_disruption_budgets)?;
+        push(&mut out, &self.stateful_sets)?;
+        Ok(out)
+    }
+}
+
+/// The objects for `cluster`. `broker_replicas` is how many brokers the StatefulSet should run:
+/// normally `cluster.brokers.replicas`, but more while a scale-down is blocked.
+pub fn build(cluster: &ValidCluster, cluster_id: &str, broker_replicas: i32) -> Desired {
+    let mut desired = Desired {
+        config_maps: Vec::new(),
+        services: Vec::new(),
+        pod_disruption_budgets: Vec::new(),
+        stateful_sets: Vec::new(),
+    };
+    for role in Role::ALL {
+        let (spec, replicas) = match role {
+            Role::Controller => (&cluster.controllers, cluster.controllers.replicas),
+            Role::Broker => (&cluster.brokers, broker_replicas),
+        };
+        let text = properties::render(cluster, role, cluster_id);
+        let hash = properties::hash(&text);
+        desired.config_maps.push(config_map(cluster, role, text));
+        desired.services.push(headless_service(cluster, role));
+        desired.pod_disruption_budgets.push(pdb(cluster, role));
+        desired
+            .stateful_sets
+            .push(stateful_set(cluster, role, spec, replicas, &hash));
+    }
+    desired.services.push(bootstrap_service(cluster));
+    desired
+}
+
+fn metadata(cluster: &ValidCluster, name: String, role: Role) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(cluster.namespace.clone()),
+        labels: Some(role.labels(&cluster.name)),
+        owner_references: cluster.owner.clone().map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn config_map(cluster: &ValidCluster, role: Role, text: String) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(cluster, role.config_map_name(&cluster.name), role),
+        data: Some(BTreeMap::from([(PROPERTIES_FILE.to_owned(), text)])),
+        ..ConfigMap::default()
+    }
+}
+
+fn service_port(role: Role) -> ServicePort {
+    ServicePort {
+        name: Some(role.port_name().to_owned()),
+        port: role.port(),
+        target_port: Some(IntOrString::String(role.port_name().to_owned())),
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
+    }
+}
+
+/// Gives each pod a stable DNS name. Not-ready pods are published too: controllers must find
+/// each other to form the quorum before any is ready, and a broker must resolve its own
+/// advertised name while it starts.
+fn headless_service(cluster: &ValidCluster, role: Role) -> Service {
+    Service {
+        metadata: metadata(cluster, role.headless_service_name(&cluster.name), role),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(role.selector_labels(&cluster.name)),
+            ports: Some(vec![service_port(role)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// The one address clients need; it balances over ready brokers only.
+fn bootstrap_service(cluster: &ValidCluster) -> Service {
+    let role = Role::Broker;
+    Service {
+        metadata: metadata(cluster, bootstrap_service_name(&cluster.name), role),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(role.selector_labels(&cluster.name)),
+            ports: Some(vec![service_port(role)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn pdb(cluster: &ValidCluster, role: Role) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: metadata(cluster, role.pdb_name(&cluster.name), role),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(role.selector_labels(&cluster.name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn tcp_probe(role: Role, initial_delay: i32, period: i32, failures: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(role.port_name().to_owned()),
+            ..TCPSocketAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn stateful_set(
+    cluster: &ValidCluster,
+    role: Role,
+    spec: &ValidRole,
+    replicas: i32,
+    config_hash: &str,
+) -> StatefulSet {
+    let name = &cluster.name;
+    let container = Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(cluster.image.clone()),
+        args: Some(vec![format!("{CONFIG_MOUNT}/{PROPERTIES_FILE}")]),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some(role.port_name().to_owned()),
+            container_port: role.port(),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(tcp_probe(role, 5, 5, 3)),
+        // Generous: a broker recovering a large log after a crash must not be killed for it.
+        liveness_probe: Some(tcp_probe(role, 30, 10, 6)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: CONFIG_VOLUME.to_owned(),
+                mount_path: CONFIG_MOUNT.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: DATA_VOLUME.to_owned(),
+                mount_path: DATA_MOUNT.to_owned(),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+
+    let mut volumes = vec![Volume {
+        name: CONFIG_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: role.config_map_name(name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut claims = None;
+    match &spec.storage {
+        ValidStorage::Ephemeral => volumes.push(Volume {
+            name: DATA_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        }),
+        ValidStorage::Persistent {
+            size,
+            storage_class_name,
+        } => {
+            claims = Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(DATA_VOLUME.to_owned()),
+                    labels: Some(role.labels(name)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(size.clone()),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]);
+        }
+    }
+
+    let pod_spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            ..PodSecurityContext::default()
+        }),
+        // Time for a broker to flush and hand over leadership before it is killed.
+        termination_grace_period_seconds: Some(60),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        ..PodSpec::default()
+    };
+
+    StatefulSet {
+        metadata: metadata(cluster, role.statefulset_name(name), role),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(role.headless_service_name(name)),
+            // Controllers must all start together to elect a leader; brokers start one by
+            // one so that a bad image or config stops at the first pod.
+            pod_management_policy: Some(
+                match role {
+                    Role::Controller => "Parallel",
+                    Role::Broker => "OrderedReady",
+                }
+                .to_owned(),
+            ),
+            selector: LabelSelector {
+                match_labels: Some(role.selector_labels(name)),
+                ..LabelSelector::default()
+            },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(role.labels(name)),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        config_hash.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: claims,
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka_cluster::validate::validate;
+    use crate::yaml::to_multi_doc;
+    use sluice_crd::{KafkaCluster, KafkaClusterSpec};
+
+    const CLUSTER_ID: &str = "MkU3OEVBNTcwNTJENDM2Qg";
+
+    fn valid(name: &str, spec: serde_json::Value) -> ValidCluster {
+        let spec: KafkaClusterSpec = serde_json::from_value(spec).unwrap();
+        let mut kc = KafkaCluster::new(name, spec);
+        kc.metadata.namespace = Some("kafka".to_owned());
+        kc.metadata.uid = Some("6f1e2d3c-0000-4000-8000-000000000001".to_owned());
+        validate(&kc, "sluice-broker:test", "default").unwrap()
+    }
+
+    fn one_controller() -> ValidCluster {
+        valid(
+            "small",
+            serde_json::json!({
+                "controllers": {"replicas": 1, "storage": {"ephemeral": true}},
+                "brokers": {"replicas": 1, "storage": {"ephemeral": true}},
+            }),
+        )
+    }
+
+    fn three_controllers() -> ValidCluster {
+        valid(
+            "prod",
+            serde_json::json!({
+                "image": "registry.example/sluice-broker:1.2.3",
+                "controllers": {
+                    "replicas": 3,
+                    "storage": {"size": "5Gi"},
+                    "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
+                },
+                "brokers": {
+                    "replicas": 3,
+                    "storage": {"size": "100Gi", "storageClassName": "fast-ssd"},
+                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
+                                  "limits": {"memory": "2Gi"}},
+                    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kafka",
+                                     "effect": "NoSchedule"}],
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                         "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "prod",
+                                                           "app.kubernetes.io/component": "broker"}}}}]}},
+                },
+                "config": {"log.retention.hours": "72", "num.partitions": "6",
+                           "offsets.topic.replication.factor": "3",
+                           "log.cleaner.regex": r"a\d+"},
+            }),
+        )
+    }
+
+    fn properties_of(desired: &Desired, role: Role) -> String {
+        let suffix = format!("-{}-config", role.component());
+        let cm = desired
+            .config_maps
+            .iter()
+            .find(|cm| cm.metadata.name.as_ref().unwrap().ends_with(&suffix))
+            .unwrap();
+        cm.data.as_ref().unwrap()[PROPERTIES_FILE].clone()
+    }
+
+    #[test]
+    fn one_controller_cluster() {
+        let cluster = one_controller();
+        let desired = build(&cluster, CLUSTER_ID, 1);
+        insta::assert_snapshot!(
+            "one_controller_objects",
+            to_multi_doc(&desired.to_json().unwrap()).unwrap()
+        );
+        insta::assert_snapshot!(
+            "one_controller_controller_properties",
+            properties_of(&desired, Role::Controller)
+        );
+        insta::assert_snapshot!(
+            "one_controller_broker_properties",
+            properties_of(&desired, Role::Broker)
+        );
+    }
+
+    #[test]
+    fn three_controller_cluster() {
+        let cluster = three_controllers();
+        let desired = build(&cluster, CLUSTER_ID, 3);
+        insta::assert_snapshot!(
+            "three_controller_objects",
+            to_multi_doc(&desired.to_json().unwrap()).unwrap()
+        );
+        insta::assert_snapshot!(
+            "three_controller_controller_properties",
+            properties_of(&desired, Role::Controller)
+        );
+        insta::assert_snapshot!(
+            "three_controller_broker_properties",
+            properties_of(&desired, Role::Broker)
+        );
+    }
+
+    #[test]
+    fn every_object_is_owned_and_labelled() {
+        let desired = build(&three_controllers(), CLUSTER_ID, 3);
+        let objects = desired.to_json().unwrap();
+        assert_eq!(objects.len(), 9);
+        for object in objects {
+            let meta = &object["metadata"];
+            let owners = meta["ownerReferences"].as_array().unwrap();
+            assert_eq!(owners.len(), 1, "{meta}");
+            assert_eq!(owners[0]["kind"], "KafkaCluster");
+            assert_eq!(owners[0]["controller"], true);
+            assert_eq!(meta["namespace"], "kafka");
+            assert_eq!(meta["labels"]["app.kubernetes.io/instance"], "prod");
+            assert_eq!(
+                meta["labels"]["app.kubernetes.io/managed-by"],
+                "sluice-operator"
+            );
+        }
+    }
+
+    #[test]
+    fn config_change_changes_only_the_pod_template_hash() {
+        let before = three_controllers();
+        let mut after = before.clone();
+        after
+            .config
+            .insert("log.retention.hours".to_owned(), "24".to_owned());
+        let hash = |c: &ValidCluster| -> Vec<String> {
+            build(c, CLUSTER_ID, 3)
+                .stateful_sets
+                .iter()
+                .map(|s| {
+                    s.spec
+                        .as_ref()
+                        .unwrap()
+                        .template
+                        .metadata
+                        .as_ref()
+                        .unwrap()
+                        .annotations
+                        .as_ref()
+                        .unwrap()[CONFIG_HASH_ANNOTATION]
+                        .clone()
+                })
+                .collect()
+        };
+        let (a, b) = (hash(&before), hash(&after));
+        assert_ne!(a[0], b[0], "controller pods roll");
+        assert_ne!(a[1], b[1], "broker pods roll");
+        assert_eq!(hash(&before), a, "rendering is deterministic");
+    }
+
+    #[test]
+    fn broker_replicas_come_from_the_argument() {
+        let desired = build(&three_controllers(), CLUSTER_ID, 5);
+        let replicas: Vec<i32> = desired
+            .stateful_sets
+            .iter()
+            .map(|s| s.spec.as_ref().unwrap().replicas.unwrap())
+            .collect();
+        assert_eq!(replicas, [3, 5]);
+    }
+
+    #[test]
+    fn objects_deserialize_as_their_kubernetes_types() {
+        // The YAML `render` prints must read back as the typed objects, field for field.
+        let desired = build(&three_controllers(), CLUSTER_ID, 3);
+        let text = to_multi_doc(&desired.to_json().unwrap()).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        assert_eq!(docs, desired.to_json().unwrap());
+    }
+}

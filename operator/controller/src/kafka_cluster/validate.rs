@@ -1,0 +1,520 @@
+//! Checks a `KafkaCluster` and turns it into the model `build` renders. Pure: no client.
+//!
+//! The CRD schema already enforces most rules when a resource is created through the API
+//! server; they are checked again here because `sluice-operator render` reads files that never
+//! went through the API server, and a CRD installed from an older release may lack a rule. The
+//! rest are rules the schema cannot express: the name must fit the Service and pod names derived
+//! from it, and replication settings in `spec.config` must fit the broker count.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+use sluice_crd::{
+    CONTROLLER_REPLICAS, DEFAULT_STORAGE_SIZE, KafkaCluster, MAX_BROKERS,
+    OPERATOR_OWNED_CONFIG_KEYS, OPERATOR_OWNED_CONFIG_PREFIX, Storage,
+};
+
+/// Longest cluster name: `NAME-controller` must stay within the 52 characters a StatefulSet
+/// name may have (its pods' `controller-revision-hash` label appends 11 more, up to 63).
+pub const MAX_NAME_LEN: usize = 52 - "-controller".len();
+
+/// Settings in `spec.config` that are replica counts and so cannot exceed the broker count.
+const REPLICATION_KEYS: &[&str] = &[
+    "default.replication.factor",
+    "offsets.topic.replication.factor",
+    "min.insync.replicas",
+];
+
+/// One problem with a resource, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A cluster that passed validation, with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidCluster {
+    pub name: String,
+    pub namespace: String,
+    /// Owner of every object the operator creates; `None` when rendering a file that has no uid.
+    pub owner: Option<OwnerReference>,
+    pub image: String,
+    pub controllers: ValidRole,
+    pub brokers: ValidRole,
+    /// `spec.config`, sorted.
+    pub config: BTreeMap<String, String>,
+}
+
+/// One role (controllers or brokers) with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidRole {
+    pub replicas: i32,
+    pub storage: ValidStorage,
+    pub resources: Option<ResourceRequirements>,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub affinity: Option<Affinity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidStorage {
+    Ephemeral,
+    Persistent {
+        size: String,
+        storage_class_name: Option<String>,
+    },
+}
+
+/// Validates `kc`; `default_image` is the operator's `--broker-image` and `default_namespace`
+/// is used when the resource has none (only when rendering a file).
+pub fn validate(
+    kc: &KafkaCluster,
+    default_image: &str,
+    default_namespace: &str,
+) -> Result<ValidCluster, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let name = kc.metadata.name.clone().unwrap_or_default();
+    check_name(&name, &mut errors);
+    let namespace = kc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| default_namespace.to_owned());
+    let spec = &kc.spec;
+
+    let image = spec
+        .image
+        .clone()
+        .unwrap_or_else(|| default_image.to_owned());
+    if image.trim().is_empty() {
+        errors.push(err("spec.image", "must not be empty"));
+    }
+
+    if !CONTROLLER_REPLICAS.contains(&spec.controllers.replicas) {
+        errors.push(err(
+            "spec.controllers.replicas",
+            format!(
+                "is {}; must be 1, 3 or 5 (a quorum needs an odd size)",
+                spec.controllers.replicas
+            ),
+        ));
+    }
+    if !(1..=MAX_BROKERS).contains(&spec.brokers.replicas) {
+        errors.push(err(
+            "spec.brokers.replicas",
+            format!(
+                "is {}; must be between 1 and {MAX_BROKERS}",
+                spec.brokers.replicas
+            ),
+        ));
+    }
+    let controller_storage = storage(
+        "spec.controllers.storage",
+        &spec.controllers.storage,
+        &mut errors,
+    );
+    let broker_storage = storage("spec.brokers.storage", &spec.brokers.storage, &mut errors);
+    check_config(&spec.config, spec.brokers.replicas, &mut errors);
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ValidCluster {
+        owner: kc.controller_owner_ref(&()),
+        name,
+        namespace,
+        image,
+        controllers: ValidRole {
+            replicas: spec.controllers.replicas,
+            storage: controller_storage,
+            resources: spec.controllers.resources.clone(),
+            node_selector: spec.controllers.node_selector.clone(),
+            tolerations: spec.controllers.tolerations.clone(),
+            affinity: spec.controllers.affinity.clone(),
+        },
+        brokers: ValidRole {
+            replicas: spec.brokers.replicas,
+            storage: broker_storage,
+            resources: spec.brokers.resources.clone(),
+            node_selector: spec.brokers.node_selector.clone(),
+            tolerations: spec.brokers.tolerations.clone(),
+            affinity: spec.brokers.affinity.clone(),
+        },
+        config: spec.config.clone(),
+    })
+}
+
+/// Services are named after the cluster, so the name must be a DNS-1035 label short enough for
+/// every derived name.
+fn check_name(name: &str, errors: &mut Vec<FieldError>) {
+    if name.is_empty() {
+        errors.push(err("metadata.name", "is required"));
+        return;
+    }
+    let bytes = name.as_bytes();
+    let valid_chars = bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !valid_chars || !bytes[0].is_ascii_lowercase() || bytes[bytes.len() - 1] == b'-' {
+        errors.push(err(
+            "metadata.name",
+            format!(
+                "{name:?} must start with a letter and hold only a-z, 0-9 and '-' (not ending \
+                 in '-'): Service names are derived from it"
+            ),
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        errors.push(err(
+            "metadata.name",
+            format!(
+                "is {} characters; at most {MAX_NAME_LEN} fit the StatefulSet and pod names \
+                 derived from it",
+                name.len()
+            ),
+        ));
+    }
+}
+
+fn storage(field: &str, storage: &Storage, errors: &mut Vec<FieldError>) -> ValidStorage {
+    if storage.ephemeral {
+        if storage.size.is_some() || storage.storage_class_name.is_some() {
+            errors.push(err(
+                field,
+                "ephemeral storage takes neither size nor storageClassName",
+            ));
+        }
+        return ValidStorage::Ephemeral;
+    }
+    let size = storage
+        .size
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STORAGE_SIZE.to_owned());
+    if !is_positive_quantity(&size) {
+        errors.push(err(
+            format!("{field}.size"),
+            format!("{size:?} is not a positive quantity such as 10Gi or 500Mi"),
+        ));
+    }
+    if let Some(class) = &storage.storage_class_name
+        && class.trim().is_empty()
+    {
+        errors.push(err(
+            format!("{field}.storageClassName"),
+            "must not be empty (leave it out for the default class)",
+        ));
+    }
+    ValidStorage::Persistent {
+        size,
+        storage_class_name: storage.storage_class_name.clone(),
+    }
+}
+
+/// A decimal number with an optional binary or decimal SI suffix, greater than zero. Kubernetes
+/// accepts a few more spellings (exponents); volume sizes are written this way in practice.
+fn is_positive_quantity(q: &str) -> bool {
+    const SUFFIXES: &[&str] = &[
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
+    let Some(number) = SUFFIXES.iter().find_map(|s| q.strip_suffix(s)) else {
+        return false;
+    };
+    let (whole, fraction) = match number.split_once('.') {
+        // "1." and "1.5." are not numbers.
+        Some((_, "")) => return false,
+        Some(parts) => parts,
+        None => (number, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !whole.is_empty()
+        && digits(whole)
+        && digits(fraction)
+        && whole.bytes().chain(fraction.bytes()).any(|b| b != b'0')
+}
+
+fn check_config(config: &BTreeMap<String, String>, brokers: i32, errors: &mut Vec<FieldError>) {
+    let owned: Vec<&str> = config
+        .keys()
+        .map(String::as_str)
+        .filter(|k| {
+            OPERATOR_OWNED_CONFIG_KEYS.contains(k) || k.starts_with(OPERATOR_OWNED_CONFIG_PREFIX)
+        })
+        .collect();
+    if !owned.is_empty() {
+        errors.push(err(
+            "spec.config",
+            format!(
+                "must not set {}: the operator manages node ids, listeners, the controller \
+                 quorum, log directories and the cluster id",
+                owned.join(", ")
+            ),
+        ));
+    }
+    for (key, value) in config {
+        let field = format!("spec.config[{key}]");
+        // Keys and values are written verbatim into server.properties: a separator in a key or
+        // a line break in a value would inject other settings.
+        if key.is_empty()
+            || key
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '=' | ':' | '#' | '!'))
+        {
+            errors.push(err(
+                field.clone(),
+                "a key must be non-empty and hold no whitespace, '=', ':', '#' or '!'",
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            errors.push(err(
+                field.clone(),
+                "a value must not contain line breaks or other control characters",
+            ));
+        }
+        if REPLICATION_KEYS.contains(&key.as_str()) {
+            match value.trim().parse::<i64>() {
+                Ok(n) if n >= 1 && n <= i64::from(brokers) => {}
+                Ok(n) if n >= 1 => errors.push(err(
+                    field,
+                    format!(
+                        "{n} exceeds spec.brokers.replicas ({brokers}): there are not enough \
+                         brokers to hold that many replicas"
+                    ),
+                )),
+                _ => errors.push(err(field, format!("{value:?} is not a positive integer"))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_crd::KafkaClusterSpec;
+
+    fn cluster(name: &str, spec: serde_json::Value) -> KafkaCluster {
+        let spec: KafkaClusterSpec = serde_json::from_value(spec).unwrap();
+        let mut kc = KafkaCluster::new(name, spec);
+        kc.metadata.namespace = Some("ns".to_owned());
+        kc
+    }
+
+    fn errors(name: &str, spec: serde_json::Value) -> Vec<String> {
+        match validate(&cluster(name, spec), "img:1", "default") {
+            Ok(_) => Vec::new(),
+            Err(errs) => errs.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let v = validate(&cluster("demo", serde_json::json!({})), "img:1", "default").unwrap();
+        assert_eq!(v.name, "demo");
+        assert_eq!(v.namespace, "ns");
+        assert_eq!(v.image, "img:1");
+        assert_eq!(v.controllers.replicas, 3);
+        assert_eq!(v.brokers.replicas, 3);
+        assert_eq!(
+            v.brokers.storage,
+            ValidStorage::Persistent {
+                size: "10Gi".to_owned(),
+                storage_class_name: None
+            }
+        );
+        // No uid (not read from an API server), so no owner reference.
+        assert_eq!(v.owner, None);
+    }
+
+    #[test]
+    fn namespace_falls_back_and_owner_comes_from_uid() {
+        let mut kc = cluster("demo", serde_json::json!({"image": "mine:2"}));
+        kc.metadata.namespace = None;
+        kc.metadata.uid = Some("1234".to_owned());
+        let v = validate(&kc, "img:1", "fallback").unwrap();
+        assert_eq!(v.namespace, "fallback");
+        assert_eq!(v.image, "mine:2");
+        let owner = v.owner.unwrap();
+        assert_eq!(owner.uid, "1234");
+        assert_eq!(owner.kind, "KafkaCluster");
+        assert_eq!(owner.controller, Some(true));
+    }
+
+    #[test]
+    fn valid_clusters_pass() {
+        for spec in [
+            serde_json::json!({"controllers": {"replicas": 1}, "brokers": {"replicas": 1}}),
+            serde_json::json!({"controllers": {"replicas": 5}, "brokers": {"replicas": 1000}}),
+            serde_json::json!({"brokers": {"storage": {"ephemeral": true}}}),
+            serde_json::json!({"brokers": {"storage": {"size": "1.5Gi", "storageClassName": "ssd"}}}),
+            serde_json::json!({"config": {"num.partitions": "6", "offsets.topic.replication.factor": "3",
+                                          "log.retention.hours": "1"}}),
+        ] {
+            assert_eq!(errors("demo", spec.clone()), Vec::<String>::new(), "{spec}");
+        }
+    }
+
+    /// Each rule, alone, with the field its message must name.
+    #[test]
+    fn each_rule_names_its_field() {
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        let cases: &[(&str, serde_json::Value, &str)] = &[
+            ("", serde_json::json!({}), "metadata.name: is required"),
+            (
+                "Demo",
+                serde_json::json!({}),
+                "metadata.name: \"Demo\" must start with a letter",
+            ),
+            (
+                "my.cluster",
+                serde_json::json!({}),
+                "metadata.name: \"my.cluster\" must start",
+            ),
+            (
+                "1demo",
+                serde_json::json!({}),
+                "metadata.name: \"1demo\" must start",
+            ),
+            (
+                "demo-",
+                serde_json::json!({}),
+                "metadata.name: \"demo-\" must start",
+            ),
+            (
+                &long,
+                serde_json::json!({}),
+                "metadata.name: is 42 characters; at most 41",
+            ),
+            (
+                "demo",
+                serde_json::json!({"image": " "}),
+                "spec.image: must not be empty",
+            ),
+            (
+                "demo",
+                serde_json::json!({"controllers": {"replicas": 2}}),
+                "spec.controllers.replicas: is 2; must be 1, 3 or 5",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"replicas": 0}}),
+                "spec.brokers.replicas: is 0; must be between 1 and 1000",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"replicas": 1001}}),
+                "spec.brokers.replicas: is 1001",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"storage": {"size": "ten"}}}),
+                "spec.brokers.storage.size: \"ten\" is not a positive quantity",
+            ),
+            (
+                "demo",
+                serde_json::json!({"controllers": {"storage": {"size": "0Gi"}}}),
+                "spec.controllers.storage.size: \"0Gi\" is not a positive quantity",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"storage": {"size": "1."}}}),
+                "spec.brokers.storage.size: \"1.\" is not",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"storage": {"storageClassName": ""}}}),
+                "spec.brokers.storage.storageClassName: must not be empty",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"storage": {"ephemeral": true, "size": "1Gi"}}}),
+                "spec.brokers.storage: ephemeral storage takes neither size nor storageClassName",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"node.id": "3"}}),
+                "spec.config: must not set node.id:",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"controller.quorum.voters": "x", "log.dirs": "/d"}}),
+                "spec.config: must not set controller.quorum.voters, log.dirs:",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"a b": "1"}}),
+                "spec.config[a b]: a key must be non-empty and hold no whitespace",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"a=b": "1"}}),
+                "spec.config[a=b]: a key must be",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"x": "1\nnode.id=5"}}),
+                "spec.config[x]: a value must not contain line breaks",
+            ),
+            (
+                "demo",
+                serde_json::json!({"brokers": {"replicas": 1},
+                                        "config": {"offsets.topic.replication.factor": "3"}}),
+                "spec.config[offsets.topic.replication.factor]: 3 exceeds spec.brokers.replicas (1)",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"default.replication.factor": "two"}}),
+                "spec.config[default.replication.factor]: \"two\" is not a positive integer",
+            ),
+            (
+                "demo",
+                serde_json::json!({"config": {"min.insync.replicas": "0"}}),
+                "spec.config[min.insync.replicas]: \"0\" is not a positive integer",
+            ),
+        ];
+        for (name, spec, want) in cases {
+            let got = errors(name, spec.clone());
+            assert!(
+                got.len() == 1 && got[0].starts_with(want),
+                "{name} {spec}: want one error starting {want:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let got = errors(
+            "demo",
+            serde_json::json!({"controllers": {"replicas": 4}, "brokers": {"replicas": 0},
+                               "config": {"listeners": "x"}}),
+        );
+        assert_eq!(got.len(), 3, "{got:?}");
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["1", "10Gi", "1.5Ti", "500M", "0.5Gi", "100k"] {
+            assert!(is_positive_quantity(ok), "{ok}");
+        }
+        for bad in [
+            "", "0", "0.0Gi", "Gi", "-1Gi", "1GB", "1.", ".5", "1e3", "1 Gi",
+        ] {
+            assert!(!is_positive_quantity(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The Sluice Kubernetes operator: reconciles `KafkaCluster` resources into ConfigMaps,
+//! Services, PodDisruptionBudgets and StatefulSets running `sluice-broker`.
+//!
+//! The binary (`sluice-operator`, `main.rs`) parses the command line and calls into this
+//! library, so that everything but process setup is testable without a cluster.
+
+pub mod duration;
+pub mod error;
+pub mod inspector;
+pub mod kafka_cluster;
+pub mod leader;
+pub mod metrics;
+pub mod render;
+pub mod yaml;
+
+pub use error::Error;
+pub use inspector::{ClusterInspector, KafkaAdminInspector};
+
+/// The broker image used when neither the KafkaCluster nor `--broker-image` names one.
+pub const DEFAULT_BROKER_IMAGE: &str = concat!(
+    "ghcr.io/sluice-dev/sluice-broker:",
+    env!("CARGO_PKG_VERSION")
+);

@@ -1,0 +1,328 @@
+//! The `KafkaCluster` resource: a KRaft cluster of dedicated controllers and brokers.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Broker settings in `spec.config` that the operator renders itself. Setting one would break
+/// the cluster (node ids, listeners and the quorum must match the Services and pods the operator
+/// creates), so the schema rejects them. Keys starting with `controller.quorum.` are rejected too.
+pub const OPERATOR_OWNED_CONFIG_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "node.id.offset",
+    "process.roles",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "controller.listener.names",
+    "log.dirs",
+    "log.dir",
+    "cluster.id",
+];
+
+/// Prefix of the quorum settings, all of which the operator owns.
+pub const OPERATOR_OWNED_CONFIG_PREFIX: &str = "controller.quorum.";
+
+/// Allowed controller counts: a Raft quorum of an odd size up to 5.
+pub const CONTROLLER_REPLICAS: &[i32] = &[1, 3, 5];
+
+/// Brokers take node ids `0..replicas`, controllers `CONTROLLER_NODE_ID_OFFSET + ordinal`, so the
+/// broker count must stay below the controller offset.
+pub const MAX_BROKERS: i32 = 1000;
+
+/// A Sluice cluster run by the operator: dedicated KRaft controllers plus brokers, each role a
+/// StatefulSet.
+// Clippy mistakes the repeated `type_` of separate `printcolumn(...)` entries for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    plural = "kafkaclusters",
+    shortname = "kc",
+    category = "sluice",
+    namespaced,
+    status = "KafkaClusterStatus",
+    derive = "PartialEq",
+    doc = "A Kafka-compatible Sluice cluster: KRaft controllers and brokers, each a StatefulSet.",
+    printcolumn(
+        name = "Ready Brokers",
+        type_ = "integer",
+        json_path = ".status.brokers.ready",
+        description = "Broker pods that are ready"
+    ),
+    printcolumn(
+        name = "Brokers",
+        type_ = "integer",
+        json_path = ".spec.brokers.replicas",
+        description = "Desired broker pods"
+    ),
+    printcolumn(
+        name = "Ready Controllers",
+        type_ = "integer",
+        json_path = ".status.controllers.ready",
+        description = "Controller pods that are ready"
+    ),
+    printcolumn(
+        name = "Controllers",
+        type_ = "integer",
+        json_path = ".spec.controllers.replicas",
+        description = "Desired controller pods"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Container image of the Sluice broker (its entrypoint must be `sluice-broker`). Defaults to
+    /// the image the operator was started with (`--broker-image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0").message("spec.image must not be empty"))]
+    pub image: Option<String>,
+
+    /// The KRaft controller quorum.
+    #[serde(default)]
+    pub controllers: ControllersSpec,
+
+    /// The brokers that serve clients.
+    #[serde(default)]
+    pub brokers: BrokersSpec,
+
+    /// Broker settings merged into every node's `server.properties`, e.g.
+    /// `log.retention.hours: "72"`. Settings the operator manages (node ids, listeners,
+    /// the quorum, log directories, the cluster id) are rejected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
+    #[x_kube(validation = owned_keys_rule())]
+    pub config: BTreeMap<String, String>,
+}
+
+/// The rule rejecting operator-owned keys in `spec.config`, with a message listing the keys found.
+///
+/// The message filters the constant list rather than the user's keys so that the API server's
+/// CEL cost estimate stays small: map keys have no length bound, and joining them would be
+/// estimated as joining 256 strings of the maximum request size.
+fn owned_keys_rule() -> kube::core::Rule {
+    let list = OPERATOR_OWNED_CONFIG_KEYS
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let prefix = OPERATOR_OWNED_CONFIG_PREFIX;
+    kube::core::Rule::new(format!(
+        "self.all(k, !(k in [{list}] || k.startsWith('{prefix}')))"
+    ))
+    .message(kube::core::Message::Expression(format!(
+        "'spec.config must not set ' + ([{list}].filter(c, c in self) + \
+         (self.exists(k, k.startsWith('{prefix}')) ? ['{prefix}*'] : [])).join(', ') + \
+         ': the operator manages node ids, listeners, the controller quorum, log directories \
+         and the cluster id'"
+    )))
+}
+
+/// The controller quorum.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllersSpec {
+    /// Number of controllers: 1, 3 or 5. Fixed once the cluster exists, because the quorum's
+    /// voters are static (`controller.quorum.voters`).
+    #[serde(default = "default_controller_replicas")]
+    #[x_kube(
+        validation = Rule::new("self == 1 || self == 3 || self == 5")
+            .message("spec.controllers.replicas must be 1, 3 or 5 (a quorum needs an odd size)"),
+        validation = Rule::new("self == oldSelf")
+            .message("spec.controllers.replicas cannot change: the controller quorum's voters are fixed when the cluster is created")
+    )]
+    pub replicas: i32,
+
+    /// Volume of each controller pod (the metadata log).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.controllers.storage cannot change: StatefulSet volume claim templates are immutable"
+    ))]
+    pub storage: Storage,
+
+    /// CPU and memory requests and limits of each controller container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels a controller pod requires.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints a controller pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity and anti-affinity of controller pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+impl Default for ControllersSpec {
+    fn default() -> Self {
+        ControllersSpec {
+            replicas: default_controller_replicas(),
+            storage: Storage::default(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            affinity: None,
+        }
+    }
+}
+
+fn default_controller_replicas() -> i32 {
+    3
+}
+
+/// The brokers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokersSpec {
+    /// Number of brokers; broker `i` has node id `i`. Lowering it waits until the brokers that
+    /// would go no longer host partition replicas.
+    #[serde(default = "default_broker_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message(
+        "spec.brokers.replicas must be between 1 and 1000 (controllers use node ids from 1000)"
+    ))]
+    pub replicas: i32,
+
+    /// Volume of each broker pod (the partition logs).
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.brokers.storage cannot change: StatefulSet volume claim templates are immutable"
+    ))]
+    pub storage: Storage,
+
+    /// CPU and memory requests and limits of each broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels a broker pod requires.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints a broker pod tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity and anti-affinity of broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+impl Default for BrokersSpec {
+    fn default() -> Self {
+        BrokersSpec {
+            replicas: default_broker_replicas(),
+            storage: Storage::default(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            affinity: None,
+        }
+    }
+}
+
+fn default_broker_replicas() -> i32 {
+    3
+}
+
+/// Default size of a pod's persistent volume when `storage.size` is not given.
+pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
+
+/// Where a pod keeps its data: a PersistentVolumeClaim per pod (the default), or an emptyDir
+/// that is lost with the pod (`ephemeral: true`, for tests).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.ephemeral || (!has(self.size) && !has(self.storageClassName))")
+    .message("storage: ephemeral storage takes neither size nor storageClassName"))]
+pub struct Storage {
+    /// Size of each pod's volume, a Kubernetes quantity such as `10Gi` (default 10Gi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
+        .message("storage.size must be a positive quantity such as 10Gi"))]
+    pub size: Option<String>,
+
+    /// StorageClass of the volumes; the cluster's default class when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+
+    /// Keep data in an emptyDir instead of a PersistentVolumeClaim: it is lost when a pod is
+    /// deleted or rescheduled.
+    #[serde(default)]
+    pub ephemeral: bool,
+}
+
+/// An omitted `storage` is a persistent volume of the default size, spelled out so that writing
+/// the same size explicitly later is not a change (storage cannot change).
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            size: Some(DEFAULT_STORAGE_SIZE.to_owned()),
+            storage_class_name: None,
+            ephemeral: false,
+        }
+    }
+}
+
+/// Observed state of a `KafkaCluster`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The Kafka cluster id (22-character base64url UUID), generated once and never changed: the
+    /// brokers' data directories are formatted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+
+    /// Address clients bootstrap from, e.g. `NAME-bootstrap.NS.svc:9092`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+
+    /// Broker pods wanted and ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<ReplicaCounts>,
+
+    /// Controller pods wanted and ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllers: Option<ReplicaCounts>,
+
+    /// The rendered `controller.quorum.voters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voters: Option<String>,
+}
+
+/// Pods of one role.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaCounts {
+    /// Pods the StatefulSet is asked to run.
+    pub desired: i32,
+    /// Pods that are ready.
+    pub ready: i32,
+}
