@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use sluice_kafka_admin::{AdminClient, TopicInfo};
+
 use crate::error::Error;
 
 /// Questions the reconciler asks the cluster itself (not the Kubernetes API).
@@ -32,19 +34,75 @@ impl ClusterInspector for KafkaAdminInspector {
     }
 }
 
-/// Where the `sluice-kafka-admin` client plugs in: a Metadata request for all topics, then, for
-/// each partition, its replica list intersected with `broker_ids`.
-///
-/// Until that crate is wired in, this fails, and a failure blocks broker scale-down (the safe
-/// direction: no broker that may hold data is removed).
+/// A Metadata request for all topics, then, for each partition, its replica list intersected with
+/// `broker_ids`. Any failure is returned, and a failure blocks broker scale-down (the safe direction: no
+/// broker that may hold data is removed).
 pub async fn metadata_partitions_on_brokers(
     bootstrap: &str,
-    _broker_ids: &[i32],
+    broker_ids: &[i32],
 ) -> Result<BTreeMap<i32, Vec<String>>, Error> {
-    Err(Error::Inspect {
+    let inspect_error = |e: sluice_kafka_admin::AdminError| Error::Inspect {
         bootstrap: bootstrap.to_owned(),
-        reason: "this build has no Kafka admin client (sluice-kafka-admin is not wired in yet), \
-                 so it cannot tell which brokers hold partitions"
-            .to_owned(),
-    })
+        reason: e.to_string(),
+    };
+    let client = AdminClient::connect(bootstrap, "sluice-operator", ADMIN_TIMEOUT)
+        .await
+        .map_err(inspect_error)?;
+    let topics = client.list_topics().await.map_err(inspect_error)?;
+    Ok(topics_per_broker(&topics, broker_ids))
+}
+
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// For each broker id, the sorted names of the topics with a replica on it.
+fn topics_per_broker(topics: &[TopicInfo], broker_ids: &[i32]) -> BTreeMap<i32, Vec<String>> {
+    broker_ids
+        .iter()
+        .map(|&id| {
+            let names: std::collections::BTreeSet<&str> = topics
+                .iter()
+                .filter(|t| t.partitions.iter().any(|p| p.replicas.contains(&id)))
+                .map(|t| t.name.as_str())
+                .collect();
+            (id, names.into_iter().map(str::to_owned).collect())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_kafka_admin::PartitionInfo;
+
+    fn topic(name: &str, replicas: &[&[i32]]) -> TopicInfo {
+        TopicInfo {
+            name: name.into(),
+            id: None,
+            internal: false,
+            partitions: replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| PartitionInfo {
+                    id: i as i32,
+                    leader: r.first().copied(),
+                    replicas: r.to_vec(),
+                    isr: r.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn topics_are_listed_under_every_broker_holding_a_replica() {
+        let topics = [
+            topic("a", &[&[0, 1], &[1, 2]]),
+            topic("b", &[&[2]]),
+            topic("c", &[&[0]]),
+        ];
+        let got = topics_per_broker(&topics, &[1, 2, 5]);
+        assert_eq!(got[&1], vec!["a"]);
+        assert_eq!(got[&2], vec!["a", "b"]);
+        assert!(got[&5].is_empty());
+        assert_eq!(got.len(), 3);
+    }
 }
