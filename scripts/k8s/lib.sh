@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings for scripts/k8s/*: sourced, not run.
 # Pinned versions live here so install, up and the README agree.
 
