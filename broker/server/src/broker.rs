@@ -219,11 +219,10 @@ impl OffsetsLog {
 }
 
 impl OffsetLog for OffsetsLog {
-    fn append(&self, partition: i32, mut batch: BytesMut) -> Result<(), String> {
+    fn append(&self, partition: i32, batch: BytesMut) -> Result<(), String> {
         let log = self.log(partition)?;
         let mut log = log.lock();
-        log.append(&mut batch, 0, now_ms())
-            .map_err(|e| e.to_string())?;
+        log.append(&batch, 0, now_ms()).map_err(|e| e.to_string())?;
         let end = log.log_end_offset();
         log.set_high_watermark(end);
         if self.flush_each_commit {

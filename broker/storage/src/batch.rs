@@ -202,21 +202,32 @@ pub(crate) fn validate_records(
     Ok(batches)
 }
 
-/// Stamps the broker-assigned base offset and leader epoch. Both lie outside the CRC.
-pub(crate) fn stamp_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
-    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+/// The header of `batch` as the log stores it: the broker-assigned base offset and leader epoch stamped in
+/// (both lie outside the CRC), and for `LogAppendTime` the timestamp type, maxTimestamp and a CRC recomputed
+/// over the new header and the untouched records. The records themselves are never copied or recompressed.
+pub(crate) fn stamped_header(
+    batch: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) -> [u8; HEADER_SIZE] {
+    let mut header = [0u8; HEADER_SIZE];
+    header.copy_from_slice(&batch[..HEADER_SIZE]);
+    header[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    header[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
         .copy_from_slice(&leader_epoch.to_be_bytes());
-}
-
-/// For `LogAppendTime`: marks the timestamp type, sets maxTimestamp and recomputes the CRC
-/// (both fields are covered by it). Record bytes are untouched, so no recompression.
-pub(crate) fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attributes = be_i16(batch, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_LOG_APPEND;
-    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = compute_crc(batch);
-    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    if let Some(now_ms) = log_append_time {
+        let attributes = be_i16(&header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_LOG_APPEND;
+        header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c(&header[ATTRIBUTES_OFFSET..]),
+            &batch[HEADER_SIZE..],
+        );
+        header[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+    header
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ impl Log {
     /// offsets with `duplicate: true` and writes nothing. The high watermark is not moved.
     pub fn append(
         &mut self,
-        records: &mut [u8],
+        records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
@@ -212,14 +212,15 @@ impl Log {
         let mut offset = base_offset;
         let mut record_count = 0u64;
         for (header, range) in batches {
-            let bytes = &mut records[range.clone()];
-            batch::stamp_offset_and_epoch(bytes, offset, leader_epoch);
-            if log_append_time {
-                batch::stamp_log_append_time(bytes, now_ms);
-            }
+            let new_header = batch::stamped_header(
+                &records[range.clone()],
+                offset,
+                leader_epoch,
+                log_append_time.then_some(now_ms),
+            );
             offset += header.last_offset_delta as i64 + 1;
             record_count += header.record_count as u64;
-            stamped.push((BatchHeader::parse(bytes)?, range));
+            stamped.push((BatchHeader::parse(&new_header)?, new_header, range));
         }
         let config = self.config.clone();
         self.active_mut()

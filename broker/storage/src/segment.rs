@@ -1,7 +1,7 @@
 //! One segment: a `.log` file of record batches plus its two sparse indexes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -325,19 +325,19 @@ impl Segment {
     pub fn append(
         &mut self,
         records: &[u8],
-        batches: &[(BatchHeader, Range<usize>)],
+        batches: &[(BatchHeader, [u8; HEADER_SIZE], Range<usize>)],
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        if let Err(e) = self.log.write_all_at(records, self.size) {
+        if let Err(e) = self.write_batches(records, batches) {
             // Do not leave a partial batch behind a later successful append.
             if let Err(trunc) = self.log.set_len(self.size) {
                 tracing::error!(segment = %self.log_path.display(), "cannot undo failed write: {trunc}");
             }
             return Err(e.into());
         }
-        for (header, range) in batches {
-            let position = self.size + range.start as u64;
+        let mut position = self.size;
+        for (header, _, range) in batches {
             let (offset_entry, time_entry) =
                 self.planner
                     .on_batch(position, header, config.index_interval_bytes);
@@ -348,9 +348,38 @@ impl Segment {
                 self.time_index.append(timestamp, offset);
             }
             self.next_offset = header.last_offset() + 1;
+            position += range.len() as u64;
         }
-        self.size += records.len() as u64;
+        self.size = position;
         self.roll_base_ms.get_or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Writes each batch as its stamped header followed by its records, straight from the request buffer, in
+    /// one vectored write at the end of the segment.
+    fn write_batches(
+        &self,
+        records: &[u8],
+        batches: &[(BatchHeader, [u8; HEADER_SIZE], Range<usize>)],
+    ) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batches.len() * 2);
+        for (_, header, range) in batches {
+            slices.push(IoSlice::new(header));
+            slices.push(IoSlice::new(&records[range.start + HEADER_SIZE..range.end]));
+        }
+        // Only appends move the file cursor (readers use pread and sendfile with explicit offsets), and the
+        // caller holds the log's lock, so seeking then writing is safe.
+        let mut file: &File = &self.log;
+        file.seek(SeekFrom::Start(self.size))?;
+        let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+        while !remaining.is_empty() {
+            match file.write_vectored(remaining) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut remaining, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 

@@ -16,8 +16,8 @@ fn produce(
     seq: i32,
     count: usize,
 ) -> Result<sluice_storage::AppendInfo, StorageError> {
-    let mut bytes = BatchSpec::new(count, 0).producer(PID, epoch, seq).encode();
-    log.append(&mut bytes, 0, 1_000)
+    let bytes = BatchSpec::new(count, 0).producer(PID, epoch, seq).encode();
+    log.append(&bytes, 0, 1_000)
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn a_bad_batch_rejects_the_whole_request_and_leaves_state_unchanged() {
     let mut request = BatchSpec::new(2, 0).producer(PID, 0, 0).encode();
     request.extend(BatchSpec::new(2, 0).producer(PID, 0, 5).encode());
     assert!(matches!(
-        log.append(&mut request, 0, 0),
+        log.append(&request, 0, 0),
         Err(StorageError::OutOfOrderSequence {
             expected: 2,
             found: 5,
@@ -139,7 +139,7 @@ fn a_bad_batch_rejects_the_whole_request_and_leaves_state_unchanged() {
     // Sequence 0 was not consumed by the failed request.
     let mut request = BatchSpec::new(2, 0).producer(PID, 0, 0).encode();
     request.extend(BatchSpec::new(2, 0).producer(PID, 0, 2).encode());
-    let info = log.append(&mut request, 0, 0).unwrap();
+    let info = log.append(&request, 0, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 3));
 }
 
@@ -152,8 +152,8 @@ fn producer_state_is_rebuilt_from_the_log_on_reopen() {
     for seq in (0..10).step_by(2) {
         produce(&mut log, 1, seq, 2).unwrap();
     }
-    let mut other = BatchSpec::new(1, 0).producer(7, 0, 0).encode();
-    log.append(&mut other, 0, 0).unwrap();
+    let other = BatchSpec::new(1, 0).producer(7, 0, 0).encode();
+    log.append(&other, 0, 0).unwrap();
     assert!(log.segment_base_offsets().len() > 2);
     drop(log); // unclean
 
@@ -210,10 +210,10 @@ fn duplicates_report_the_original_append_time() {
         ..LogConfig::default()
     };
     let mut log = Log::open(dir.path(), config).unwrap();
-    let mut bytes = BatchSpec::new(1, 0).producer(PID, 0, 0).encode();
-    let first = log.append(&mut bytes.clone(), 0, 5_000).unwrap();
+    let bytes = BatchSpec::new(1, 0).producer(PID, 0, 0).encode();
+    let first = log.append(&bytes.clone(), 0, 5_000).unwrap();
     assert_eq!(first.log_append_time, 5_000);
-    let retry = log.append(&mut bytes, 0, 9_000).unwrap();
+    let retry = log.append(&bytes, 0, 9_000).unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.log_append_time, 5_000);
 }

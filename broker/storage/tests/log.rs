@@ -13,12 +13,12 @@ fn append_read_round_trip_assigns_offsets_and_stamps_epoch() {
     let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
 
-    let mut first = batch(3, 1000);
-    let info = log.append(&mut first, 7, 5000).unwrap();
+    let first = batch(3, 1000);
+    let info = log.append(&first, 7, 5000).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 2));
     assert_eq!(info.log_append_time, -1);
     assert!(!info.duplicate);
-    let info = log.append(&mut batch(2, 1001), 7, 5001).unwrap();
+    let info = log.append(&batch(2, 1001), 7, 5001).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (3, 4));
     assert_eq!(log.log_end_offset(), 5);
 
@@ -26,9 +26,13 @@ fn append_read_round_trip_assigns_offsets_and_stamps_epoch() {
     assert_eq!(read.log_end_offset, 5);
     let bytes = slice_bytes(&read.slice.unwrap());
     assert_eq!(bytes.len() as u64, log.size_bytes());
-    // The first batch is stored exactly as sent apart from offset and leader epoch.
-    assert_eq!(&bytes[..first.len()], &first[..]);
-    assert_eq!(&bytes[12..16], &7i32.to_be_bytes());
+    // The first batch is stored exactly as sent apart from offset and leader epoch; the caller's
+    // buffer is not modified.
+    let mut expected = first.clone();
+    expected[0..8].copy_from_slice(&0i64.to_be_bytes());
+    expected[12..16].copy_from_slice(&7i32.to_be_bytes());
+    assert_eq!(&bytes[..first.len()], &expected[..]);
+    assert_eq!(&first[12..16], &(-1i32).to_be_bytes());
     let sets = decode_complete(&bytes);
     let offsets: Vec<i64> = sets
         .iter()
@@ -52,7 +56,7 @@ fn one_request_with_several_batches_gets_contiguous_offsets() {
     append(&mut log, batch(1, 0), 0);
     let mut request = batch(2, 0);
     request.extend(batch(4, 0));
-    let info = log.append(&mut request, 0, 0).unwrap();
+    let info = log.append(&request, 0, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (1, 6));
     let bytes = slice_bytes(
         &log.read(0, 1 << 20, i64::MAX, false)
@@ -171,7 +175,7 @@ fn segments_roll_by_size_and_reads_stay_within_one_segment() {
     huge.extend(batch(3, 0));
     huge.extend(batch(3, 0));
     assert!(matches!(
-        log.append(&mut huge, 0, 0),
+        log.append(&huge, 0, 0),
         Err(StorageError::RecordTooLarge { .. })
     ));
 }
@@ -342,7 +346,7 @@ fn invalid_batches_are_rejected_and_nothing_is_appended() {
     bad[last] ^= 0xff;
     request.extend(bad);
     assert!(matches!(
-        log.append(&mut request, 0, 0),
+        log.append(&request, 0, 0),
         Err(StorageError::CorruptRecord(_))
     ));
 
@@ -350,7 +354,7 @@ fn invalid_batches_are_rejected_and_nothing_is_appended() {
     let mut magic = batch(1, 0);
     magic[16] = 1;
     assert!(matches!(
-        log.append(&mut magic, 0, 0),
+        log.append(&magic, 0, 0),
         Err(StorageError::CorruptRecord(_))
     ));
 
@@ -358,7 +362,7 @@ fn invalid_batches_are_rejected_and_nothing_is_appended() {
     let mut short = batch(2, 0);
     short.truncate(short.len() - 3);
     assert!(matches!(
-        log.append(&mut short, 0, 0),
+        log.append(&short, 0, 0),
         Err(StorageError::CorruptRecord(_))
     ));
 
@@ -369,19 +373,19 @@ fn invalid_batches_are_rejected_and_nothing_is_appended() {
     let crc = crc32c::crc32c(&empty[21..]);
     empty[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
-        log.append(&mut empty, 0, 0),
+        log.append(&empty, 0, 0),
         Err(StorageError::CorruptRecord(_))
     ));
 
     // Over max_message_bytes.
-    let mut big = BatchSpec::new(1, 0).value_size(2000).encode();
+    let big = BatchSpec::new(1, 0).value_size(2000).encode();
     assert!(matches!(
-        log.append(&mut big, 0, 0),
+        log.append(&big, 0, 0),
         Err(StorageError::RecordTooLarge { max: 1000, .. })
     ));
 
     assert!(matches!(
-        log.append(&mut [], 0, 0),
+        log.append(&[], 0, 0),
         Err(StorageError::CorruptRecord(_))
     ));
     assert_eq!(log.log_end_offset(), 1);

@@ -42,7 +42,7 @@ fn partitions_are_spread_created_and_reloaded() {
     manager.close_all().unwrap();
     // A closed log refuses writes.
     assert!(matches!(
-        again.lock().append(&mut batch(1, 0), 0, 0),
+        again.lock().append(&batch(1, 0), 0, 0),
         Err(StorageError::LogClosed(_))
     ));
     drop(manager);
@@ -76,7 +76,7 @@ fn delete_removes_the_directory_and_leftovers_are_cleaned_on_open() {
     assert!(manager.get(&tp).is_none());
     assert!(manager.partitions().is_empty());
     assert!(matches!(
-        log.lock().append(&mut batch(1, 0), 0, 0),
+        log.lock().append(&batch(1, 0), 0, 0),
         Err(StorageError::LogClosed(_))
     ));
     // Recreating starts from scratch.

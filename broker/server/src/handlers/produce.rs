@@ -37,15 +37,16 @@ pub async fn produce(
                 resp.error_message =
                     Some(StrBytes::from_static_str("transactions are not supported"));
             } else if let Some(log) = known.then(|| broker.log(&name, p.index)).flatten() {
-                // One copy into a buffer we own: the broker stamps the base offset and leader epoch in place.
-                let mut records = p.records.map(|r| r.to_vec()).unwrap_or_default();
+                // Straight from the request buffer: storage writes stamped copies of the batch headers
+                // followed by the untouched record bytes.
+                let records = p.records.unwrap_or_default();
                 let mut log = log.lock();
                 // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the runtime
                 // move other connections off this worker meanwhile. Page-cache appends are too quick to bother.
                 let result = if log.config().flush_interval_messages.is_some() {
-                    tokio::task::block_in_place(|| log.append(&mut records, 0, now_ms()))
+                    tokio::task::block_in_place(|| log.append(&records, 0, now_ms()))
                 } else {
-                    log.append(&mut records, 0, now_ms())
+                    log.append(&records, 0, now_ms())
                 };
                 match result {
                     Ok(info) => {

@@ -104,7 +104,7 @@ impl MetadataStore {
         .map_err(|e| Error::Metadata(format!("cannot encode metadata batch: {e}")))?;
         {
             let mut log = self.log.lock();
-            log.append(&mut buf, 0, now)?;
+            log.append(&buf, 0, now)?;
             let end = log.log_end_offset();
             log.set_high_watermark(end);
             log.flush()?;

@@ -95,8 +95,8 @@ pub fn batch(count: usize, timestamp: i64) -> Vec<u8> {
     BatchSpec::new(count, timestamp).encode()
 }
 
-pub fn append(log: &mut Log, mut bytes: Vec<u8>, now_ms: i64) -> sluice_storage::AppendInfo {
-    log.append(&mut bytes, 0, now_ms).unwrap()
+pub fn append(log: &mut Log, bytes: Vec<u8>, now_ms: i64) -> sluice_storage::AppendInfo {
+    log.append(&bytes, 0, now_ms).unwrap()
 }
 
 pub fn slice_bytes(slice: &FileSlice) -> Vec<u8> {
