@@ -8,12 +8,13 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use sluice_storage::{Log, LogConfig, LogManager, TopicPartition};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::{BrokerConfig, Listener};
 use crate::error::Error;
+use crate::fetch_waiters::FetchWaiters;
 use crate::group::{GroupConfig, GroupCoordinator, OffsetLog};
 use crate::meta_properties;
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
@@ -29,8 +30,8 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub metadata: MetadataStore,
     pub groups: Arc<GroupCoordinator>,
-    /// Woken on every append, so long-polling fetches can re-check their partitions.
-    pub appended: Notify,
+    /// Long-polling fetches, woken by appends to their partitions.
+    pub fetch_waiters: FetchWaiters,
     /// Where clients reach this broker: (host, port) of its first advertised client listener.
     pub advertised: (String, i32),
 }
@@ -104,7 +105,7 @@ impl Broker {
             logs,
             metadata,
             groups,
-            appended: Notify::new(),
+            fetch_waiters: FetchWaiters::default(),
             advertised,
         });
         if broker.config.process_roles.broker {

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod fetch_waiters;
 pub mod group;
 pub mod handlers;
 pub mod meta_properties;

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::protocol::StrBytes;
@@ -29,20 +31,52 @@ pub async fn fetch(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as u64;
+    let waiter = Arc::new(Notify::new());
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let name = topic_name(broker, t, version);
+            t.partitions
+                .iter()
+                .map(move |p| (name.clone(), p.partition))
+        })
+        .collect();
     loop {
         // Register for wake-ups before looking, so an append between the look and the wait is not missed.
-        let notified = broker.appended.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        broker
+            .fetch_waiters
+            .register(&waiter, partitions.iter().map(|(t, p)| (t.as_str(), *p)));
         let gathered = gather(broker, &req, version);
         if gathered.bytes >= min_bytes || gathered.errors || tokio::time::Instant::now() >= deadline
         {
             return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+        if tokio::time::timeout_at(deadline, waiter.notified())
+            .await
+            .is_err()
+        {
             let gathered = gather(broker, &req, version);
             return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
         }
+    }
+}
+
+/// The name a requested topic goes by (v13+ requests name topics by id).
+fn topic_name(
+    broker: &Broker,
+    topic: &kafka_protocol::messages::fetch_request::FetchTopic,
+    version: i16,
+) -> String {
+    if version >= 13 {
+        broker
+            .metadata
+            .image()
+            .topic_by_id(&topic.topic_id)
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    } else {
+        topic.topic.0.as_str().to_string()
     }
 }
 

@@ -19,7 +19,6 @@ pub async fn produce(
     let acks = req.acks;
     let transactional = req.transactional_id.is_some();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended = false;
     for topic in req.topic_data {
         let name = topic.name.0.as_str().to_string();
         let known = broker.metadata.image().topics.contains_key(&name);
@@ -56,7 +55,9 @@ pub async fn produce(
                         resp.base_offset = info.base_offset;
                         resp.log_append_time_ms = info.log_append_time;
                         resp.log_start_offset = info.log_start_offset;
-                        appended |= !info.duplicate;
+                        if !info.duplicate {
+                            broker.fetch_waiters.appended(&name, p.index);
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
@@ -81,9 +82,6 @@ pub async fn produce(
                 .with_name(topic.name)
                 .with_partition_responses(partitions),
         );
-    }
-    if appended {
-        broker.appended.notify_waiters();
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
