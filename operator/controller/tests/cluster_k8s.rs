@@ -1503,6 +1503,11 @@ async fn the_operator_works_with_only_the_documented_rbac_rules() {
         }
     });
     assert_eq!(operator.reconcile_errors(), 0, "a reconcile was refused");
+    let logs = cluster_support::logs();
+    assert!(
+        !logs.contains("system:serviceaccount:rbac:sluice-operator"),
+        "the API server refused the operator something:\n{logs}"
+    );
     let lease: Lease = Api::namespaced(operator_client.clone(), &ns)
         .get("sluice-operator")
         .await

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -103,6 +103,7 @@ fn start() -> Result<K8s, String> {
     let scripts = repo.join("scripts/k8s");
     spawn_watchdog(&scripts.join("down"), &dir)?;
     mark_failures_in(&dir);
+    capture_logs();
     eprintln!(
         "Kubernetes test cluster in {} (kept if a test fails)",
         dir.display()
@@ -171,6 +172,38 @@ fn mark_failures_in(dir: &Path) {
         let _ = std::fs::write(&marker, "");
         previous(info);
     }));
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogBuffer;
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The operator's warnings (e.g. an Event the API server refused, which the operator only logs)
+/// go to a buffer the tests can search, see [`logs`].
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_ansi(false)
+        .with_writer(|| LogBuffer)
+        .try_init();
+}
+
+/// Everything logged at warn or above so far, by every test of this binary.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }
 
 fn repo_crds(repo: &Path) -> Result<Vec<CustomResourceDefinition>, String> {
