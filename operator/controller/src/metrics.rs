@@ -79,8 +79,11 @@ impl Metrics {
             kind: kind.to_owned(),
         };
         self.reconciles.get_or_create(&label).inc();
+        // Created at 0 on the first reconcile, so that the series exists (an absent series makes
+        // `rate(...errors_total[5m])` empty rather than 0, and alerts on it never fire).
+        let failures = self.failures.get_or_create(&label);
         if failed {
-            self.failures.get_or_create(&label).inc();
+            failures.inc();
         }
         self.duration
             .get_or_create(&label)
@@ -191,6 +194,12 @@ mod tests {
         let server = tokio::spawn(serve(listener, health.clone()));
 
         metrics.record("KafkaCluster", Duration::from_millis(30), false);
+        assert!(
+            metrics
+                .encode()
+                .contains("sluice_operator_reconcile_errors_total{kind=\"KafkaCluster\"} 0"),
+            "the error counter is there from the first reconcile"
+        );
         metrics.record("KafkaCluster", Duration::from_millis(30), true);
 
         let body = http_get(addr, "/metrics").await;

@@ -208,6 +208,7 @@ async fn reconcile_cluster<I: ClusterInspector>(
                 cluster_id: None,
                 bootstrap_servers: None,
                 voters: None,
+                pod_selector: pod_selector(&name),
             };
             let new = status::compute(previous.as_ref(), &obs, k8s_openapi::jiff::Timestamp::now());
             if status::patch(&clusters, &name, previous.as_ref(), &new).await? {
@@ -287,6 +288,7 @@ async fn reconcile_cluster<I: ClusterInspector>(
             &namespace,
             cluster.controllers.replicas,
         )),
+        pod_selector: pod_selector(&name),
     };
     let new = status::compute(previous.as_ref(), &obs, k8s_openapi::jiff::Timestamp::now());
     let status_changed = status::patch(&clusters, &name, previous.as_ref(), &new).await?;
@@ -304,6 +306,11 @@ async fn reconcile_cluster<I: ClusterInspector>(
         BrokerCount::Blocked { .. } => Action::requeue(BLOCKED_RECHECK),
         BrokerCount::Run(_) => resync,
     })
+}
+
+/// Selects every pod of the cluster, both roles.
+fn pod_selector(cluster: &str) -> String {
+    format!("app.kubernetes.io/name=sluice,app.kubernetes.io/instance={cluster}")
 }
 
 async fn decide_broker_count<I: ClusterInspector>(

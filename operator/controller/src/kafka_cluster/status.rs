@@ -97,6 +97,9 @@ pub struct Observation {
     pub cluster_id: Option<String>,
     pub bootstrap_servers: Option<String>,
     pub voters: Option<String>,
+    /// Label selector of the cluster's pods, named when they are not ready so that the reader
+    /// knows where to look (their events say why: unschedulable, image pull, crash loop, ...).
+    pub pod_selector: String,
 }
 
 /// A new Kafka cluster id: a random UUID as 22 characters of unpadded base64url, like
@@ -144,7 +147,15 @@ fn conditions(obs: &Observation) -> [Condition; 3] {
         {
             condition(READY, true, "AllPodsReady", pods_message.clone())
         }
-        _ => condition(READY, false, "PodsNotReady", pods_message.clone()),
+        _ => condition(
+            READY,
+            false,
+            "PodsNotReady",
+            format!(
+                "{pods_message}; see why with `kubectl describe pods -l {}`",
+                obs.pod_selector
+            ),
+        ),
     };
     let progressing = match &obs.problem {
         Some(p @ Problem::InvalidSpec(_)) => condition(
@@ -272,6 +283,8 @@ mod tests {
             cluster_id: Some("id".to_owned()),
             bootstrap_servers: Some("demo-bootstrap.ns.svc:9092".to_owned()),
             voters: Some("1000@x:9093".to_owned()),
+            pod_selector: "app.kubernetes.io/name=sluice,app.kubernetes.io/instance=demo"
+                .to_owned(),
         }
     }
 
@@ -336,7 +349,8 @@ mod tests {
         assert_eq!(get(&s, READY).reason, "PodsNotReady");
         assert_eq!(
             get(&s, READY).message,
-            "0/3 controllers ready, 0/3 brokers ready"
+            "0/3 controllers ready, 0/3 brokers ready; see why with \
+             `kubectl describe pods -l app.kubernetes.io/name=sluice,app.kubernetes.io/instance=demo`"
         );
         assert_eq!(get(&s, PROGRESSING).status, "True");
         assert_eq!(get(&s, PROGRESSING).reason, "RollingOut");
