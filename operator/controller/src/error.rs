@@ -36,6 +36,20 @@ pub enum Error {
     #[error("cannot inspect the Kafka cluster at {bootstrap}: {reason}")]
     Inspect { bootstrap: String, reason: String },
 
+    #[error("Kafka admin request to {bootstrap} failed: {source}")]
+    Admin {
+        bootstrap: String,
+        #[source]
+        source: sluice_kafka_admin::AdminError,
+    },
+
+    #[error("finalizer {finalizer} of {object}: {reason}")]
+    Finalizer {
+        finalizer: &'static str,
+        object: String,
+        reason: String,
+    },
+
     #[error("lost the leader lease {lease}: {reason}")]
     LeaseLost { lease: String, reason: String },
 

@@ -1,5 +1,6 @@
 //! The Sluice Kubernetes operator: reconciles `KafkaCluster` resources into ConfigMaps,
-//! Services, PodDisruptionBudgets and StatefulSets running `sluice-broker`.
+//! Services, PodDisruptionBudgets and StatefulSets running `sluice-broker`, and `Topic`
+//! resources into Kafka topics on those brokers.
 //!
 //! The binary (`sluice-operator`, `main.rs`) parses the command line and calls into this
 //! library, so that everything but process setup is testable without a cluster.
@@ -11,6 +12,7 @@ pub mod kafka_cluster;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod topic;
 pub mod yaml;
 
 pub use error::Error;

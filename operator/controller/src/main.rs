@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,6 +11,7 @@ use sluice_operator::kafka_cluster::{self, Context, Settings};
 use sluice_operator::leader::{LeaderElector, LeaseConfig};
 use sluice_operator::metrics::{self, Health, Metrics};
 use sluice_operator::render::{RenderOptions, render};
+use sluice_operator::topic;
 use sluice_operator::{DEFAULT_BROKER_IMAGE, KafkaAdminInspector, duration::parse_duration};
 
 #[derive(Parser)]
@@ -175,10 +177,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync_interval: args.resync_interval,
         bootstrap_override: args.bootstrap_override,
     };
+    let topic_ctx = Arc::new(topic::Context::new(
+        client.clone(),
+        settings.clone(),
+        metrics.clone(),
+    ));
     let ctx = Arc::new(Context::new(client, settings, KafkaAdminInspector, metrics));
-    // The Topic reconciler (once sluice-kafka-admin is wired in) runs beside this one: join a
-    // second controller future here, sharing `health` and the leader lease.
-    let controller = kafka_cluster::run(ctx, args.namespace.as_deref(), || health.set_ready(true));
+    // Ready once both controllers run.
+    let started = AtomicUsize::new(0);
+    let on_started = || {
+        if started.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+            health.set_ready(true);
+        }
+    };
+    let namespace = args.namespace.as_deref();
+    let controller = async {
+        tokio::try_join!(
+            kafka_cluster::run(ctx, namespace, on_started),
+            topic::run(topic_ctx, namespace, on_started),
+        )
+        .map(|_| ())
+    };
     match &elector {
         None => controller.await?,
         Some(elector) => {
