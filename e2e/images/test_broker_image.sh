@@ -65,7 +65,8 @@ finish() {
   echo
   echo "container logs: ${LOG_DIR#"$ROOT"/}/"
   echo "$PASSED passed, $FAILED failed"
-  [[ $FAILED -eq 0 ]]
+  [[ $FAILED -eq 0 ]] || exit 1
+  exit 0
 }
 trap 'FAILED=$((FAILED + 1)); echo "FAIL  interrupted (timeout or signal)"; exit 1' TERM INT
 trap finish EXIT
@@ -85,7 +86,8 @@ free_port() {
 # wait_for_log CONTAINER TEXT SECONDS
 wait_for_log() {
   local deadline=$((SECONDS + $3))
-  until podman logs "$1" 2>&1 | grep -qF "$2"; do
+  # Logs are read whole before grepping: grep -q closing the pipe early would fail it (pipefail).
+  until grep -qF "$2" <<<"$(podman logs "$1" 2>&1)"; do
     [[ $(podman inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]] || { echo "container $1 exited"; podman logs "$1" 2>&1 | tail -n 20; return 1; }
     (( SECONDS < deadline )) || { echo "no '$2' in $3 s"; podman logs "$1" 2>&1 | tail -n 20; return 1; }
     sleep 0.2
@@ -185,7 +187,7 @@ default_cmd() {
   local c=$RUN_ID-default
   podman run -d "${PODMAN_RUN_FLAGS[@]}" --network none --name "$c" "$BROKER_IMAGE" >/dev/null || return 1
   wait_for_log "$c" "broker ready" 30 || return 1
-  podman logs "$c" 2>&1 | grep -F "listening" | grep -qF "0.0.0.0:9092" \
+  grep -F "listening" <<<"$(podman logs "$c" 2>&1)" | grep -F "0.0.0.0:9092" >/dev/null \
     || { echo "no listener on 0.0.0.0:9092:"; podman logs "$c" 2>&1 | tail -n 20; return 1; }
   podman stop -t 10 "$c" >/dev/null
 }
@@ -196,6 +198,7 @@ check "default command: broker ready on 0.0.0.0:9092 with data in the image's vo
 # advertised, and no traffic leaves loopback.
 PORT=$(free_port)
 CPORT=$(free_port)
+while [[ $CPORT == "$PORT" ]]; do CPORT=$(free_port); done
 BOOTSTRAP="127.0.0.1:$PORT"
 BROKER_ARGS=(
   --override "listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT"
@@ -228,7 +231,10 @@ runs_as_65532() {
 check "broker process runs as uid/gid 65532 with no capabilities" runs_as_65532
 
 metadata() {
-  kcat -b "$BOOTSTRAP" -L -m 10 | tee /dev/stderr | grep -qF "at 127.0.0.1:$PORT"
+  local out
+  out=$(kcat -b "$BOOTSTRAP" -L -m 10) || return 1
+  echo "$out"
+  grep -qF "at 127.0.0.1:$PORT" <<<"$out"
 }
 check "kcat metadata: the broker advertises 127.0.0.1:$PORT" metadata
 
@@ -304,7 +310,7 @@ stop_cleanly() {
   code=$(podman inspect -f '{{.State.ExitCode}}' "$BROKER")
   echo "stopped in ${took}s, exit code $code"
   podman logs "$BROKER" 2>&1 | tail -n 5
-  [[ $code == 0 ]] && (( took <= STOP_BOUND )) && podman logs "$BROKER" 2>&1 | grep -qF "shutdown complete"
+  [[ $code == 0 ]] && (( took <= STOP_BOUND )) && grep -qF "shutdown complete" <<<"$(podman logs "$BROKER" 2>&1)"
 }
 check "SIGTERM: clean shutdown (exit 0, 'shutdown complete') within $STOP_BOUND s" stop_cleanly
 
