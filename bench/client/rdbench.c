@@ -223,12 +223,32 @@ static int cmd_delete_topic(const struct args *a) {
     return 0;
 }
 
+/* ---- percentiles ---------------------------------------------------------------------------------------- */
+
+static int cmp_i64(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static double pct_ms(const int64_t *sorted, long long n, double q) {
+    /* Nearest-rank percentile. */
+    long long rank = (long long)(q * (double)n + 0.999999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return (double)sorted[rank - 1] / 1e6;
+}
+
 /* ---- produce --------------------------------------------------------------------------------------------- */
 
 struct produce_state {
     long long delivered;
     long long failed;
     rd_kafka_resp_err_t first_error;
+    /* produce() to delivery report of each acknowledged message, as librdkafka measures it: at full speed this is
+     * mostly time queued in the client, so it shows how far behind the broker keeps the producer. */
+    int64_t *latency_ns;
 };
 
 static void produce_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -239,12 +259,16 @@ static void produce_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
             st->first_error = m->err;
         st->failed++;
     } else {
-        st->delivered++;
+        int64_t us = rd_kafka_message_latency(m);
+        st->latency_ns[st->delivered++] = us < 0 ? 0 : us * 1000;
     }
 }
 
 static int cmd_produce(const struct args *a) {
     struct produce_state st = {0};
+    st.latency_ns = malloc(sizeof(int64_t) * (size_t)(a->messages > 0 ? a->messages : 1));
+    if (!st.latency_ns)
+        die("out of memory");
     rd_kafka_conf_t *conf = producer_conf(a, a->linger_ms);
     rd_kafka_conf_set_dr_msg_cb(conf, produce_dr);
     rd_kafka_conf_set_opaque(conf, &st);
@@ -284,9 +308,13 @@ static int cmd_produce(const struct args *a) {
     if (st.failed)
         die("produce: %lld messages failed, first error: %s", st.failed, rd_kafka_err2str(st.first_error));
     double bytes = (double)a->messages * a->size;
+    long long n = st.delivered;
+    qsort(st.latency_ns, (size_t)n, sizeof(int64_t), cmp_i64);
     printf("{\"messages\":%lld,\"bytes\":%.0f,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"mib_per_s\":%.3f,"
-           "\"partitions\":%d}\n",
-           a->messages, bytes, secs, a->messages / secs, bytes / secs / (1024.0 * 1024.0), parts);
+           "\"partitions\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+           a->messages, bytes, secs, a->messages / secs, bytes / secs / (1024.0 * 1024.0), parts,
+           pct_ms(st.latency_ns, n, 0.50), pct_ms(st.latency_ns, n, 0.99), pct_ms(st.latency_ns, n, 0.999));
+    free(st.latency_ns);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     free(payload);
@@ -399,20 +427,6 @@ static void *latency_consumer(void *arg) {
     return NULL;
 }
 
-static int cmp_i64(const void *x, const void *y) {
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
-}
-
-static double pct_ms(const int64_t *sorted, long long n, double q) {
-    /* Nearest-rank percentile. */
-    long long rank = (long long)(q * (double)n + 0.999999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)sorted[rank - 1] / 1e6;
-}
 
 static int cmd_latency(const struct args *a) {
     if (a->size < 16)
