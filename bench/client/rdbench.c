@@ -223,12 +223,32 @@ static int cmd_delete_topic(const struct args *a) {
     return 0;
 }
 
+/* ---- percentiles ---------------------------------------------------------------------------------------- */
+
+static int cmp_i64(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
+}
+
+static double pct_ms(const int64_t *sorted, long long n, double q) {
+    /* Nearest-rank percentile. */
+    long long rank = (long long)(q * (double)n + 0.999999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return (double)sorted[rank - 1] / 1e6;
+}
+
 /* ---- produce --------------------------------------------------------------------------------------------- */
 
 struct produce_state {
     long long delivered;
     long long failed;
     rd_kafka_resp_err_t first_error;
+    /* produce() to delivery report of each acknowledged message, as librdkafka measures it: at full speed this is
+     * mostly time queued in the client, so it shows how far behind the broker keeps the producer. */
+    int64_t *latency_ns;
 };
 
 static void produce_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -239,12 +259,16 @@ static void produce_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
             st->first_error = m->err;
         st->failed++;
     } else {
-        st->delivered++;
+        int64_t us = rd_kafka_message_latency(m);
+        st->latency_ns[st->delivered++] = us < 0 ? 0 : us * 1000;
     }
 }
 
 static int cmd_produce(const struct args *a) {
     struct produce_state st = {0};
+    st.latency_ns = malloc(sizeof(int64_t) * (size_t)(a->messages > 0 ? a->messages : 1));
+    if (!st.latency_ns)
+        die("out of memory");
     rd_kafka_conf_t *conf = producer_conf(a, a->linger_ms);
     rd_kafka_conf_set_dr_msg_cb(conf, produce_dr);
     rd_kafka_conf_set_opaque(conf, &st);
@@ -284,9 +308,13 @@ static int cmd_produce(const struct args *a) {
     if (st.failed)
         die("produce: %lld messages failed, first error: %s", st.failed, rd_kafka_err2str(st.first_error));
     double bytes = (double)a->messages * a->size;
+    long long n = st.delivered;
+    qsort(st.latency_ns, (size_t)n, sizeof(int64_t), cmp_i64);
     printf("{\"messages\":%lld,\"bytes\":%.0f,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"mib_per_s\":%.3f,"
-           "\"partitions\":%d}\n",
-           a->messages, bytes, secs, a->messages / secs, bytes / secs / (1024.0 * 1024.0), parts);
+           "\"partitions\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+           a->messages, bytes, secs, a->messages / secs, bytes / secs / (1024.0 * 1024.0), parts,
+           pct_ms(st.latency_ns, n, 0.50), pct_ms(st.latency_ns, n, 0.99), pct_ms(st.latency_ns, n, 0.999));
+    free(st.latency_ns);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     free(payload);
@@ -370,6 +398,10 @@ struct latency_state {
     long long duplicates;
     volatile int stop;
     rd_kafka_t *consumer;
+    /* Probes: one message per partition, sent before the timed run, with sequence number -1 - partition. */
+    int partitions;
+    int probes_seen; /* partitions whose probe has arrived */
+    char *probe_seen;
 };
 
 static void *latency_consumer(void *arg) {
@@ -383,7 +415,12 @@ static void *latency_consumer(void *arg) {
             int64_t seq, sent;
             memcpy(&seq, m->payload, 8);
             memcpy(&sent, (const char *)m->payload + 8, 8);
-            if (seq >= 0 && seq < st->total) {
+            if (seq < 0 && seq >= -(int64_t)st->partitions) {
+                if (!st->probe_seen[-1 - seq]) {
+                    st->probe_seen[-1 - seq] = 1;
+                    __atomic_add_fetch(&st->probes_seen, 1, __ATOMIC_RELAXED);
+                }
+            } else if (seq >= 0 && seq < st->total) {
                 if (st->latency_ns[seq] >= 0) {
                     st->duplicates++;
                 } else {
@@ -399,20 +436,6 @@ static void *latency_consumer(void *arg) {
     return NULL;
 }
 
-static int cmp_i64(const void *x, const void *y) {
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
-}
-
-static double pct_ms(const int64_t *sorted, long long n, double q) {
-    /* Nearest-rank percentile. */
-    long long rank = (long long)(q * (double)n + 0.999999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)sorted[rank - 1] / 1e6;
-}
 
 static int cmd_latency(const struct args *a) {
     if (a->size < 16)
@@ -434,13 +457,33 @@ static int cmd_latency(const struct args *a) {
     rd_kafka_t *prod = new_handle(RD_KAFKA_PRODUCER, producer_conf(a, a->linger_ms));
     wait_for_topic(prod, a->topic, 0, a->timeout);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(prod, a->topic, NULL);
+    st.partitions = parts;
+    st.probe_seen = calloc((size_t)parts, 1);
+    char *payload = calloc(1, (size_t)a->size);
+    if (!payload || !st.probe_seen)
+        die("out of memory");
     pthread_t thread;
     if (pthread_create(&thread, NULL, latency_consumer, &st))
         die("pthread_create failed");
 
-    char *payload = calloc(1, (size_t)a->size);
-    if (!payload)
-        die("out of memory");
+    /* Start the clock only once the consumer receives from every partition: a broker may take a while to serve
+     * the first fetch of a topic just created (leader election, offset lookup back-off), and that start-up delay
+     * is not the latency of a running pipeline. */
+    double probe_start = mono_now();
+    for (int p = 0; p < parts; p++) {
+        int64_t probe = -1 - (int64_t)p;
+        memcpy(payload, &probe, 8);
+        if (rd_kafka_produce(rkt, p, RD_KAFKA_MSG_F_COPY, payload, (size_t)a->size, NULL, 0, NULL) == -1)
+            die("produce probe: %s", rd_kafka_err2str(rd_kafka_last_error()));
+    }
+    double probe_deadline = mono_now() + a->timeout;
+    while (__atomic_load_n(&st.probes_seen, __ATOMIC_RELAXED) < parts) {
+        rd_kafka_poll(prod, 10);
+        if (mono_now() > probe_deadline)
+            die("latency: the consumer saw probes from %d of %d partitions before the timeout",
+                __atomic_load_n(&st.probes_seen, __ATOMIC_RELAXED), parts);
+    }
+    double ready_secs = mono_now() - probe_start;
     int64_t interval = (int64_t)(1e9 / a->rate);
     int64_t start = mono_ns();
     int64_t max_behind = 0;
@@ -488,16 +531,18 @@ static int cmd_latency(const struct args *a) {
         sum += (double)st.latency_ns[i];
     printf("{\"messages\":%lld,\"measured\":%lld,\"lost\":%lld,\"duplicates\":%lld,\"rate\":%.1f,"
            "\"achieved_rate\":%.1f,\"bytes\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
-           "\"max_ms\":%.3f,\"mean_ms\":%.3f,\"max_behind_ms\":%.3f,\"partitions\":%d}\n",
+           "\"max_ms\":%.3f,\"mean_ms\":%.3f,\"max_behind_ms\":%.3f,\"partitions\":%d,\"consumer_ready_ms\":%.1f}\n",
            st.total, n, lost, st.duplicates, a->rate, st.total / sent_secs, (double)st.total * a->size,
            pct_ms(st.latency_ns, n, 0.50), pct_ms(st.latency_ns, n, 0.99), pct_ms(st.latency_ns, n, 0.999),
-           (double)st.latency_ns[n - 1] / 1e6, sum / (double)n / 1e6, (double)max_behind / 1e6, parts);
+           (double)st.latency_ns[n - 1] / 1e6, sum / (double)n / 1e6, (double)max_behind / 1e6, parts,
+           ready_secs * 1000);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(prod);
     rd_kafka_consumer_close(st.consumer);
     rd_kafka_destroy(st.consumer);
     free(payload);
     free(st.latency_ns);
+    free(st.probe_seen);
     return 0;
 }
 
