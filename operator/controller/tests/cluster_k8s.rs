@@ -808,10 +808,12 @@ async fn hand_edits_of_owned_objects_are_put_back() {
     )
     .await;
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    // Scaled down and given another image by hand. (A hand scale-up is not simply undone:
+    // removing brokers waits until the operator has checked they hold no data.)
     merge(
         &stateful_sets,
         &format!("{name}-broker"),
-        json!({"spec": {"replicas": 7}}),
+        json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "sluice", "image": "example.com/other"}]}}}}),
     )
     .await;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -824,13 +826,26 @@ async fn hand_edits_of_owned_objects_are_put_back() {
     eventually!("the hand edits to be undone", WAIT, async {
         let now = get_owned(&client, &ns, name).await?;
         let cm_back = data(&now.broker_config) == data(&original.broker_config);
-        let replicas_back = sts_replicas(&now.broker_sts) == 2;
+        let image = |sts: &StatefulSet| {
+            sts.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers[0]
+                .image
+                .clone()
+        };
+        let replicas_back = sts_replicas(&now.broker_sts) == 2
+            && image(&now.broker_sts) == image(&original.broker_sts);
         let service_back = now.bootstrap_service.uid() != original.bootstrap_service.uid();
         if cm_back && replicas_back && service_back {
             Ok(())
         } else {
             Err(format!(
-                "ConfigMap restored: {cm_back}, replicas restored: {replicas_back}, Service recreated: {service_back}"
+                "ConfigMap restored: {cm_back}, StatefulSet restored: {replicas_back}, Service recreated: {service_back}"
             ))
         }
     });
@@ -1197,7 +1212,13 @@ async fn only_the_lease_holder_reconciles_and_a_successor_takes_over() {
     .await
     .unwrap();
     status_for_generation(&clusters, "led").await;
-    assert!(a.reconciles() > 0);
+    // Counted when the reconcile returns, a moment after it wrote the status.
+    eventually!("operator-a to count its reconcile", WAIT, async {
+        match a.reconciles() {
+            0 => Err("0 reconciles".to_owned()),
+            _ => Ok(()),
+        }
+    });
     // b has had several renew intervals to try; it must neither hold the lease nor reconcile.
     assert_eq!(holder().await.unwrap(), "operator-a");
     assert!(
