@@ -12,6 +12,7 @@ pub mod kafka_cluster;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod status_patch;
 pub mod topic;
 pub mod yaml;
 

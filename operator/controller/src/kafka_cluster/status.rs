@@ -5,10 +5,8 @@ use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use sluice_crd::{KafkaCluster, KafkaClusterStatus, ReplicaCounts};
 
-use super::apply::FIELD_MANAGER;
 use crate::error::Error;
 
 pub const READY: &str = "Ready";
@@ -228,21 +226,7 @@ pub async fn patch(
     previous: Option<&KafkaClusterStatus>,
     status: &KafkaClusterStatus,
 ) -> Result<bool, Error> {
-    if previous == Some(status) {
-        return Ok(false);
-    }
-    let body = serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "KafkaCluster",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(true)
+    crate::status_patch::patch_status(api, name, previous, status).await
 }
 
 #[cfg(test)]

@@ -8,12 +8,10 @@
 use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use sluice_crd::{Topic, TopicStatus};
 use sluice_kafka_admin::{TopicInfo, Uuid};
 
 use crate::error::Error;
-use crate::kafka_cluster::apply::FIELD_MANAGER;
 
 pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
@@ -223,21 +221,7 @@ pub async fn patch(
     previous: Option<&TopicStatus>,
     status: &TopicStatus,
 ) -> Result<bool, Error> {
-    if previous == Some(status) {
-        return Ok(false);
-    }
-    let body = serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Topic",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(true)
+    crate::status_patch::patch_status(api, name, previous, status).await
 }
 
 #[cfg(test)]
