@@ -3,6 +3,7 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
@@ -37,4 +38,25 @@ where
     )
     .await?;
     Ok(true)
+}
+
+/// Conditions keep their `lastTransitionTime` while their status stays; `now` stamps the ones that flip.
+pub fn stamp_conditions(
+    conditions: impl IntoIterator<Item = Condition>,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Vec<Condition> {
+    conditions
+        .into_iter()
+        .map(|mut c| {
+            c.observed_generation = generation;
+            c.last_transition_time = previous
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == c.status)
+                .map(|p| p.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            c
+        })
+        .collect()
 }

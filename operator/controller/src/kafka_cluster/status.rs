@@ -190,19 +190,12 @@ pub fn compute(
     now: k8s_openapi::jiff::Timestamp,
 ) -> KafkaClusterStatus {
     let previous = previous.cloned().unwrap_or_default();
-    let conditions = conditions(obs)
-        .into_iter()
-        .map(|mut c| {
-            c.observed_generation = obs.generation;
-            c.last_transition_time = previous
-                .conditions
-                .iter()
-                .find(|p| p.type_ == c.type_ && p.status == c.status)
-                .map(|p| p.last_transition_time.clone())
-                .unwrap_or(Time(now));
-            c
-        })
-        .collect();
+    let conditions = crate::status_patch::stamp_conditions(
+        conditions(obs),
+        &previous.conditions,
+        obs.generation,
+        now,
+    );
     let counts = |r: &RoleState| ReplicaCounts {
         desired: r.desired,
         ready: r.ready,
