@@ -94,7 +94,7 @@ impl Applied {
 /// A definite no from the brokers that retrying will not change until the spec (or the
 /// cluster) does. A topic that already exists is not one: it was created between the read and
 /// the create, and the next reconcile adopts it.
-fn is_refusal(e: &AdminError) -> bool {
+pub fn is_refusal(e: &AdminError) -> bool {
     matches!(e, AdminError::Kafka { .. }) && !e.is_retriable() && !e.is_topic_already_exists()
 }
 

@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use sluice_crd::Topic;
 
+use super::apply::is_refusal;
 use super::read::{self, ClusterState};
 use super::validate::{self, DELETION_POLICY_ANNOTATION, DeletionPolicy};
 use super::{Context, key};
@@ -84,9 +85,7 @@ pub async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
                 .await;
         }
         Err(e) if e.is_unknown_topic() => {}
-        Err(e)
-            if matches!(e, sluice_kafka_admin::AdminError::Kafka { .. }) && !e.is_retriable() =>
-        {
+        Err(e) if is_refusal(&e) => {
             let note = format!("the brokers refused to delete topic '{name}', so it is kept: {e}");
             ctx.event(topic, EventType::Warning, "TopicNotDeleted", note)
                 .await;
