@@ -115,6 +115,14 @@ impl<const N: usize> MappedFile<N> {
         self.mmap.flush()?;
         self.file.sync_all()
     }
+
+    /// Makes room for at least `capacity` entries (never drops any).
+    fn grow_to(&mut self, capacity: usize) -> io::Result<()> {
+        if capacity > self.capacity {
+            self.resize(capacity)?;
+        }
+        Ok(())
+    }
 }
 
 fn be_u32(b: &[u8], at: usize) -> u32 {
@@ -211,6 +219,42 @@ impl OffsetIndex {
     pub fn flush(&self) -> io::Result<()> {
         self.file.flush()
     }
+
+    pub fn last_entry(&self) -> Option<(i64, u32)> {
+        self.file.entries.checked_sub(1).map(|i| self.get(i))
+    }
+
+    /// Reopens a trimmed index for appends, preallocated to `max_size` bytes again.
+    pub fn grow_to(&mut self, max_size: u32) -> io::Result<()> {
+        self.file.grow_to(max_size as usize / Self::ENTRY_SIZE)
+    }
+
+    /// Kafka's sanity check before trusting an index without reading the log, made a little
+    /// stricter: offsets and positions strictly increase, every position lies inside the log
+    /// file, and every offset is below `offset_limit` (the next segment's base offset).
+    pub fn sanity_check(&self, offset_limit: Option<i64>, log_size: u64) -> Result<(), String> {
+        let mut previous: Option<(i64, u32)> = None;
+        for i in 0..self.file.entries {
+            let (offset, position) = self.get(i);
+            if let Some((prev_offset, prev_position)) = previous
+                && (offset <= prev_offset || position <= prev_position)
+            {
+                return Err(format!(
+                    "entry {i} ({offset}, {position}) does not follow ({prev_offset}, {prev_position})"
+                ));
+            }
+            if position as u64 >= log_size {
+                return Err(format!(
+                    "entry {i} points at {position}, past the log end {log_size}"
+                ));
+            }
+            if offset_limit.is_some_and(|limit| offset >= limit) {
+                return Err(format!("entry {i} has offset {offset}, past the segment"));
+            }
+            previous = Some((offset, position));
+        }
+        Ok(())
+    }
 }
 
 /// `.timeindex`: (timestamp i64, relative offset u32). Timestamps strictly increase; each entry is
@@ -290,6 +334,47 @@ impl TimeIndex {
     pub fn flush(&self) -> io::Result<()> {
         self.file.flush()
     }
+
+    pub fn last_entry(&self) -> Option<(i64, i64)> {
+        self.file.entries.checked_sub(1).map(|i| self.get(i))
+    }
+
+    /// Appends the entry a segment records when it stops being active, growing a full index by
+    /// one entry: a closed segment's last time entry must be its max timestamp, because reopening
+    /// takes the max timestamp from there instead of scanning the log.
+    pub fn append_final(&mut self, timestamp: i64, offset: i64) -> io::Result<()> {
+        if self.is_full() {
+            self.file.grow_to(self.file.entries + 1)?;
+        }
+        self.append(timestamp, offset);
+        Ok(())
+    }
+
+    /// Reopens a trimmed index for appends, preallocated to `max_size` bytes again.
+    pub fn grow_to(&mut self, max_size: u32) -> io::Result<()> {
+        self.file.grow_to(max_size as usize / Self::ENTRY_SIZE)
+    }
+
+    /// Like [`OffsetIndex::sanity_check`]: timestamps strictly increase (each entry is a new max
+    /// timestamp), offsets do not decrease and stay below `offset_limit`.
+    pub fn sanity_check(&self, offset_limit: Option<i64>) -> Result<(), String> {
+        let mut previous: Option<(i64, i64)> = None;
+        for i in 0..self.file.entries {
+            let (timestamp, offset) = self.get(i);
+            if let Some((prev_timestamp, prev_offset)) = previous
+                && (timestamp <= prev_timestamp || offset < prev_offset)
+            {
+                return Err(format!(
+                    "entry {i} ({timestamp}, {offset}) does not follow ({prev_timestamp}, {prev_offset})"
+                ));
+            }
+            if offset_limit.is_some_and(|limit| offset >= limit) {
+                return Err(format!("entry {i} has offset {offset}, past the segment"));
+            }
+            previous = Some((timestamp, offset));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -348,5 +433,39 @@ mod tests {
         assert!(OffsetIndex::open_trimmed(&path, 0).unwrap().is_none());
         std::fs::write(&path, [0u8; 13]).unwrap();
         assert!(OffsetIndex::open_trimmed(&path, 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn sanity_checks_reject_disorder_and_out_of_range_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000100.index");
+        let good = OffsetIndex::rebuild(&path, 100, &[(110, 4096), (120, 8192)], 0).unwrap();
+        assert_eq!(good.sanity_check(Some(130), 10_000), Ok(()));
+        assert_eq!(good.sanity_check(None, 10_000), Ok(()));
+        assert!(good.sanity_check(Some(120), 10_000).is_err());
+        assert!(good.sanity_check(Some(130), 8192).is_err());
+        let zeroed = OffsetIndex::rebuild(&path, 100, &[(100, 0), (100, 0)], 0).unwrap();
+        assert!(zeroed.sanity_check(None, 10_000).is_err());
+
+        let path = dir.path().join("00000000000000000100.timeindex");
+        let good = TimeIndex::rebuild(&path, 100, &[(5, 101), (9, 101), (12, 140)], 0).unwrap();
+        assert_eq!(good.sanity_check(Some(141)), Ok(()));
+        assert!(good.sanity_check(Some(140)).is_err());
+        let bad = TimeIndex::rebuild(&path, 100, &[(9, 101), (9, 102)], 0).unwrap();
+        assert!(bad.sanity_check(None).is_err());
+    }
+
+    #[test]
+    fn final_time_entry_fits_even_in_a_full_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.timeindex");
+        let mut index = TimeIndex::create(&path, 0, 24).unwrap();
+        index.append(1, 1);
+        index.append(2, 2);
+        assert!(index.is_full());
+        index.append_final(3, 3).unwrap();
+        assert_eq!(index.last_entry(), Some((3, 3)));
+        index.trim().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 36);
     }
 }

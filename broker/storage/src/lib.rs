@@ -11,6 +11,7 @@ mod error;
 mod index;
 mod log;
 mod manager;
+mod producer_snapshot;
 mod producer_state;
 mod segment;
 
@@ -140,6 +141,27 @@ pub struct FileSlice {
     pub file: Arc<File>,
     pub position: u64,
     pub len: u64,
+}
+
+/// What [`Log::open`] had to read to rebuild the log's state ([`Log::recovery_stats`]), so the
+/// fast path can be observed: after a clean shutdown no closed segment is read and the producer
+/// state comes from a snapshot at the log end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// The `.clean-shutdown` marker was present.
+    pub clean_shutdown: bool,
+    /// Offset of the producer-state snapshot loaded; `None`: rebuilt from the whole log.
+    pub snapshot_offset: Option<i64>,
+    /// Closed segments opened from their indexes alone, without reading the log.
+    pub closed_segments_trusted: usize,
+    /// Closed segments scanned because an index was missing or failed the sanity check.
+    pub closed_segments_scanned: usize,
+    /// Batch headers read from closed segments (scans and producer-state replay).
+    pub closed_segment_batches_read: u64,
+    /// Batch headers read from the active segment.
+    pub active_segment_batches_read: u64,
+    /// The active segment went through full recovery (every CRC checked, indexes rebuilt).
+    pub active_segment_recovered: bool,
 }
 
 /// Result of [`Log::read`].

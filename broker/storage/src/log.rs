@@ -11,9 +11,12 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
+use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, StagedProducers};
 use crate::segment::{self, LoadMode, Segment};
-use crate::{AppendInfo, FileSlice, LogConfig, ReadInfo, StorageError, TimestampType};
+use crate::{
+    AppendInfo, FileSlice, LogConfig, ReadInfo, RecoveryStats, StorageError, TimestampType,
+};
 
 /// One partition's log. Not internally synchronised: the broker wraps it in a mutex.
 pub struct Log {
@@ -28,6 +31,7 @@ pub struct Log {
     /// `now_ms` of the oldest append not yet fsynced, for `flush_interval_ms`.
     first_unflushed_ms: Option<i64>,
     closed: bool,
+    recovery: RecoveryStats,
 }
 
 fn wall_clock_ms() -> i64 {
@@ -39,9 +43,17 @@ fn wall_clock_ms() -> i64 {
 impl Log {
     /// Opens the log in `dir`, creating it if missing and recovering it if it was not closed
     /// cleanly. The high watermark starts at the log end offset.
+    ///
+    /// Closed segments are opened from their indexes without reading the log, the producer state
+    /// from the newest snapshot plus the batches after it; after a clean shutdown the active
+    /// segment is opened the same way, otherwise it is recovered in full. See
+    /// [`Log::recovery_stats`] for what was read.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
         fs::create_dir_all(dir)?;
-        let clean = dir.join(checkpoint::CLEAN_SHUTDOWN_FILE).exists();
+        // The marker goes before anything is modified: the clean path grows the active segment's
+        // indexes back to their preallocated size, so from here on the files are no longer as a
+        // clean shutdown left them. A failed open only costs a full recovery next time.
+        let clean = checkpoint::take_clean_shutdown(dir)?;
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -52,18 +64,21 @@ impl Log {
             unflushed_messages: 0,
             first_unflushed_ms: None,
             closed: false,
+            recovery: RecoveryStats::default(),
         };
-        log.load(clean)?;
+        log.recovery = log.load(clean)?;
         log.high_watermark = log.log_end_offset();
-        // Only now that recovery succeeded: without the marker a crash from here on is noticed.
-        checkpoint::take_clean_shutdown(dir)?;
         Ok(log)
     }
 
     /// (Re)builds the in-memory state from the files: segments, producer state, log start offset.
-    fn load(&mut self, clean: bool) -> Result<(), StorageError> {
+    fn load(&mut self, clean: bool) -> Result<RecoveryStats, StorageError> {
         self.segments.clear();
         self.producers.clear();
+        let mut stats = RecoveryStats {
+            clean_shutdown: clean,
+            ..RecoveryStats::default()
+        };
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -90,26 +105,123 @@ impl Log {
             }
         }
 
+        // Producer state starts from the newest readable snapshot; only batches from its offset
+        // on are replayed, during the scans below or afterwards for segments not scanned.
+        let mut replay_from = i64::MIN;
+        if let Some(&first_base) = bases.first()
+            && let Some((offset, state)) = self.newest_snapshot(first_base, i64::MAX)?
+        {
+            replay_from = offset;
+            self.producers = state;
+        }
+        let mut replayed = Vec::new();
+
         let now = wall_clock_ms();
         let producers = &mut self.producers;
         for (i, &base) in bases.iter().enumerate() {
-            let mode = if i + 1 == bases.len() {
-                LoadMode::Active { verify_crc: !clean }
-            } else {
-                LoadMode::Closed
+            let mut replay = |h: &BatchHeader| {
+                if h.base_offset >= replay_from {
+                    producers.replay(h);
+                }
             };
-            let segment = Segment::load(&self.dir, base, &self.config, mode, now, &mut |h| {
-                producers.replay(h)
-            })?;
+            let segment = if let Some(&next_base) = bases.get(i + 1) {
+                if let Some(segment) = Segment::open_closed(&self.dir, base, next_base)? {
+                    stats.closed_segments_trusted += 1;
+                    segment
+                } else {
+                    let (segment, batches) = Segment::load(
+                        &self.dir,
+                        base,
+                        &self.config,
+                        LoadMode::Closed,
+                        now,
+                        &mut replay,
+                    )?;
+                    stats.closed_segments_scanned += 1;
+                    stats.closed_segment_batches_read += batches;
+                    replayed.push(base);
+                    segment
+                }
+            } else {
+                let clean_open = if clean {
+                    Segment::open_clean_active(&self.dir, base, &self.config, now)?
+                } else {
+                    None
+                };
+                if let Some((segment, batches)) = clean_open {
+                    stats.active_segment_batches_read += batches;
+                    segment
+                } else {
+                    let (segment, batches) = Segment::load(
+                        &self.dir,
+                        base,
+                        &self.config,
+                        LoadMode::Active,
+                        now,
+                        &mut replay,
+                    )?;
+                    stats.active_segment_recovered = true;
+                    stats.active_segment_batches_read += batches;
+                    replayed.push(base);
+                    segment
+                }
+            };
             self.segments.insert(base, segment);
         }
 
         let checkpointed = checkpoint::read_log_start_offset(&self.dir)?;
         if self.segments.is_empty() {
+            // No data, so no producer state either.
+            producer_snapshot::delete_where(&self.dir, |_| true)?;
+            self.producers.clear();
             let base = checkpointed.unwrap_or(0).max(0);
             self.segments
                 .insert(base, Segment::create(&self.dir, base, &self.config)?);
+            return self.finish_load(checkpointed, stats);
         }
+
+        let leo = self.log_end_offset();
+        if replay_from > leo {
+            // The snapshot is ahead of the data that survived; fall back to an older one and
+            // replay everything after it, whether scanned above or not.
+            tracing::warn!(dir = %self.dir.display(), snapshot = replay_from, log_end_offset = leo, "producer state snapshot is past the log end");
+            producer_snapshot::delete_where(&self.dir, |offset| offset > leo)?;
+            self.producers.clear();
+            replay_from = i64::MIN;
+            replayed.clear();
+            if let Some((offset, state)) =
+                self.newest_snapshot(self.first_segment().base_offset, leo)?
+            {
+                replay_from = offset;
+                self.producers = state;
+            }
+        }
+        let active_base = self.active().base_offset;
+        let producers = &mut self.producers;
+        for segment in self.segments.values() {
+            if replayed.contains(&segment.base_offset) || segment.next_offset <= replay_from {
+                continue;
+            }
+            let batches = segment.replay_from(replay_from, &mut |h| producers.replay(h))?;
+            if segment.base_offset == active_base {
+                stats.active_segment_batches_read += batches;
+            } else {
+                stats.closed_segment_batches_read += batches;
+            }
+        }
+        stats.snapshot_offset = (replay_from != i64::MIN).then_some(replay_from);
+        // Snapshots of data no longer in the log (below the first segment or past the end).
+        let first_base = self.first_segment().base_offset;
+        producer_snapshot::delete_where(&self.dir, |offset| offset < first_base || offset > leo)?;
+        self.finish_load(checkpointed, stats)
+    }
+
+    /// Sets the log start offset from the checkpoint once the segments are loaded.
+    fn finish_load(
+        &mut self,
+        checkpointed: Option<i64>,
+        stats: RecoveryStats,
+    ) -> Result<RecoveryStats, StorageError> {
         let first_base = self.first_segment().base_offset;
         self.log_start_offset = checkpointed.unwrap_or(first_base).max(first_base);
         if self.log_start_offset > self.log_end_offset() {
@@ -117,7 +229,42 @@ impl Log {
             let start = self.log_start_offset;
             self.truncate_fully_and_start_at(start)?;
         }
-        Ok(())
+        Ok(stats)
+    }
+
+    /// The newest readable snapshot with an offset in [min, max], deleting unreadable ones on the
+    /// way (like Kafka), so a torn or corrupt snapshot costs a longer replay, never wrong state.
+    fn newest_snapshot(
+        &self,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<(i64, ProducerState)>, StorageError> {
+        for offset in producer_snapshot::list(&self.dir)?.into_iter().rev() {
+            if offset < min || offset > max {
+                continue;
+            }
+            match producer_snapshot::read(&self.dir, offset)? {
+                Some(state) => return Ok(Some((offset, state))),
+                None => producer_snapshot::delete(&self.dir, offset)?,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records the producer state as of `offset` (the log end) in a snapshot and drops older
+    /// ones. A snapshot only shortens the next open, so failing to write one is not an error
+    /// for the caller: the next open replays from an older snapshot or the whole log instead.
+    fn write_snapshot(&self, offset: i64) {
+        let written = producer_snapshot::write(&self.dir, offset, &self.producers)
+            .and_then(|()| producer_snapshot::delete_old(&self.dir));
+        if let Err(e) = written {
+            tracing::warn!(dir = %self.dir.display(), offset, "cannot write producer state snapshot: {e}");
+        }
+    }
+
+    /// What the last [`Log::open`] read to rebuild the log (truncation reloads are not counted).
+    pub fn recovery_stats(&self) -> &RecoveryStats {
+        &self.recovery
     }
 
     fn first_segment(&self) -> &Segment {
@@ -277,8 +424,14 @@ impl Log {
     fn roll(&mut self) -> Result<(), StorageError> {
         let base = self.log_end_offset();
         self.active_mut().become_inactive()?;
+        // Only now may the next segment exist: `Segment::open_closed` trusts every segment that
+        // has a successor to have been fsynced with final indexes by `become_inactive`.
         let segment = Segment::create(&self.dir, base, &self.config)?;
         self.segments.insert(base, segment);
+        // The producer state as of the new segment's base (the append that triggered the roll
+        // commits its batches after this), so that opening after a crash replays only the new
+        // segment, which it scans for recovery anyway.
+        self.write_snapshot(base);
         tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled new segment");
         Ok(())
     }
@@ -485,7 +638,10 @@ impl Log {
             segment.delete_files()?;
             tracing::debug!(dir = %self.dir.display(), base_offset = segment.base_offset, "deleted segment");
         }
-        self.log_start_offset = self.log_start_offset.max(self.first_segment().base_offset);
+        // Snapshots of the deleted data would start a replay from batches that are gone.
+        let first_base = self.first_segment().base_offset;
+        producer_snapshot::delete_where(&self.dir, |offset| offset < first_base)?;
+        self.log_start_offset = self.log_start_offset.max(first_base);
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
         Ok(())
     }
@@ -514,10 +670,22 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        // Snapshots past the truncation point hold batches about to go; deleting them first means
+        // no crash can leave one behind for a log that no longer has (or later has other) batches
+        // there. (The batch containing `offset` starts below it, so none of its offsets is a
+        // snapshot offset > `offset`.)
+        producer_snapshot::delete_where(&self.dir, |o| o > offset)?;
         if offset <= self.log_start_offset.max(self.first_segment().base_offset) {
             return self.truncate_fully_and_start_at(offset);
         }
-        let doomed: Vec<i64> = self.segments.range(offset..).map(|(&b, _)| b).collect();
+        // Newest first, so a crash in between leaves a contiguous run of segments, each ending
+        // where the next begins, as `Segment::open_closed` assumes.
+        let doomed: Vec<i64> = self
+            .segments
+            .range(offset..)
+            .rev()
+            .map(|(&b, _)| b)
+            .collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
                 segment.delete_files()?;
@@ -539,7 +707,8 @@ impl Log {
     /// Deletes every segment and restarts the log empty at `offset` (also the new log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
         self.ensure_open()?;
-        for segment in std::mem::take(&mut self.segments).into_values() {
+        producer_snapshot::delete_where(&self.dir, |_| true)?;
+        for segment in std::mem::take(&mut self.segments).into_values().rev() {
             segment.delete_files()?;
         }
         checkpoint::write_log_start_offset(&self.dir, offset)?;
@@ -658,6 +827,8 @@ impl Log {
             return Ok(());
         }
         self.active_mut().become_inactive()?;
+        // The state as of the log end: a clean open then replays nothing.
+        self.write_snapshot(self.log_end_offset());
         checkpoint::write_clean_shutdown(&self.dir)?;
         self.closed = true;
         Ok(())

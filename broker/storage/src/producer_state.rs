@@ -7,7 +7,7 @@ use crate::StorageError;
 use crate::batch::{BatchHeader, increment_sequence};
 
 /// Kafka keeps the metadata of the last 5 batches (max.in.flight.requests.per.connection = 5).
-const MAX_CACHED_BATCHES: usize = 5;
+pub(crate) const MAX_CACHED_BATCHES: usize = 5;
 const CONTROL_BIT: i16 = 0x20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,8 +22,9 @@ pub(crate) struct BatchMetadata {
 
 #[derive(Clone, Debug)]
 pub(crate) struct ProducerEntry {
-    epoch: i16,
-    batches: VecDeque<BatchMetadata>,
+    pub epoch: i16,
+    /// Oldest first, at most `MAX_CACHED_BATCHES`.
+    pub batches: VecDeque<BatchMetadata>,
 }
 
 impl ProducerEntry {
@@ -70,6 +71,18 @@ impl ProducerState {
 
     pub fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// Every producer, by id (sorted, so a snapshot of the same state is the same bytes).
+    pub fn entries(&self) -> Vec<(i64, &ProducerEntry)> {
+        let mut entries: Vec<_> = self.producers.iter().map(|(&pid, e)| (pid, e)).collect();
+        entries.sort_unstable_by_key(|&(pid, _)| pid);
+        entries
+    }
+
+    /// Sets one producer's state (loading a snapshot).
+    pub fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        self.producers.insert(producer_id, entry);
     }
 
     /// Checks a batch about to be written at `base_offset` and stages its effect. Returns the

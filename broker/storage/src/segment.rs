@@ -54,6 +54,22 @@ impl IndexPlanner {
         }
     }
 
+    /// The planner of a segment opened from its indexes: `last_time_entry` (the segment's max
+    /// timestamp and its offset, recorded last) and the bytes written after the last offset entry.
+    fn resumed(
+        base_offset: i64,
+        last_time_entry: Option<(i64, i64)>,
+        bytes_since_last_entry: u64,
+    ) -> IndexPlanner {
+        let (max_timestamp, offset_of_max_timestamp) = last_time_entry.unwrap_or((-1, base_offset));
+        IndexPlanner {
+            bytes_since_last_entry,
+            max_timestamp,
+            offset_of_max_timestamp,
+            last_time_entry: max_timestamp,
+        }
+    }
+
     /// Like Kafka's `LogSegment.append`: an entry (batch last offset, batch position) once more
     /// than `interval` bytes were written since the previous one, plus a time entry when the
     /// segment's max timestamp grew.
@@ -83,14 +99,16 @@ impl IndexPlanner {
     }
 }
 
-/// How much to trust a segment being loaded.
+/// How a segment is scanned by [`Segment::load`] (the slow path, when its indexes cannot be
+/// trusted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LoadMode {
-    /// An older segment: check batch headers; keep its indexes if they match the log.
+    /// An older segment whose indexes failed the sanity check: check batch headers; keep each
+    /// index if it matches the log, rebuild it otherwise.
     Closed,
-    /// The last segment: always rebuild its (preallocated) indexes; verify every CRC unless the
-    /// log was shut down cleanly.
-    Active { verify_crc: bool },
+    /// The last segment after an unclean shutdown (or a failed clean open): verify every CRC and
+    /// rebuild its (preallocated) indexes.
+    Active,
 }
 
 pub(crate) struct Segment {
@@ -151,6 +169,100 @@ fn open_log_file(path: &Path, create: bool) -> io::Result<File> {
         .open(path)
 }
 
+/// Where a scan of batch headers stopped.
+struct ScanEnd {
+    /// End of the last good batch.
+    position: u64,
+    /// Offset after the last good batch (`min_offset` if there was none).
+    next_offset: i64,
+    /// Why the scan stopped before `file_len`, if it did.
+    problem: Option<String>,
+    batches: u64,
+}
+
+/// Walks the batches of `file` from `from` to `file_len`, checking each header's structure, that
+/// it fits in the file and that offsets grow from `min_offset` (and, if asked, the CRC), and calls
+/// `on_batch` with each good batch's position and header. Stops at the first bad one.
+fn scan(
+    file: &File,
+    from: u64,
+    file_len: u64,
+    min_offset: i64,
+    verify_crc: bool,
+    on_batch: &mut dyn FnMut(u64, &BatchHeader),
+) -> io::Result<ScanEnd> {
+    let mut scanner = Scanner::new(file, file_len);
+    let mut end = ScanEnd {
+        position: from,
+        next_offset: min_offset,
+        problem: None,
+        batches: 0,
+    };
+    while end.position < file_len {
+        let pos = end.position;
+        if file_len - pos < HEADER_SIZE as u64 {
+            end.problem = Some(format!("{} trailing bytes", file_len - pos));
+            break;
+        }
+        let header = match BatchHeader::parse(scanner.bytes(pos, HEADER_SIZE)?)
+            .and_then(|h| h.check_structure().map(|()| h))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                end.problem = Some(e.to_string());
+                break;
+            }
+        };
+        end.batches += 1;
+        if pos + header.size() > file_len {
+            end.problem = Some(format!("batch at {pos} is cut short"));
+            break;
+        }
+        if header.base_offset < end.next_offset {
+            end.problem = Some(format!(
+                "batch at {pos} has offset {} below {}",
+                header.base_offset, end.next_offset
+            ));
+            break;
+        }
+        if verify_crc
+            && let Err(e) = batch::validate_batch(scanner.bytes(pos, header.size() as usize)?)
+        {
+            end.problem = Some(e.to_string());
+            break;
+        }
+        on_batch(pos, &header);
+        end.next_offset = header.last_offset() + 1;
+        end.position = pos + header.size();
+    }
+    Ok(end)
+}
+
+/// Opens a segment's trimmed indexes if both exist and pass the sanity check.
+fn open_checked_indexes(
+    dir: &Path,
+    base_offset: i64,
+    next_base_offset: Option<i64>,
+    log_size: u64,
+) -> Result<Option<(OffsetIndex, TimeIndex)>, StorageError> {
+    let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
+    let time_index_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+    let Some(offset_index) = OffsetIndex::open_trimmed(&index_path, base_offset)? else {
+        return Ok(None);
+    };
+    let Some(time_index) = TimeIndex::open_trimmed(&time_index_path, base_offset)? else {
+        return Ok(None);
+    };
+    let checked = offset_index
+        .sanity_check(next_base_offset, log_size)
+        .and_then(|()| time_index.sanity_check(next_base_offset));
+    if let Err(problem) = checked {
+        tracing::warn!(segment = %segment_file(dir, base_offset, LOG_SUFFIX).display(), "index failed the sanity check, scanning the segment: {problem}");
+        return Ok(None);
+    }
+    Ok(Some((offset_index, time_index)))
+}
+
 impl Segment {
     /// Creates a new empty segment (any stale files with that base offset are replaced).
     pub fn create(
@@ -184,8 +296,133 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment: scans its batches (truncating the file at the first torn or
-    /// corrupt one), feeds every batch header to `on_batch`, and rebuilds indexes as needed.
+    /// Opens a closed segment (one with a successor) from its indexes alone, without reading the
+    /// log: the size is the file length, the next offset is the next segment's base offset, the
+    /// max timestamp is the last time-index entry. Returns `None` when an index is missing or
+    /// fails the sanity check; the caller then scans the segment.
+    ///
+    /// This is sound because a segment only gets a successor after `become_inactive` fsynced its
+    /// log and trimmed indexes (`Log::roll` creates the next segment afterwards), a closed segment
+    /// is never written again, and `truncate_to` deletes segments newest first: whatever the
+    /// shutdown, a segment followed by another one is complete on disk, ends exactly where its
+    /// successor starts, and its indexes are final. Kafka needs a recovery-point checkpoint for
+    /// this because it flushes rolled segments asynchronously; here the roll is the recovery point.
+    pub fn open_closed(
+        dir: &Path,
+        base_offset: i64,
+        next_base_offset: i64,
+    ) -> Result<Option<Segment>, StorageError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let log = open_log_file(&log_path, false)?;
+        let size = log.metadata()?.len();
+        if size == 0 || size > u32::MAX as u64 {
+            return Ok(None);
+        }
+        let Some((offset_index, time_index)) =
+            open_checked_indexes(dir, base_offset, Some(next_base_offset), size)?
+        else {
+            return Ok(None);
+        };
+        let planner = IndexPlanner::resumed(base_offset, time_index.last_entry(), 0);
+        Ok(Some(Segment {
+            base_offset,
+            log: Arc::new(log),
+            log_path,
+            size,
+            next_offset: next_base_offset,
+            offset_index,
+            time_index,
+            planner,
+            // Only the active segment rolls by time.
+            roll_base_ms: None,
+        }))
+    }
+
+    /// Opens the active segment after a clean shutdown, which trimmed and fsynced its indexes
+    /// and recorded its final max timestamp: like Kafka, it trusts the indexes (after the sanity
+    /// check) and reads only the batches after the last offset-index entry (at most about
+    /// `index_interval_bytes`) to find the log end, plus the first batch for time-based rolling.
+    /// Returns the segment and the number of batch headers read, or `None` if anything does not
+    /// add up, in which case the caller runs the full recovery.
+    pub fn open_clean_active(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Option<(Segment, u64)>, StorageError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let log = open_log_file(&log_path, false)?;
+        let size = log.metadata()?.len();
+        if size > u32::MAX as u64 {
+            return Ok(None);
+        }
+        let Some((mut offset_index, mut time_index)) =
+            open_checked_indexes(dir, base_offset, None, size)?
+        else {
+            return Ok(None);
+        };
+        let (entry_offset, from) = offset_index
+            .last_entry()
+            .map_or((None, 0), |(offset, position)| {
+                (Some(offset), position as u64)
+            });
+        let mut first = None;
+        let mut tail_max_timestamp = -1;
+        let tail = scan(&log, from, size, base_offset, false, &mut |_, header| {
+            first.get_or_insert(*header);
+            tail_max_timestamp = tail_max_timestamp.max(header.max_timestamp);
+        })?;
+        let last_time_entry = time_index.last_entry();
+        let recorded_max_timestamp = last_time_entry.map_or(-1, |(ts, _)| ts);
+        let problem = if let Some(problem) = tail.problem {
+            Some(problem)
+        } else if let (Some(expected), Some(found)) = (entry_offset, first)
+            && found.last_offset() != expected
+        {
+            Some(format!(
+                "last index entry says offset {expected}, the batch there ends at {}",
+                found.last_offset()
+            ))
+        } else if tail_max_timestamp > recorded_max_timestamp {
+            Some(format!(
+                "batch timestamp {tail_max_timestamp} above the time index's {recorded_max_timestamp}"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            tracing::warn!(segment = %log_path.display(), "not trusting the indexes of a cleanly closed segment: {problem}");
+            return Ok(None);
+        }
+        let mut batches = tail.batches;
+        let first_timestamp = if from == 0 {
+            first.map(|h| h.max_timestamp)
+        } else {
+            batches += 1;
+            let mut buf = [0u8; HEADER_SIZE];
+            log.read_exact_at(&mut buf, 0)?;
+            Some(BatchHeader::parse(&buf)?.max_timestamp)
+        };
+        offset_index.grow_to(config.max_index_size)?;
+        time_index.grow_to(config.max_index_size)?;
+        let planner = IndexPlanner::resumed(base_offset, last_time_entry, size - from);
+        let segment = Segment {
+            base_offset,
+            log: Arc::new(log),
+            log_path,
+            size,
+            next_offset: tail.next_offset,
+            offset_index,
+            time_index,
+            planner,
+            roll_base_ms: first_timestamp.map(|ts| if ts >= 0 { ts } else { now_ms }),
+        };
+        Ok(Some((segment, batches)))
+    }
+
+    /// Opens an existing segment by scanning all its batches (truncating the file at the first
+    /// torn or corrupt one), feeds every batch header to `on_batch`, and rebuilds indexes as
+    /// needed. Returns the segment and the number of batch headers read.
     pub fn load(
         dir: &Path,
         base_offset: i64,
@@ -193,61 +430,33 @@ impl Segment {
         mode: LoadMode,
         now_ms: i64,
         on_batch: &mut dyn FnMut(&BatchHeader),
-    ) -> Result<Segment, StorageError> {
+    ) -> Result<(Segment, u64), StorageError> {
         let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
         let log = open_log_file(&log_path, false)?;
         let file_len = log.metadata()?.len();
-        let verify_crc = matches!(mode, LoadMode::Active { verify_crc: true });
+        let verify_crc = mode == LoadMode::Active;
 
         let mut planner = IndexPlanner::new(base_offset);
         let mut offset_entries = Vec::new();
         let mut time_entries = Vec::new();
-        let mut next_offset = base_offset;
         let mut first_batch_timestamp = None;
-        let mut pos = 0u64;
-        let mut scanner = Scanner::new(&log, file_len);
-        let mut problem = None;
-        while pos < file_len {
-            if file_len - pos < HEADER_SIZE as u64 {
-                problem = Some(format!("{} trailing bytes", file_len - pos));
-                break;
-            }
-            let header = match BatchHeader::parse(scanner.bytes(pos, HEADER_SIZE)?)
-                .and_then(|h| h.check_structure().map(|()| h))
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    problem = Some(e.to_string());
-                    break;
-                }
-            };
-            if pos + header.size() > file_len {
-                problem = Some(format!("batch at {pos} is cut short"));
-                break;
-            }
-            if header.base_offset < next_offset {
-                problem = Some(format!(
-                    "batch at {pos} has offset {} below {next_offset}",
-                    header.base_offset
-                ));
-                break;
-            }
-            if verify_crc
-                && let Err(e) = batch::validate_batch(scanner.bytes(pos, header.size() as usize)?)
-            {
-                problem = Some(e.to_string());
-                break;
-            }
-            let (offset_entry, time_entry) =
-                planner.on_batch(pos, &header, config.index_interval_bytes);
-            offset_entries.extend(offset_entry);
-            time_entries.extend(time_entry);
-            on_batch(&header);
-            first_batch_timestamp.get_or_insert(header.max_timestamp);
-            next_offset = header.last_offset() + 1;
-            pos += header.size();
-        }
-        if let Some(problem) = problem {
+        let scanned = scan(
+            &log,
+            0,
+            file_len,
+            base_offset,
+            verify_crc,
+            &mut |pos, header| {
+                let (offset_entry, time_entry) =
+                    planner.on_batch(pos, header, config.index_interval_bytes);
+                offset_entries.extend(offset_entry);
+                time_entries.extend(time_entry);
+                on_batch(header);
+                first_batch_timestamp.get_or_insert(header.max_timestamp);
+            },
+        )?;
+        let pos = scanned.position;
+        if let Some(problem) = scanned.problem {
             tracing::warn!(
                 segment = %log_path.display(),
                 position = pos,
@@ -264,7 +473,7 @@ impl Segment {
         let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
         let time_index_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
         let (offset_index, time_index) = match mode {
-            LoadMode::Active { .. } => (
+            LoadMode::Active => (
                 OffsetIndex::rebuild(
                     &index_path,
                     base_offset,
@@ -303,17 +512,50 @@ impl Segment {
             }
         };
         let roll_base_ms = first_batch_timestamp.map(|ts| if ts >= 0 { ts } else { now_ms });
-        Ok(Segment {
+        let segment = Segment {
             base_offset,
             log: Arc::new(log),
             log_path,
             size: pos,
-            next_offset,
+            next_offset: scanned.next_offset,
             offset_index,
             time_index,
             planner,
             roll_base_ms,
-        })
+        };
+        Ok((segment, scanned.batches))
+    }
+
+    /// Feeds `on_batch` every batch header of this (already loaded) segment whose base offset is
+    /// >= `from_offset`, starting from the index entry below it. Rebuilds producer state past a
+    /// snapshot. Returns the number of headers read; a corrupt header ends the replay with a
+    /// warning (the segment was trusted from its indexes, so only reads will notice it).
+    pub fn replay_from(
+        &self,
+        from_offset: i64,
+        on_batch: &mut dyn FnMut(&BatchHeader),
+    ) -> Result<u64, StorageError> {
+        let start = if from_offset > self.base_offset {
+            self.offset_index.lookup(from_offset).1 as u64
+        } else {
+            0
+        };
+        let scanned = scan(
+            &self.log,
+            start,
+            self.size,
+            self.base_offset,
+            false,
+            &mut |_, h| {
+                if h.base_offset >= from_offset {
+                    on_batch(h);
+                }
+            },
+        )?;
+        if let Some(problem) = scanned.problem {
+            tracing::warn!(segment = %self.log_path.display(), position = scanned.position, "producer state replay stopped: {problem}");
+        }
+        Ok(scanned.batches)
     }
 
     pub fn is_index_full(&self) -> bool {
@@ -441,7 +683,7 @@ impl Segment {
     /// timestamp, trims the indexes to their real size and makes everything durable.
     pub fn become_inactive(&mut self) -> Result<(), StorageError> {
         if let Some((timestamp, offset)) = self.planner.time_entry() {
-            self.time_index.append(timestamp, offset);
+            self.time_index.append_final(timestamp, offset)?;
         }
         self.offset_index.trim()?;
         self.time_index.trim()?;
