@@ -16,7 +16,6 @@ const BATCHES_PER_REQUEST: i32 = 16;
 const RUNS: usize = 3;
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 /// A batch of one 1 KiB record for `producer_id`, whose base sequence is patched per append.

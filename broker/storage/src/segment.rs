@@ -527,8 +527,8 @@ impl Segment {
     }
 
     /// Feeds `on_batch` every batch header of this (already loaded) segment whose base offset is
-    /// >= `from_offset`, starting from the index entry below it. Rebuilds producer state past a
-    /// snapshot. Returns the number of headers read; a corrupt header ends the replay with a
+    /// at least `from_offset`, starting from the index entry below it. Rebuilds producer state
+    /// past a snapshot. Returns the number of headers read; a corrupt header ends the replay with a
     /// warning (the segment was trusted from its indexes, so only reads will notice it).
     pub fn replay_from(
         &self,
