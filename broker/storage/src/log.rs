@@ -106,7 +106,8 @@ impl Log {
         }
 
         // Producer state starts from the newest readable snapshot; only batches from its offset
-        // on are replayed, during the scans below or afterwards for segments not scanned.
+        // on are replayed, in offset order: during the scans of segments that need one, or with
+        // a header walk over segments opened from their indexes that reach past the snapshot.
         let mut replay_from = i64::MIN;
         if let Some(&first_base) = bases.first()
             && let Some((offset, state)) = self.newest_snapshot(first_base, i64::MAX)?
@@ -114,19 +115,22 @@ impl Log {
             replay_from = offset;
             self.producers = state;
         }
-        let mut replayed = Vec::new();
 
         let now = wall_clock_ms();
         let producers = &mut self.producers;
+        let mut replay = |h: &BatchHeader| {
+            if h.base_offset >= replay_from {
+                producers.replay(h);
+            }
+        };
         for (i, &base) in bases.iter().enumerate() {
-            let mut replay = |h: &BatchHeader| {
-                if h.base_offset >= replay_from {
-                    producers.replay(h);
-                }
-            };
             let segment = if let Some(&next_base) = bases.get(i + 1) {
                 if let Some(segment) = Segment::open_closed(&self.dir, base, next_base)? {
                     stats.closed_segments_trusted += 1;
+                    if segment.next_offset > replay_from {
+                        stats.closed_segment_batches_read +=
+                            segment.replay_from(replay_from, &mut replay)?;
+                    }
                     segment
                 } else {
                     let (segment, batches) = Segment::load(
@@ -139,7 +143,6 @@ impl Log {
                     )?;
                     stats.closed_segments_scanned += 1;
                     stats.closed_segment_batches_read += batches;
-                    replayed.push(base);
                     segment
                 }
             } else {
@@ -148,7 +151,10 @@ impl Log {
                 } else {
                     None
                 };
-                if let Some((segment, batches)) = clean_open {
+                if let Some((segment, mut batches)) = clean_open {
+                    if segment.next_offset > replay_from {
+                        batches += segment.replay_from(replay_from, &mut replay)?;
+                    }
                     stats.active_segment_batches_read += batches;
                     segment
                 } else {
@@ -162,7 +168,6 @@ impl Log {
                     )?;
                     stats.active_segment_recovered = true;
                     stats.active_segment_batches_read += batches;
-                    replayed.push(base);
                     segment
                 }
             };
@@ -182,31 +187,30 @@ impl Log {
 
         let leo = self.log_end_offset();
         if replay_from > leo {
-            // The snapshot is ahead of the data that survived; fall back to an older one and
-            // replay everything after it, whether scanned above or not.
+            // The snapshot is ahead of the data that survived (files lost or damaged): start
+            // over from an older snapshot and replay everything after it, in order.
             tracing::warn!(dir = %self.dir.display(), snapshot = replay_from, log_end_offset = leo, "producer state snapshot is past the log end");
             producer_snapshot::delete_where(&self.dir, |offset| offset > leo)?;
             self.producers.clear();
             replay_from = i64::MIN;
-            replayed.clear();
             if let Some((offset, state)) =
                 self.newest_snapshot(self.first_segment().base_offset, leo)?
             {
                 replay_from = offset;
                 self.producers = state;
             }
-        }
-        let active_base = self.active().base_offset;
-        let producers = &mut self.producers;
-        for segment in self.segments.values() {
-            if replayed.contains(&segment.base_offset) || segment.next_offset <= replay_from {
-                continue;
-            }
-            let batches = segment.replay_from(replay_from, &mut |h| producers.replay(h))?;
-            if segment.base_offset == active_base {
-                stats.active_segment_batches_read += batches;
-            } else {
-                stats.closed_segment_batches_read += batches;
+            let active_base = self.active().base_offset;
+            let producers = &mut self.producers;
+            for segment in self.segments.values() {
+                if segment.next_offset <= replay_from {
+                    continue;
+                }
+                let batches = segment.replay_from(replay_from, &mut |h| producers.replay(h))?;
+                if segment.base_offset == active_base {
+                    stats.active_segment_batches_read += batches;
+                } else {
+                    stats.closed_segment_batches_read += batches;
+                }
             }
         }
         stats.snapshot_offset = (replay_from != i64::MIN).then_some(replay_from);
