@@ -2,8 +2,9 @@
 //! Services, PodDisruptionBudgets and StatefulSets running `sluice-broker`, and `Topic`
 //! resources into Kafka topics on those brokers.
 //!
-//! The binary (`sluice-operator`, `main.rs`) parses the command line and calls into this
-//! library, so that everything but process setup is testable without a cluster.
+//! The binary (`sluice-operator`, `main.rs`) parses the command line and calls [`runner`], which
+//! wires up the controllers, leader election and the metrics server; the integration tests start
+//! the operator through the same [`runner::start`].
 
 pub mod duration;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod kafka_cluster;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod runner;
 pub mod status_patch;
 pub mod topic;
 pub mod yaml;

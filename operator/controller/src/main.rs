@@ -1,18 +1,15 @@
 //! `sluice-operator`: `run` the controller, print the `crd`s, or `render` a KafkaCluster file.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use sluice_operator::kafka_cluster::{self, Context, Settings};
-use sluice_operator::leader::{LeaderElector, LeaseConfig};
-use sluice_operator::metrics::{self, Health, Metrics};
+use sluice_operator::kafka_cluster::Settings;
+use sluice_operator::leader::LeaseConfig;
 use sluice_operator::render::{RenderOptions, render};
-use sluice_operator::topic;
-use sluice_operator::{DEFAULT_BROKER_IMAGE, KafkaAdminInspector, duration::parse_duration};
+use sluice_operator::runner::{self, MetricsListener};
+use sluice_operator::{DEFAULT_BROKER_IMAGE, duration::parse_duration};
 
 #[derive(Parser)]
 #[command(version, about = "Kubernetes operator for Sluice clusters")]
@@ -135,19 +132,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (kubeconfig or in-cluster)")?;
-    let metrics = Arc::new(Metrics::new());
-    let health = Health::new(metrics.clone());
-    let listener = metrics::bind(&args.metrics_addr).await?;
-    tokio::spawn({
-        let health = health.clone();
-        async move {
-            if let Err(e) = metrics::serve(listener, health).await {
-                tracing::error!(error = %e, "metrics server stopped");
-            }
-        }
-    });
-
-    let elector = if args.leader_election {
+    let lease = if args.leader_election {
         let identity = match args.identity {
             Some(id) => id,
             None => hostname()?,
@@ -156,62 +141,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .lease_namespace
             .or_else(|| args.namespace.clone())
             .unwrap_or_else(|| "default".to_owned());
-        let elector = LeaderElector::new(
-            client.clone(),
-            LeaseConfig {
-                name: args.lease_name,
-                namespace,
-                identity,
-                duration: args.lease_duration,
-                renew_every: args.lease_renew_interval,
-            },
-        );
-        elector.acquire().await?;
-        Some(elector)
+        Some(LeaseConfig {
+            name: args.lease_name,
+            namespace,
+            identity,
+            duration: args.lease_duration,
+            renew_every: args.lease_renew_interval,
+        })
     } else {
         None
     };
-
-    let settings = Settings {
-        broker_image: args.broker_image,
-        resync_interval: args.resync_interval,
-        bootstrap_override: args.bootstrap_override,
+    let config = runner::Config {
+        namespace: args.namespace,
+        settings: Settings {
+            broker_image: args.broker_image,
+            resync_interval: args.resync_interval,
+            bootstrap_override: args.bootstrap_override,
+        },
+        metrics: MetricsListener::Addr(args.metrics_addr),
+        lease,
     };
-    let topic_ctx = Arc::new(topic::Context::new(
-        client.clone(),
-        settings.clone(),
-        metrics.clone(),
-    ));
-    let ctx = Arc::new(Context::new(client, settings, KafkaAdminInspector, metrics));
-    // Ready once both controllers run.
-    let started = AtomicUsize::new(0);
-    let on_started = || {
-        if started.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
-            health.set_ready(true);
-        }
-    };
-    let namespace = args.namespace.as_deref();
-    let controller = async {
-        tokio::try_join!(
-            kafka_cluster::run(ctx, namespace, on_started),
-            topic::run(topic_ctx, namespace, on_started),
-        )
-        .map(|_| ())
-    };
-    match &elector {
-        None => controller.await?,
-        Some(elector) => {
-            tokio::select! {
-                result = controller => {
-                    result?;
-                    if let Err(e) = elector.release().await {
-                        tracing::warn!(error = %e, "cannot release the leader lease");
-                    }
-                }
-                lost = elector.hold() => return Err(lost.into()),
-            }
-        }
-    }
+    runner::start(client, config)
+        .await?
+        .run_until(runner::shutdown_signal())
+        .await?;
     tracing::info!("shut down");
     Ok(())
 }

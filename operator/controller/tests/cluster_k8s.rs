@@ -1355,8 +1355,14 @@ fn operator_rules() -> Vec<PolicyRule> {
     };
     let owned = ["get", "list", "watch", "create", "patch"];
     vec![
-        rule("sluice.dev", &["kafkaclusters"], &["list", "watch"]),
+        rule("sluice.dev", &["kafkaclusters"], &["get", "list", "watch"]),
         rule("sluice.dev", &["kafkaclusters/status"], &["patch"]),
+        rule(
+            "sluice.dev",
+            &["topics"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule("sluice.dev", &["topics/status"], &["get", "patch"]),
         rule("", &["configmaps", "services"], &owned),
         rule("apps", &["statefulsets"], &owned),
         rule("policy", &["poddisruptionbudgets"], &owned),
@@ -1537,4 +1543,99 @@ async fn the_operator_works_with_only_the_documented_rbac_rules() {
         lease.spec.unwrap().holder_identity.as_deref(),
         Some("rbac-operator")
     );
+}
+
+/// The `sluice-operator run` process itself (the other tests call the same `runner::start`
+/// in-process): it leads, reconciles, and on SIGTERM exits cleanly, releasing its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_until_sigterm_and_releases_its_lease() {
+    let client = admin().await;
+    let ns = namespace(&client, "binary").await;
+    // A free port; the binary binds it a moment later.
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let log = std::fs::File::create(k8s().dir.join("binary-operator.log")).unwrap();
+    let mut child = Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-operator"))
+            .args(["run", "--namespace", &ns, "--leader-election"])
+            .args([
+                "--identity",
+                "binary-operator",
+                "--lease-renew-interval",
+                "1s",
+            ])
+            .args(["--metrics-addr", &metrics_addr.to_string()])
+            .env("KUBECONFIG", &k8s().kubeconfig)
+            .env_remove("POD_NAMESPACE")
+            .env_remove("SLUICE_NAMESPACE")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = || {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get_opt("sluice-operator")
+                .await
+                .map_err(|e| e.to_string())
+                .map(|l| {
+                    l.and_then(|l| l.spec)
+                        .and_then(|s| s.holder_identity)
+                        .unwrap_or_default()
+                })
+        }
+    };
+    eventually!("the binary to lead and be ready", WAIT, async {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("sluice-operator exited early ({status}), see binary-operator.log");
+        }
+        if tokio::net::TcpStream::connect(metrics_addr).await.is_err() {
+            return Err("metrics address not bound yet".to_owned());
+        }
+        let ready = cluster_support::http_get(metrics_addr, "/readyz").await;
+        match holder().await? {
+            h if h == "binary-operator" && ready.starts_with("HTTP/1.1 200") => Ok(()),
+            h => Err(format!("holder {h:?}, /readyz {ready:?}")),
+        }
+    });
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns);
+    apply_cluster(
+        &clusters,
+        "by-binary",
+        json!({"controllers": {"replicas": 1}, "brokers": {"replicas": 1}}),
+    )
+    .await
+    .unwrap();
+    status_for_generation(&clusters, "by-binary").await;
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = eventually!("the binary to exit after SIGTERM", WAIT, async {
+        child
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| "still running".to_owned())
+    });
+    assert!(status.success(), "sluice-operator exited with {status}");
+    assert_eq!(holder().await.unwrap(), "", "the lease was not released");
+}
+
+/// A child process, killed if the test ends (fails) before it exits.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,7 +1,8 @@
 //! The Topic controller against real parts: a kube-apiserver with etcd and
 //! kube-controller-manager (`scripts/k8s/up`), the CRDs from `crds/`, and a Sluice broker
 //! in-process. The controller runs in-process with `--bootstrap-override` pointing at that
-//! broker; the KafkaCluster objects only need to exist (no kubelet runs their pods).
+//! broker; the KafkaCluster objects only need to exist (no kubelet runs their pods). The
+//! operator is started as the binary starts it, so the KafkaCluster controller runs too.
 //!
 //! One cluster, broker and controller serve the whole binary; each test has its own
 //! namespace and its own topic names (the broker is shared). Every wait is bounded.
@@ -15,7 +16,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -26,7 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use sluice_crd::{KafkaCluster, Topic};
 use sluice_kafka_admin::{AdminClient, NewTopic};
 use sluice_operator::kafka_cluster::Settings;
-use sluice_operator::metrics::Metrics;
+use sluice_operator::runner::{self, MetricsListener};
 use sluice_operator::topic::{self, FINALIZER};
 use sluice_server::broker::Server;
 
@@ -84,19 +85,21 @@ fn setup() -> Result<Env, String> {
         install_crds(&client).await;
         let server = broker::start(data.path()).await;
         let addr = broker::address(&server);
-        let settings = Settings {
-            broker_image: "unused".to_owned(),
-            resync_interval: RESYNC,
-            bootstrap_override: Some(addr.to_string()),
+        // `sluice-operator run --bootstrap-override ADDR --resync-interval 2s`, all namespaces.
+        let config = runner::Config {
+            namespace: None,
+            settings: Settings {
+                broker_image: "unused".to_owned(),
+                resync_interval: RESYNC,
+                bootstrap_override: Some(addr.to_string()),
+            },
+            metrics: MetricsListener::Addr("127.0.0.1:0".to_owned()),
+            lease: None,
         };
-        let ctx = Arc::new(topic::Context::new(
-            client,
-            settings,
-            Arc::new(Metrics::new()),
-        ));
+        let operator = runner::start(client, config).await.unwrap();
         tokio::spawn(async move {
-            if let Err(e) = topic::run_until(ctx, None, std::future::pending()).await {
-                panic!("the Topic controller did not start: {e}");
+            if let Err(e) = operator.run_until(std::future::pending()).await {
+                panic!("the operator stopped: {e}");
             }
         });
         (server, addr)

@@ -366,12 +366,14 @@ where
     Ok(())
 }
 
-/// Runs the KafkaCluster controller until a shutdown signal. `namespace` limits it to one
-/// namespace; `None` watches all. Fails at once if the CRD is not installed.
+/// Runs the KafkaCluster controller until `shutdown` completes, then lets running reconciles
+/// finish. `namespace` limits it to one namespace; `None` watches all. Fails at once if the CRD
+/// is not installed; calls `on_started` once the watches are set up.
 pub async fn run<I: ClusterInspector>(
     ctx: Arc<Context<I>>,
     namespace: Option<&str>,
     on_started: impl FnOnce(),
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
@@ -392,7 +394,7 @@ pub async fn run<I: ClusterInspector>(
         .owns(api::<ConfigMap>(client, namespace), owned.clone())
         .owns(api::<Service>(client, namespace), owned.clone())
         .owns(api::<PodDisruptionBudget>(client, namespace), owned)
-        .shutdown_on_signal();
+        .graceful_shutdown_on(shutdown);
     on_started();
     controller
         .run(reconcile, error_policy, ctx)

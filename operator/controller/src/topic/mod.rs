@@ -441,28 +441,19 @@ async fn controller(ctx: &Context, namespace: Option<&str>) -> Result<Controller
     )
 }
 
-/// Runs the Topic controller until a shutdown signal. `namespace` limits it to one namespace;
-/// `None` watches all.
+/// Runs the Topic controller until `shutdown` completes, then lets running reconciles finish.
+/// `namespace` limits it to one namespace; `None` watches all. Calls `on_started` once the
+/// watches are set up.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     on_started: impl FnOnce(),
-) -> Result<(), Error> {
-    let controller = controller(&ctx, namespace).await?.shutdown_on_signal();
-    on_started();
-    drive(controller, ctx).await;
-    Ok(())
-}
-
-/// Runs the Topic controller until `shutdown` completes (for embedding, e.g. in tests).
-pub async fn run_until(
-    ctx: Arc<Context>,
-    namespace: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let controller = controller(&ctx, namespace)
         .await?
         .graceful_shutdown_on(shutdown);
+    on_started();
     drive(controller, ctx).await;
     Ok(())
 }

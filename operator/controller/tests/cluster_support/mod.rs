@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -22,11 +23,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use sluice_crd::KafkaCluster;
 use sluice_operator::kafka_cluster::{self, Context, Settings};
-use sluice_operator::leader::{LeaderElector, LeaseConfig};
-use sluice_operator::metrics::{self, Health, Metrics};
-use sluice_operator::{DEFAULT_BROKER_IMAGE, Error, KafkaAdminInspector};
+use sluice_operator::leader::LeaseConfig;
+use sluice_operator::metrics::Metrics;
+use sluice_operator::runner::{self, MetricsListener, Running};
+use sluice_operator::{DEFAULT_BROKER_IMAGE, KafkaAdminInspector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
 
 /// Polls `$probe` (an `async` block giving `Result<T, String>`) every 100 ms until it is `Ok`,
 /// and panics with the last `Err` once `$timeout` has passed. Every wait in these tests is one
@@ -300,15 +301,16 @@ pub async fn namespace(client: &Client, name: &str) -> String {
     name.to_owned()
 }
 
-/// The KafkaCluster operator as `sluice-operator run --namespace NS` runs it: the same
-/// `Context`, `kafka_cluster::run` and metrics server, on a tokio task. Stopped when dropped.
+/// The operator as `sluice-operator run --namespace NS` runs it (both controllers, the metrics
+/// server, leader election when asked for): the binary's own [`runner::start`], with the metrics
+/// server on a free loopback port. Stopped at once when dropped.
 pub struct Operator {
     pub ctx: Arc<Context<KafkaAdminInspector>>,
     pub metrics: Arc<Metrics>,
     pub metrics_addr: SocketAddr,
-    pub elector: Option<Arc<LeaderElector>>,
-    task: JoinHandle<Result<(), Error>>,
-    server: JoinHandle<()>,
+    running: Running,
+    client: Client,
+    lease: Option<LeaseConfig>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -320,60 +322,24 @@ pub struct Options {
 
 impl Operator {
     pub async fn start(client: Client, namespace: &str, options: Options) -> Operator {
-        let metrics = Arc::new(Metrics::new());
-        let health = Health::new(metrics.clone());
-        let listener = metrics::bind("127.0.0.1:0").await.unwrap();
-        let metrics_addr = listener.local_addr().unwrap();
-        let server = tokio::spawn({
-            let health = health.clone();
-            async move {
-                let _ = metrics::serve(listener, health).await;
-            }
-        });
-        let settings = Settings {
-            broker_image: DEFAULT_BROKER_IMAGE.to_owned(),
-            resync_interval: Duration::from_secs(300),
-            bootstrap_override: options.bootstrap_override,
+        let config = runner::Config {
+            namespace: Some(namespace.to_owned()),
+            settings: Settings {
+                broker_image: DEFAULT_BROKER_IMAGE.to_owned(),
+                resync_interval: Duration::from_secs(300),
+                bootstrap_override: options.bootstrap_override,
+            },
+            metrics: MetricsListener::Addr("127.0.0.1:0".to_owned()),
+            lease: options.lease.clone(),
         };
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            settings,
-            KafkaAdminInspector,
-            metrics.clone(),
-        ));
-        let elector = options
-            .lease
-            .map(|lease| Arc::new(LeaderElector::new(client, lease)));
-        // What main.rs's `run` does after building the context.
-        let task = tokio::spawn({
-            let ctx = ctx.clone();
-            let elector = elector.clone();
-            let namespace = namespace.to_owned();
-            async move {
-                if let Some(elector) = &elector {
-                    elector.acquire().await?;
-                }
-                let controller =
-                    kafka_cluster::run(ctx, Some(&namespace), || health.set_ready(true));
-                match &elector {
-                    None => controller.await,
-                    Some(elector) => tokio::select! {
-                        result = controller => {
-                            result?;
-                            elector.release().await
-                        }
-                        lost = elector.hold() => Err(lost),
-                    },
-                }
-            }
-        });
+        let running = runner::start(client.clone(), config).await.unwrap();
         Operator {
-            ctx,
-            metrics,
-            metrics_addr,
-            elector,
-            task,
-            server,
+            ctx: running.cluster_context().clone(),
+            metrics: running.metrics().clone(),
+            metrics_addr: running.metrics_addr(),
+            running,
+            client,
+            lease: options.lease,
         }
     }
 
@@ -405,27 +371,30 @@ impl Operator {
         http_get(self.metrics_addr, path).await
     }
 
-    /// Stops the controller as SIGTERM does in `main`: the controller ends, then the lease (if
-    /// any) is released.
-    pub async fn shut_down(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-        if let Some(elector) = &self.elector {
-            elector.release().await.unwrap();
+    /// Stops as SIGTERM does in `main`: the controllers end, then the lease (if any) is
+    /// released.
+    pub async fn shut_down(self) {
+        self.running.stop().await.unwrap();
+        // `stop` only logs a lease it could not release, as the binary does; here that fails.
+        if let Some(lease) = &self.lease {
+            let leases: Api<Lease> = Api::namespaced(self.client.clone(), &lease.namespace);
+            let holder = leases
+                .get(&lease.name)
+                .await
+                .unwrap()
+                .spec
+                .and_then(|s| s.holder_identity);
+            assert_ne!(
+                holder.as_deref(),
+                Some(lease.identity.as_str()),
+                "the lease was not released"
+            );
         }
-        self.server.abort();
     }
 
     /// Stops without releasing the lease, like a crashed or killed process.
     pub fn kill(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.server.abort();
+        self.running.abort();
     }
 }
 
