@@ -1443,11 +1443,17 @@ async fn the_operator_works_with_only_the_documented_rbac_rules() {
             .map_err(|e| e.to_string())
     });
 
+    // A real broker, so that a Topic goes through every call its reconcile and its finalizer make.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), 1, 0).await;
+    let address = broker.addresses[0].1;
+
     // The operator as deployed: its own identity, leader election on.
     let operator = Operator::start(
         operator_client.clone(),
         &ns,
         Options {
+            bootstrap_override: Some(address.to_string()),
             lease: Some(LeaseConfig {
                 name: "sluice-operator".to_owned(),
                 namespace: ns.clone(),
@@ -1529,7 +1535,61 @@ async fn the_operator_works_with_only_the_documented_rbac_rules() {
             Err(format!("{recreated} of 4 recreated"))
         }
     });
+    // A Topic, created on the broker and then deleted through its finalizer, all under these rules.
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns);
+    topics
+        .patch(
+            "rbac-orders",
+            &PatchParams::apply(TEST_MANAGER),
+            &Patch::Apply(json!({
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "Topic",
+                "metadata": {"name": "rbac-orders"},
+                "spec": {"clusterRef": {"name": name}, "partitions": 2, "replicationFactor": 1},
+            })),
+        )
+        .await
+        .unwrap();
+    let kafka = AdminClient::connect(&address.to_string(), "rbac-test", Duration::from_secs(10))
+        .await
+        .unwrap();
+    eventually!("the Topic to be ready", WAIT, async {
+        let t = topics.get("rbac-orders").await.map_err(|e| e.to_string())?;
+        let ready = t
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone());
+        if ready.as_deref() == Some("True") {
+            Ok(())
+        } else {
+            Err(format!("status {:?}", t.status))
+        }
+    });
+    let created = kafka.describe_topic("rbac-orders").await.unwrap();
+    assert_eq!(created.map(|t| t.partitions.len()), Some(2));
+    topics
+        .delete("rbac-orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually!("the Topic and its finalizer to be gone", WAIT, async {
+        match topics
+            .get_opt("rbac-orders")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(t) => Err(format!("finalizers {:?}", t.finalizers())),
+        }
+    });
+    assert!(kafka.describe_topic("rbac-orders").await.unwrap().is_none());
+
     assert_eq!(operator.reconcile_errors(), 0, "a reconcile was refused");
+    assert_eq!(
+        operator.reconcile_errors_of("Topic"),
+        0,
+        "a Topic reconcile failed"
+    );
     let logs = cluster_support::logs();
     assert!(
         !logs.contains("system:serviceaccount:rbac:sluice-operator"),

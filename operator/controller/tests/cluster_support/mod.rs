@@ -352,9 +352,14 @@ impl Operator {
     }
 
     pub fn reconcile_errors(&self) -> u64 {
+        self.reconcile_errors_of("KafkaCluster")
+    }
+
+    /// Failed reconciles of one kind, `KafkaCluster` or `Topic`.
+    pub fn reconcile_errors_of(&self, kind: &str) -> u64 {
         metric(
             &self.metrics.encode(),
-            "sluice_operator_reconcile_errors_total{kind=\"KafkaCluster\"}",
+            &format!("sluice_operator_reconcile_errors_total{{kind=\"{kind}\"}}"),
         )
     }
 
