@@ -245,7 +245,8 @@ can_i no sluice-system $SA create pods -n kafka
 can_i yes sluice-system $SA patch topics.sluice.dev -n kafka
 can_i yes sluice-system $SA patch topics.sluice.dev -n kafka --subresource=status
 can_i no sluice-system $SA delete topics.sluice.dev -n kafka
-can_i no sluice-system $SA get kafkaclusters.sluice.dev -n kafka
+can_i yes sluice-system $SA get kafkaclusters.sluice.dev -n kafka
+can_i no sluice-system $SA delete kafkaclusters.sluice.dev -n kafka
 can_i yes sluice-system $SA patch kafkaclusters.sluice.dev -n kafka --subresource=status
 can_i yes sluice-system $SA create events.events.k8s.io -n kafka
 can_i no sluice-system $SA create leases.coordination.k8s.io -n sluice-system

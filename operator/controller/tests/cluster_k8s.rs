@@ -1461,7 +1461,6 @@ async fn the_operator_works_with_only_the_documented_rbac_rules() {
                 duration: Duration::from_secs(15),
                 renew_every: Duration::from_secs(5),
             }),
-            ..Options::default()
         },
     )
     .await;
