@@ -1162,20 +1162,7 @@ async fn only_the_lease_holder_reconciles_and_a_successor_takes_over() {
         renew_every: Duration::from_millis(500),
     };
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let holder = || {
-        let leases = leases.clone();
-        async move {
-            leases
-                .get_opt("sluice-operator")
-                .await
-                .map_err(|e| e.to_string())
-                .map(|l| {
-                    l.and_then(|l| l.spec)
-                        .and_then(|s| s.holder_identity)
-                        .unwrap_or_default()
-                })
-        }
-    };
+    let holder = || lease_holder(&leases);
     let start = |identity: &str| {
         Operator::start(
             client.clone(),
@@ -1604,6 +1591,19 @@ async fn the_operator_works_with_only_the_documented_rbac_rules() {
     );
 }
 
+/// Who holds the operator's Lease: empty when it is free or missing.
+async fn lease_holder(leases: &Api<Lease>) -> Result<String, String> {
+    leases
+        .get_opt("sluice-operator")
+        .await
+        .map_err(|e| e.to_string())
+        .map(|l| {
+            l.and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default()
+        })
+}
+
 /// The `sluice-operator run` process itself (the other tests call the same `runner::start`
 /// in-process): it leads, reconciles, and on SIGTERM exits cleanly, releasing its lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1637,20 +1637,7 @@ async fn the_binary_runs_until_sigterm_and_releases_its_lease() {
     );
     let child = &mut child.0;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let holder = || {
-        let leases = leases.clone();
-        async move {
-            leases
-                .get_opt("sluice-operator")
-                .await
-                .map_err(|e| e.to_string())
-                .map(|l| {
-                    l.and_then(|l| l.spec)
-                        .and_then(|s| s.holder_identity)
-                        .unwrap_or_default()
-                })
-        }
-    };
+    let holder = || lease_holder(&leases);
     eventually!("the binary to lead and be ready", WAIT, async {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("sluice-operator exited early ({status}), see binary-operator.log");
