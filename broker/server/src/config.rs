@@ -281,6 +281,11 @@ const BROKER_KEYS: &[BrokerKey] = &[
         ConfigType::String,
     ),
     key("message.max.bytes", Some("1048588"), ConfigType::Int),
+    key(
+        "producer.id.expiration.ms",
+        Some("86400000"),
+        ConfigType::Int,
+    ),
     key("min.insync.replicas", Some("1"), ConfigType::Int),
     key(
         "socket.request.max.bytes",
@@ -441,6 +446,8 @@ impl BrokerConfig {
                 }
             }
         }
+
+        log.storage.producer_id_expiration_ms = v.int("producer.id.expiration.ms", 1, INT_MAX)?;
 
         let min_session = v.int("group.min.session.timeout.ms", 0, INT_MAX)? as u32;
         let max_session = v.int("group.max.session.timeout.ms", 0, INT_MAX)? as u32;
@@ -1628,6 +1635,9 @@ mod tests {
             }),
             ("log.retention.check.interval.ms", "1000", |c| {
                 c.log_retention_check_interval_ms == 1000
+            }),
+            ("producer.id.expiration.ms", "60000", |c| {
+                c.log.storage.producer_id_expiration_ms == 60_000
             }),
             ("log.cleanup.policy", "delete", |c| {
                 c.log.storage.cleanup_policy_delete

@@ -92,6 +92,9 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     /// `cleanup.policy` contains `delete`; retention only applies when true.
     pub cleanup_policy_delete: bool,
+    /// Forget an idempotent producer this long after its last batch's timestamp (Kafka's
+    /// `producer.id.expiration.ms`, KIP-854), so that short-lived producers do not pile up.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// Kafka's `log.roll.hours=168`, used when `segment_ms` is `None`.
@@ -111,6 +114,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
             cleanup_policy_delete: true,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -751,7 +751,7 @@ impl Log {
         Ok(deleted)
     }
 
-    /// Periodic work: time-based flush and time-based roll.
+    /// Periodic work: time-based flush, time-based roll, and forgetting idle producer ids.
     pub fn tick(&mut self, now_ms: i64) -> Result<(), StorageError> {
         if self.closed {
             return Ok(());
@@ -764,6 +764,12 @@ impl Log {
         }
         if self.roll_due(now_ms) {
             self.roll()?;
+        }
+        let expired = self
+            .producers
+            .remove_expired(now_ms, self.config.producer_id_expiration_ms);
+        if expired > 0 {
+            tracing::debug!(dir = %self.dir.display(), expired, "expired idle producer ids");
         }
         Ok(())
     }

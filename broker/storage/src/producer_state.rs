@@ -73,6 +73,19 @@ impl ProducerState {
         self.producers.len()
     }
 
+    /// Forgets producers whose newest batch is older than `expiration_ms` at `now_ms`; returns
+    /// how many. A forgotten producer that writes again is treated as new, as in Kafka.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, entry| {
+            entry
+                .batches
+                .back()
+                .is_some_and(|last| now_ms.saturating_sub(last.timestamp) < expiration_ms)
+        });
+        before - self.producers.len()
+    }
+
     /// Every producer, by id (sorted, so a snapshot of the same state is the same bytes).
     pub fn entries(&self) -> Vec<(i64, &ProducerEntry)> {
         let mut entries: Vec<_> = self.producers.iter().map(|(&pid, e)| (pid, e)).collect();

@@ -50,6 +50,39 @@ fn a_retried_batch_returns_its_original_offsets_and_writes_nothing() {
 }
 
 #[test]
+fn idle_producer_ids_expire_and_active_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        producer_id_expiration_ms: 10_000,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config).unwrap();
+    let bytes = |pid: i64, ts: i64| BatchSpec::new(1, ts).producer(pid, 0, 0).encode();
+    assert_eq!(
+        log.append(&bytes(1, 1_000), 0, 1_000).unwrap().base_offset,
+        0
+    );
+    assert_eq!(
+        log.append(&bytes(2, 8_000), 0, 8_000).unwrap().base_offset,
+        1
+    );
+
+    log.tick(10_999).unwrap();
+    assert_eq!(
+        log.producer_count(),
+        2,
+        "producer 1 is not idle for 10 s yet"
+    );
+    log.tick(11_000).unwrap();
+    assert_eq!(log.producer_count(), 1);
+    // Producer 1 is forgotten: its old batch is new again. Producer 2 is still deduplicated.
+    let again = log.append(&bytes(1, 1_000), 0, 11_000).unwrap();
+    assert_eq!((again.base_offset, again.duplicate), (2, false));
+    let retry = log.append(&bytes(2, 8_000), 0, 11_000).unwrap();
+    assert_eq!((retry.base_offset, retry.duplicate), (1, true));
+}
+
+#[test]
 fn sequence_gaps_and_unknown_producers_are_out_of_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
