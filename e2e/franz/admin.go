@@ -2,14 +2,21 @@ package main
 
 // e2e-franz admin <op> -brokers B -topic T [...]: one kadm call per run, its result as one JSON line.
 //
-//	create-topic     -partitions N [-config name=value ...]  {"topic", "id", "partitions", "replication_factor", "configs"}
-//	describe-topic                                             {"topic", "id", "partitions": [{"p", "leader", "leader_epoch", "replicas", "isr"}]}
-//	                                                           or {"topic", "error": "<KAFKA_ERROR_NAME>"}: a missing topic is a state, not a failure
-//	describe-configs                                           {"topic", "configs": {name: {"value", "source", "sensitive"}}}
-//	alter-configs    [-set name=value ...] [-delete name ...]  {"topic", "altered": [names]}   (incremental)
-//	add-partitions   -count N                                  {"topic", "added": N}
-//	list-offsets                                               {"topic", "partitions": [{"p", "start", "end"}]}
-//	delete-topic                                               {"topic", "deleted": true}
+//	create-topic -partitions N [-config name=value ...]
+//	    {"topic", "id", "partitions", "replication_factor", "configs": {name: value}}
+//	describe-topic
+//	    {"topic", "id", "partitions": [{"p", "leader", "leader_epoch", "replicas", "isr"}]}, or
+//	    {"topic", "error": "<KAFKA_ERROR_NAME>"}: a missing topic is a state to observe, not a failure
+//	describe-configs
+//	    {"topic", "configs": {name: {"value", "source", "sensitive"}}}
+//	alter-configs [-set name=value ...] [-delete name ...]   (IncrementalAlterConfigs)
+//	    {"topic", "altered": [names]}
+//	add-partitions -count N
+//	    {"topic", "added": N}
+//	list-offsets
+//	    {"topic", "partitions": [{"p", "start", "end"}]}
+//	delete-topic
+//	    {"topic", "deleted": true}
 
 import (
 	"context"

@@ -133,15 +133,13 @@ func (kv keyValues) Set(s string) error {
 	return nil
 }
 
-// header is a record header as printed and read: [name, base64 value].
-type header [2]any
-
-func encodeHeaders(hs []kgo.RecordHeader) []header {
-	out := make([]header, 0, len(hs))
+// printedHeaders are a record's headers as printed: [[name, base64 value or null], ...].
+func printedHeaders(hs []kgo.RecordHeader) [][2]any {
+	printed := make([][2]any, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, header{h.Key, h.Value})
+		printed = append(printed, [2]any{h.Key, h.Value})
 	}
-	return out
+	return printed
 }
 
 // -- produce -------------------------------------------------------------------------------------
@@ -294,6 +292,10 @@ func consume(args []string) error {
 		return err
 	}
 	start := kgo.NewOffset().AtStart()
+	var revoke struct { // a commit on revoke that failed, reported at the end
+		sync.Mutex
+		err error
+	}
 	if *group != "" {
 		// Called from the client's group loop; ctx is the client's, canceled only at Close.
 		report := func(what string) func(context.Context, *kgo.Client, map[string][]int32) {
@@ -311,7 +313,9 @@ func consume(args []string) error {
 			// when committing by hand, so the next owner does not read it again.
 			kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 				if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-					fmt.Fprintf(os.Stderr, "e2e-franz consume: commit on revoke: %v\n", err)
+					revoke.Lock()
+					revoke.err = errors.Join(revoke.err, fmt.Errorf("commit on revoke: %w", err))
+					revoke.Unlock()
 				}
 				report("revoked")(ctx, cl, m)
 			}))
@@ -339,11 +343,11 @@ func consume(args []string) error {
 
 	consumed := 0
 	for *count == 0 || consumed < *count {
-		max := -1
+		limit := -1
 		if *count > 0 {
-			max = *count - consumed // never poll (and commit) more than asked for
+			limit = *count - consumed // never poll (and commit) more than asked for
 		}
-		fetches := cl.PollRecords(ctx, max)
+		fetches := cl.PollRecords(ctx, limit)
 		if ctx.Err() != nil {
 			break
 		}
@@ -356,11 +360,12 @@ func consume(args []string) error {
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
 			emit(map[string]any{"p": r.Partition, "o": r.Offset, "k": r.Key, "v": r.Value,
-				"h": encodeHeaders(r.Headers), "ts": r.Timestamp.UnixMilli()})
+				"h": printedHeaders(r.Headers), "ts": r.Timestamp.UnixMilli()})
 			consumed++
 		})
 		if *group != "" && !fetches.Empty() {
-			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			// Not ctx: a SIGTERM must not cut a commit short.
+			if err := cl.CommitUncommittedOffsets(deadline); err != nil {
 				return fmt.Errorf("commit: %w", err)
 			}
 		}
@@ -372,8 +377,8 @@ func consume(args []string) error {
 		return fmt.Errorf("consumed %d of %d records within %s", consumed, *count, c.timeout)
 	}
 	if *group != "" {
-		// Done (count reached or a signal): a last commit, then leave the group so a successor need not wait
-		// out the session timeout.
+		// Done (count reached or a signal): a last commit, then leave the group so that a
+		// successor need not wait out the session timeout.
 		finish, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := cl.CommitUncommittedOffsets(finish); err != nil {
@@ -381,6 +386,11 @@ func consume(args []string) error {
 		}
 		if err := cl.LeaveGroupContext(finish); err != nil {
 			return fmt.Errorf("leave group: %w", err)
+		}
+		revoke.Lock()
+		defer revoke.Unlock()
+		if revoke.err != nil {
+			return revoke.err
 		}
 	}
 	emit(map[string]any{"consumed": consumed})
