@@ -378,7 +378,7 @@ def test_aiokafka_admin_topics_configs_partitions(broker):
         await admin.start()
         try:
             resp = await admin.create_topics([
-                NewTopic(topic, num_partitions=2, replication_factor=1, topic_configs={"retention.ms": "3600000"}),
+                NewTopic(topic, num_partitions=2, replication_factor=1, topic_configs={"retention.ms": "3600000", "segment.ms": "100000"}),
                 NewTopic(other, num_partitions=1, replication_factor=1),
             ])
             assert sorted((t[0], t[1]) for t in resp.topic_errors) == sorted([(topic, 0), (other, 0)])
@@ -393,19 +393,21 @@ def test_aiokafka_admin_topics_configs_partitions(broker):
 
             assert await partition_count(topic) == 2
 
-            resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": None, "cleanup.policy": None})
-            cfg = config_entries(await admin.describe_configs([resource]))
-            assert cfg[topic]["retention.ms"] == "3600000"
-            assert cfg[topic]["cleanup.policy"] == "delete"
+            keys = {"retention.ms": None, "segment.ms": None, "cleanup.policy": None}
+            resource = ConfigResource(ConfigResourceType.TOPIC, topic, keys)
 
-            # AlterConfigs replaces the topic's whole dynamic config with what it is given.
+            async def described():
+                return config_entries(await admin.describe_configs([resource]))[topic]
+
+            assert await described() == {"retention.ms": "3600000", "segment.ms": "100000", "cleanup.policy": "delete"}
+
+            # AlterConfigs replaces the topic's whole dynamic config with what it is given: segment.ms,
+            # not named, goes back to the default (7 days).
             [altered] = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": "7200000"})])
             assert [(r[0], r[3]) for r in altered.resources] == [(0, topic)], altered.resources
 
-            async def retention():
-                return config_entries(await admin.describe_configs([resource]))[topic]["retention.ms"]
-
-            await eventually(lambda: _equals(retention(), "7200000"), 30, "retention.ms altered")
+            want = {"retention.ms": "7200000", "segment.ms": "604800000", "cleanup.policy": "delete"}
+            await eventually(lambda: _equals(described(), want), 30, f"configs {want}")
 
             await admin.create_partitions({topic: NewPartitions(total_count=5)})
             await eventually(lambda: _equals(partition_count(topic), 5), 30, "5 partitions")
