@@ -263,6 +263,18 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ApiKey::DeleteGroups => R::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("group-v0"))]),
         ),
+        ApiKey::AlterConfigs => {
+            R::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s("matrix"))
+                .with_configs(vec![
+                    alter_configs_request::AlterableConfig::default()
+                        .with_name(s("retention.ms"))
+                        .with_value(Some(s(&format!("{}", 200_000 + v as i32)))),
+                ]),
+        ]))
+        }
         ApiKey::IncrementalAlterConfigs => R::IncrementalAlterConfigs(
             IncrementalAlterConfigsRequest::default().with_resources(vec![
                 incremental_alter_configs_request::AlterConfigsResource::default()
@@ -340,6 +352,9 @@ fn every_api_answers_every_advertised_version() {
                 }
                 ResponseKind::CreatePartitions(r) => {
                     assert_eq!(r.results[0].error_code, 0, "CreatePartitions v{v}")
+                }
+                ResponseKind::AlterConfigs(r) => {
+                    assert_eq!(r.responses[0].error_code, 0, "AlterConfigs v{v}")
                 }
                 ResponseKind::IncrementalAlterConfigs(r) => {
                     assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}")

@@ -1,5 +1,6 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics (and read-only broker configs).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and read-only broker configs).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -8,8 +9,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -104,7 +105,9 @@ pub fn incremental_alter_configs(
         .resources
         .into_iter()
         .map(|res| {
+            // Kafka's success has a null message; kafka-protocol's default is "".
             let resp = AlterConfigsResourceResponse::default()
+                .with_error_message(None)
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
             let fail = |code: ResponseError, text: String| {
@@ -119,66 +122,167 @@ pub fn incremental_alter_configs(
                 );
             }
             let name = res.resource_name.as_str().to_string();
-            let _w = broker.metadata.write_lock();
-            let Some(topic) = broker.metadata.image().topics.get(&name).cloned() else {
-                return fail(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist."));
-            };
-            let mut configs = topic.configs.clone();
-            for op in &res.configs {
-                let key = op.name.as_str().to_string();
-                let value = op.value.as_ref().map(|v| v.as_str().to_string());
-                match (op.config_operation, value) {
-                    (OP_SET, Some(v)) => {
-                        configs.insert(key, v);
-                    }
-                    (OP_DELETE, _) => {
-                        configs.remove(&key);
-                    }
-                    (OP_APPEND | OP_SUBTRACT, Some(v)) => {
-                        let mut items: Vec<String> = configs
-                            .get(&key)
-                            .map(|c| c.split(',').map(str::to_string).filter(|s| !s.is_empty()).collect())
-                            .unwrap_or_default();
-                        for item in v.split(',').filter(|s| !s.is_empty()) {
-                            if op.config_operation == OP_APPEND {
-                                if !items.iter().any(|i| i == item) {
-                                    items.push(item.to_string());
-                                }
-                            } else {
-                                items.retain(|i| i != item);
-                            }
-                        }
-                        configs.insert(key, items.join(","));
-                    }
-                    (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
-                        return fail(ResponseError::InvalidRequest, format!("no value given for {key}"));
-                    }
-                    (other, _) => {
-                        return fail(ResponseError::InvalidRequest, format!("unknown operation {other} on {key}"));
-                    }
-                }
+            let ops = &res.configs;
+            match change_topic_configs(broker, &name, req.validate_only, |current| {
+                incremental_configs(current, ops)
+            }) {
+                Ok(()) => resp,
+                Err((code, text)) => fail(code, text),
             }
-            let log_config = match broker.topic_log_config(&configs) {
-                Ok(c) => c,
-                Err(e) => return fail(ResponseError::InvalidConfig, e.to_string()),
-            };
-            if req.validate_only || configs == topic.configs {
-                return resp;
-            }
-            if let Err(e) = broker.metadata.commit(&[MetadataRecord::TopicConfigChanged {
-                name: name.clone(),
-                configs: configs.clone(),
-            }]) {
-                return fail(ResponseError::KafkaStorageError, e.to_string());
-            }
-            for p in 0..topic.partitions {
-                if let Some(log) = broker.log(&name, p) {
-                    log.lock().update_config(log_config.clone());
-                }
-            }
-            tracing::info!(topic = %name, configs = ?configs, "changed topic config");
-            resp
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The legacy AlterConfigs: the given set replaces the topic's overrides whole, so any override not named
+/// goes back to the broker default (what Kafka does; aiokafka and kafka-python's admin clients still use it).
+pub fn alter_configs(
+    broker: &Arc<Broker>,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|res| {
+            let resp = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_message(None)
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let fail = |code: ResponseError, text: String| {
+                resp.clone()
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(text)))
+            };
+            if res.resource_type != RESOURCE_TOPIC {
+                return fail(
+                    ResponseError::InvalidRequest,
+                    "only topic configs can be altered; broker configs are static (server.properties)".into(),
+                );
+            }
+            // Kafka's wording for both refusals, checked before the topic is looked up.
+            let nulls: Vec<&str> = res
+                .configs
+                .iter()
+                .filter(|c| c.value.is_none())
+                .map(|c| c.name.as_str())
+                .collect();
+            if !nulls.is_empty() {
+                return fail(
+                    ResponseError::InvalidRequest,
+                    format!("Null value not supported for : {}", nulls.join(", ")),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            if !res.configs.iter().all(|c| seen.insert(c.name.as_str())) {
+                return fail(ResponseError::InvalidRequest, "Error due to duplicate config keys".into());
+            }
+            let configs: BTreeMap<String, String> = res
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.as_str().to_string(), c.value.as_ref()?.as_str().to_string())))
+                .collect();
+            let name = res.resource_name.as_str().to_string();
+            match change_topic_configs(broker, &name, req.validate_only, |_| Ok(configs)) {
+                Ok(()) => resp,
+                Err((code, text)) => fail(code, text),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+type Refusal = (ResponseError, String);
+
+/// Replaces topic `name`'s overrides with what `change` makes of the current ones, after checking that the
+/// result is a valid topic config; commits it to the metadata log and applies it to the partition logs.
+/// Holding the metadata write lock throughout keeps two concurrent changes from losing one another.
+fn change_topic_configs(
+    broker: &Arc<Broker>,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
+) -> Result<(), Refusal> {
+    let _w = broker.metadata.write_lock();
+    let Some(topic) = broker.metadata.image().topics.get(name).cloned() else {
+        return Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic '{name}' does not exist."),
+        ));
+    };
+    let configs = change(&topic.configs)?;
+    let log_config = broker
+        .topic_log_config(&configs)
+        .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+    if validate_only || configs == topic.configs {
+        return Ok(());
+    }
+    broker
+        .metadata
+        .commit(&[MetadataRecord::TopicConfigChanged {
+            name: name.to_string(),
+            configs: configs.clone(),
+        }])
+        .map_err(|e| (ResponseError::KafkaStorageError, e.to_string()))?;
+    for p in 0..topic.partitions {
+        if let Some(log) = broker.log(name, p) {
+            log.lock().update_config(log_config.clone());
+        }
+    }
+    tracing::info!(topic = %name, configs = ?configs, "changed topic config");
+    Ok(())
+}
+
+/// IncrementalAlterConfigs' operations (SET, DELETE, APPEND, SUBTRACT) applied to a copy of `current`.
+fn incremental_configs(
+    current: &BTreeMap<String, String>,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut configs = current.clone();
+    for op in ops {
+        let key = op.name.as_str().to_string();
+        let value = op.value.as_ref().map(|v| v.as_str().to_string());
+        match (op.config_operation, value) {
+            (OP_SET, Some(v)) => {
+                configs.insert(key, v);
+            }
+            (OP_DELETE, _) => {
+                configs.remove(&key);
+            }
+            (OP_APPEND | OP_SUBTRACT, Some(v)) => {
+                let mut items: Vec<String> = configs
+                    .get(&key)
+                    .map(|c| {
+                        c.split(',')
+                            .map(str::to_string)
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for item in v.split(',').filter(|s| !s.is_empty()) {
+                    if op.config_operation == OP_APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                configs.insert(key, items.join(","));
+            }
+            (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("no value given for {key}"),
+                ));
+            }
+            (other, _) => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("unknown operation {other} on {key}"),
+                ));
+            }
+        }
+    }
+    Ok(configs)
 }

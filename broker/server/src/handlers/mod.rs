@@ -110,6 +110,9 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe_configs(broker, r, v))
         }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(broker, r, v))
+        }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(broker, r, v))
         }
