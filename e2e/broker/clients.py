@@ -209,28 +209,53 @@ def java(*args: str, stdin: str | None = None, timeout: float = 100) -> tuple[in
 COMPRESSION_CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
-def batches_in_log(path: Path) -> list[tuple[int, int, int]]:
-    """(base offset, record count, compression codec) of each record batch in a .log segment file.
+@dataclass
+class StoredBatch:
+    base: int
+    count: int
+    codec: int
+    producer_id: int
+    epoch: int
+    base_sequence: int
+
+
+def stored_batches(path: Path) -> list[StoredBatch]:
+    """The header of each record batch in a .log segment file.
 
     The segment holds record batches exactly as on the wire (v2 format): baseOffset i64,
-    batchLength i32, partitionLeaderEpoch i32, magic i8, crc u32, attributes i16, ..., and the
-    record count i32 at byte 57.
+    batchLength i32, partitionLeaderEpoch i32, magic i8, crc u32, attributes i16, ..., producerId
+    i64 at byte 43, producerEpoch i16 at 51, baseSequence i32 at 53 and the record count i32 at 57.
     """
     data = path.read_bytes()
     out = []
     pos = 0
+
+    def field(at: int, size: int) -> int:
+        return int.from_bytes(data[pos + at : pos + at + size], "big", signed=True)
+
     while pos + 61 <= len(data):
-        base = int.from_bytes(data[pos : pos + 8], "big", signed=True)
-        length = int.from_bytes(data[pos + 8 : pos + 12], "big", signed=True)
+        length = field(8, 4)
         if length <= 0:
             break  # preallocated zeroes at the end of an active segment
         magic = data[pos + 16]
         assert magic == 2, f"{path}: batch at byte {pos} has magic {magic}"
-        attributes = int.from_bytes(data[pos + 21 : pos + 23], "big")
-        count = int.from_bytes(data[pos + 57 : pos + 61], "big", signed=True)
-        out.append((base, count, attributes & 0x7))
+        out.append(
+            StoredBatch(
+                base=field(0, 8),
+                count=field(57, 4),
+                codec=field(21, 2) & 0x7,
+                producer_id=field(43, 8),
+                epoch=field(51, 2),
+                base_sequence=field(53, 4),
+            )
+        )
         pos += 12 + length
     return out
+
+
+def batches_in_log(path: Path) -> list[tuple[int, int, int]]:
+    """(base offset, record count, compression codec) of each record batch in a .log segment file."""
+    return [(b.base, b.count, b.codec) for b in stored_batches(path)]
 
 
 # -- kafka-python ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
-from clients import COMPRESSION_CODECS, batches_in_log, create_topic, unique
+from clients import COMPRESSION_CODECS, create_topic, stored_batches, unique
 
 TIMEOUT_S = 60
 
@@ -75,24 +75,19 @@ async def read_all(bootstrap: str, topic: str, partitions: int) -> list:
 
 
 def log_batches(broker, topic: str, partition: int) -> list[dict]:
-    """The record batch headers of one partition's segments as stored by the broker (v2 format:
-    producerId i64 at byte 43, producerEpoch i16 at 51, baseSequence i32 at 53)."""
-    out = []
-    for log in sorted(broker.partition_dir(topic, partition).glob("*.log")):
-        data = log.read_bytes()
-        pos = 0
-        for base, count, codec in batches_in_log(log):
-            assert int.from_bytes(data[pos : pos + 8], "big", signed=True) == base
-            out.append({
-                "base": base,
-                "count": count,
-                "codec": COMPRESSION_CODECS[codec],
-                "producer_id": int.from_bytes(data[pos + 43 : pos + 51], "big", signed=True),
-                "epoch": int.from_bytes(data[pos + 51 : pos + 53], "big", signed=True),
-                "base_sequence": int.from_bytes(data[pos + 53 : pos + 57], "big", signed=True),
-            })
-            pos += 12 + int.from_bytes(data[pos + 8 : pos + 12], "big", signed=True)
-    return out
+    """The record batch headers of one partition's segments as stored by the broker."""
+    return [
+        {
+            "base": b.base,
+            "count": b.count,
+            "codec": COMPRESSION_CODECS[b.codec],
+            "producer_id": b.producer_id,
+            "epoch": b.epoch,
+            "base_sequence": b.base_sequence,
+        }
+        for log in sorted(broker.partition_dir(topic, partition).glob("*.log"))
+        for b in stored_batches(log)
+    ]
 
 
 # -- idempotent producer --------------------------------------------------------------------------
