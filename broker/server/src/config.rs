@@ -280,6 +280,22 @@ const BROKER_KEYS: &[BrokerKey] = &[
         Some("CreateTime"),
         ConfigType::String,
     ),
+    key(
+        "log.message.timestamp.before.max.ms",
+        Some(LONG_MAX),
+        ConfigType::Long,
+    ),
+    key(
+        "log.message.timestamp.after.max.ms",
+        Some("3600000"),
+        ConfigType::Long,
+    ),
+    // Sluice's own: how far a compressed batch may inflate while it is validated (Kafka has no limit).
+    key(
+        "sluice.max.decompressed.batch.bytes",
+        Some("134217728"),
+        ConfigType::Long,
+    ),
     key("message.max.bytes", Some("1048588"), ConfigType::Int),
     key(
         "producer.id.expiration.ms",
@@ -448,6 +464,8 @@ impl BrokerConfig {
         }
 
         log.storage.producer_id_expiration_ms = v.int("producer.id.expiration.ms", 1, INT_MAX)?;
+        log.storage.max_decompressed_batch_bytes =
+            v.int("sluice.max.decompressed.batch.bytes", 1024, i64::MAX)? as u64;
 
         let min_session = v.int("group.min.session.timeout.ms", 0, INT_MAX)? as u32;
         let max_session = v.int("group.max.session.timeout.ms", 0, INT_MAX)? as u32;
@@ -678,6 +696,16 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     ),
     topic("max.message.bytes", &["message.max.bytes"], ConfigType::Int),
     topic(
+        "message.timestamp.after.max.ms",
+        &["log.message.timestamp.after.max.ms"],
+        ConfigType::Long,
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        &["log.message.timestamp.before.max.ms"],
+        ConfigType::Long,
+    ),
+    topic(
         "message.timestamp.type",
         &["log.message.timestamp.type"],
         ConfigType::String,
@@ -792,6 +820,12 @@ fn apply_log_setting(
         "flush.ms" => log.storage.flush_interval_ms = unless_max(int(0, i64::MAX)?),
         "index.interval.bytes" => log.storage.index_interval_bytes = int(0, INT_MAX)? as u32,
         "max.message.bytes" => log.storage.max_message_bytes = int(0, INT_MAX)? as u32,
+        "message.timestamp.after.max.ms" => {
+            log.storage.message_timestamp_after_max_ms = int(0, i64::MAX)?
+        }
+        "message.timestamp.before.max.ms" => {
+            log.storage.message_timestamp_before_max_ms = int(0, i64::MAX)?
+        }
         "message.timestamp.type" => {
             log.storage.timestamp_type = parse_timestamp_type(error_key, value)?
         }
@@ -822,6 +856,10 @@ fn log_setting_text(log: &LogDefaults, name: &str) -> String {
         "flush.ms" => or_max(log.storage.flush_interval_ms),
         "index.interval.bytes" => log.storage.index_interval_bytes.to_string(),
         "max.message.bytes" => log.storage.max_message_bytes.to_string(),
+        "message.timestamp.after.max.ms" => log.storage.message_timestamp_after_max_ms.to_string(),
+        "message.timestamp.before.max.ms" => {
+            log.storage.message_timestamp_before_max_ms.to_string()
+        }
         "message.timestamp.type" => timestamp_type_name(log.storage.timestamp_type).to_owned(),
         "min.insync.replicas" => log.min_insync_replicas.to_string(),
         "retention.bytes" => log

@@ -202,25 +202,44 @@ pub(crate) fn validate_records(
     Ok(batches)
 }
 
+/// The max timestamp the log stores for a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MaxTimestamp {
+    /// The topic uses LogAppendTime: the broker's clock, and the timestamp type bit set.
+    LogAppendTime(i64),
+    /// The largest record timestamp, which the producer's header may have got wrong.
+    CreateTime(i64),
+}
+
 /// The header of `batch` as the log stores it: the broker-assigned base offset and leader epoch stamped in
-/// (both lie outside the CRC), and for `LogAppendTime` the timestamp type, maxTimestamp and a CRC recomputed
-/// over the new header and the untouched records. The records themselves are never copied or recompressed.
+/// (both lie outside the CRC), and, when the stored max timestamp differs from the producer's (LogAppendTime,
+/// or a producer that got it wrong, which Kafka corrects too), the timestamp type, maxTimestamp and a CRC
+/// recomputed over the new header and the untouched records. The records themselves are never copied or
+/// recompressed.
 pub(crate) fn stamped_header(
     batch: &[u8],
     base_offset: i64,
     leader_epoch: i32,
-    log_append_time: Option<i64>,
+    max_timestamp: MaxTimestamp,
 ) -> [u8; HEADER_SIZE] {
     let mut header = [0u8; HEADER_SIZE];
     header.copy_from_slice(&batch[..HEADER_SIZE]);
     header[0..8].copy_from_slice(&base_offset.to_be_bytes());
     header[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
         .copy_from_slice(&leader_epoch.to_be_bytes());
-    if let Some(now_ms) = log_append_time {
-        let attributes = be_i16(&header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_LOG_APPEND;
+    let (attributes, timestamp) = match max_timestamp {
+        MaxTimestamp::LogAppendTime(now_ms) => (
+            be_i16(&header, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_LOG_APPEND,
+            now_ms,
+        ),
+        MaxTimestamp::CreateTime(ts) => (be_i16(&header, ATTRIBUTES_OFFSET), ts),
+    };
+    if attributes != be_i16(&header, ATTRIBUTES_OFFSET)
+        || timestamp != be_i64(&header, MAX_TIMESTAMP_OFFSET)
+    {
         header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
         header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
-            .copy_from_slice(&now_ms.to_be_bytes());
+            .copy_from_slice(&timestamp.to_be_bytes());
         let crc = crc32c::crc32c_append(
             crc32c::crc32c(&header[ATTRIBUTES_OFFSET..]),
             &batch[HEADER_SIZE..],

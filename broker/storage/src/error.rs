@@ -14,6 +14,19 @@ pub enum StorageError {
     /// that no longer decodes.
     #[error("corrupt record batch: {0}")]
     CorruptRecord(String),
+    /// Kafka `INVALID_RECORD`: the batch's framing is sound but its fields or records are not what a client
+    /// may send (a record count that is not the records present, a non-zero base offset, ...).
+    #[error("{message}")]
+    InvalidRecord {
+        message: String,
+        record_errors: Vec<crate::RecordError>,
+    },
+    /// Kafka `INVALID_TIMESTAMP`: a record's timestamp is outside `message.timestamp.{before,after}.max.ms`.
+    #[error("{message}")]
+    InvalidTimestamp {
+        message: String,
+        record_errors: Vec<crate::RecordError>,
+    },
     /// Kafka `MESSAGE_TOO_LARGE`.
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     RecordTooLarge { size: u64, max: u64 },

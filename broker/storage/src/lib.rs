@@ -13,7 +13,9 @@ mod log;
 mod manager;
 mod producer_snapshot;
 mod producer_state;
+mod records;
 mod segment;
+mod validate;
 
 use std::fmt;
 use std::fs::File;
@@ -21,6 +23,16 @@ use std::sync::Arc;
 
 pub use error::StorageError;
 pub use log::Log;
+
+/// The checks [`Log::append_from_client`] makes of a Produce request's records, without a log: what the
+/// fuzzers drive, and what a caller can use to refuse records before taking a log's lock.
+pub fn check_client_records(
+    records: &[u8],
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    validate::client_records(records, config, now_ms).map(|_| ())
+}
 pub use manager::LogManager;
 
 /// A topic partition; its log directory is named by its `Display` form, `topic-0`.
@@ -95,6 +107,14 @@ pub struct LogConfig {
     /// Forget an idempotent producer this long after its last batch's timestamp (Kafka's
     /// `producer.id.expiration.ms`, KIP-854), so that short-lived producers do not pile up.
     pub producer_id_expiration_ms: i64,
+    /// A CreateTime record may be at most this much older than the broker's clock (Kafka's
+    /// `message.timestamp.before.max.ms`, unlimited by default).
+    pub message_timestamp_before_max_ms: i64,
+    /// ... and at most this much newer (`message.timestamp.after.max.ms`; Kafka 4 defaults to one hour).
+    pub message_timestamp_after_max_ms: i64,
+    /// A compressed batch may inflate to at most this many bytes while it is validated. Kafka has no such
+    /// limit; without one a few KiB of zstd could keep a core busy for minutes.
+    pub max_decompressed_batch_bytes: u64,
 }
 
 /// Kafka's `log.roll.hours=168`, used when `segment_ms` is `None`.
@@ -115,6 +135,9 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             cleanup_policy_delete: true,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 60 * 60 * 1000,
+            max_decompressed_batch_bytes: 128 << 20,
         }
     }
 }
@@ -124,6 +147,14 @@ impl LogConfig {
     pub fn effective_segment_ms(&self) -> u64 {
         self.segment_ms.unwrap_or(DEFAULT_SEGMENT_MS)
     }
+}
+
+/// One refused record of a batch, as Produce v8+ reports it (`BatchIndexAndErrorMessage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    /// The record's position in its batch.
+    pub batch_index: i32,
+    pub message: Option<String>,
 }
 
 /// Result of a successful (or duplicate) append.

@@ -3,17 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, StagedProducers};
+use crate::records;
 use crate::segment::{self, LoadMode, Segment};
+use crate::validate::{self, ValidBatch};
 use crate::{
     AppendInfo, FileSlice, LogConfig, ReadInfo, RecoveryStats, StorageError, TimestampType,
 };
@@ -321,7 +321,38 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         self.ensure_open()?;
-        let batches = batch::validate_records(records, self.config.max_message_bytes)?;
+        let batches = batch::validate_records(records, self.config.max_message_bytes)?
+            .into_iter()
+            .map(|(header, range)| ValidBatch {
+                max_timestamp: header.max_timestamp,
+                header,
+                range,
+            })
+            .collect();
+        self.append_batches(records, batches, leader_epoch, now_ms)
+    }
+
+    /// Appends a client's Produce records after the checks Kafka makes of them (`validate`): exactly one
+    /// batch, a record count that is the records actually present, sane offsets and timestamps. A batch that
+    /// fails writes nothing.
+    pub fn append_from_client(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.ensure_open()?;
+        let batches = validate::client_records(records, &self.config, now_ms)?;
+        self.append_batches(records, batches, leader_epoch, now_ms)
+    }
+
+    fn append_batches(
+        &mut self,
+        records: &[u8],
+        batches: Vec<ValidBatch>,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let total = records.len() as u64;
         let segment_limit = self.config.segment_bytes.min(u32::MAX as u64);
         if total > segment_limit {
@@ -335,11 +366,16 @@ impl Log {
         let base_offset = self.log_end_offset();
         let mut staged = StagedProducers::new();
         let mut next_offset = base_offset;
-        for (header, _) in &batches {
+        for ValidBatch {
+            header,
+            max_timestamp,
+            ..
+        } in &batches
+        {
             let timestamp = if log_append_time {
                 now_ms
             } else {
-                header.max_timestamp
+                *max_timestamp
             };
             if let Some(dup) = self
                 .producers
@@ -362,12 +398,21 @@ impl Log {
         let mut stamped = Vec::with_capacity(batches.len());
         let mut offset = base_offset;
         let mut record_count = 0u64;
-        for (header, range) in batches {
+        for ValidBatch {
+            header,
+            range,
+            max_timestamp,
+        } in batches
+        {
             let new_header = batch::stamped_header(
                 &records[range.clone()],
                 offset,
                 leader_epoch,
-                log_append_time.then_some(now_ms),
+                if log_append_time {
+                    batch::MaxTimestamp::LogAppendTime(now_ms)
+                } else {
+                    batch::MaxTimestamp::CreateTime(max_timestamp)
+                },
             );
             offset += header.last_offset_delta as i64 + 1;
             record_count += header.record_count as u64;
@@ -573,20 +618,36 @@ impl Log {
         header: &BatchHeader,
         pred: impl Fn(i64, i64) -> bool,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        let mut bytes = Bytes::from(segment.read_batch(position, header)?);
-        let set = RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|e| StorageError::CorruptRecord(format!("cannot decode stored batch: {e}")))?;
-        for record in set.records {
-            let ts = if header.is_log_append_time() {
-                header.max_timestamp
-            } else {
-                record.timestamp
-            };
-            if record.offset >= self.log_start_offset && pred(record.offset, ts) {
-                return Ok(Some((record.offset, ts)));
-            }
+        let bytes = segment.read_batch(position, header)?;
+        let mut found = None;
+        // Stored batches were validated when appended, but the file is still input: walk it with the same
+        // bounded reader, and stop at the first match.
+        let walked = records::walk_batch(
+            &bytes,
+            header,
+            self.config.max_decompressed_batch_bytes,
+            &mut |_, record| {
+                let offset = header.base_offset + record.offset_delta as i64;
+                let ts = if header.is_log_append_time() {
+                    header.max_timestamp
+                } else {
+                    header.base_timestamp.wrapping_add(record.timestamp_delta)
+                };
+                if offset >= self.log_start_offset && pred(offset, ts) {
+                    found = Some((offset, ts));
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(ControlFlow::Continue(()))
+            },
+        );
+        match (found, walked) {
+            (Some(hit), _) => Ok(Some(hit)),
+            (None, Ok(())) => Ok(None),
+            (None, Err(e)) => Err(StorageError::CorruptRecord(format!(
+                "cannot decode the stored batch at position {position} of a segment in {}: {e}",
+                self.dir.display()
+            ))),
         }
-        Ok(None)
     }
 
     /// (timestamp, offset) of the record with the largest timestamp (ListOffsets -3); `None` for

@@ -514,7 +514,17 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // SLUICE-PATCH: the count is the peer's claim. Every record takes at least one byte, so a count
+        // above the bytes left cannot be true; and only a little is reserved up front, so memory follows
+        // the records actually decoded (upstream PR #156 caps the reservation at the bytes left).
+        let claimed = batch_decode_info.record_count as usize;
+        if claimed > buf.remaining() {
+            bail!(
+                "record batch claims {claimed} records but only {} bytes remain",
+                bytes::Buf::remaining(buf)
+            );
+        }
+        records.reserve(claimed.min(1024));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -893,7 +903,15 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(num_headers);
+        // SLUICE-PATCH: as for the record count, a claimed header count above the bytes left is refused
+        // before anything is reserved (Kafka's DefaultRecord.readFrom does the same check).
+        if num_headers > bytes::Buf::remaining(buf) {
+            bail!(
+                "record claims {num_headers} headers but only {} bytes remain",
+                bytes::Buf::remaining(buf)
+            );
+        }
+        let mut headers = IndexMap::with_capacity(num_headers.min(64));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -132,6 +132,8 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         StorageError::CorruptRecord(_) => ResponseError::CorruptMessage.code(),
         StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        StorageError::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
+        StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
         _ => ResponseError::KafkaStorageError.code(),

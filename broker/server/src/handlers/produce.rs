@@ -1,11 +1,14 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_storage::StorageError;
 
 use super::storage_error_code;
 use crate::broker::{Broker, now_ms};
@@ -43,9 +46,9 @@ pub async fn produce(
                 // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the runtime
                 // move other connections off this worker meanwhile. Page-cache appends are too quick to bother.
                 let result = if log.config().flush_interval_messages.is_some() {
-                    tokio::task::block_in_place(|| log.append(&records, 0, now_ms()))
+                    tokio::task::block_in_place(|| log.append_from_client(&records, 0, now_ms()))
                 } else {
-                    log.append(&records, 0, now_ms())
+                    log.append_from_client(&records, 0, now_ms())
                 };
                 match result {
                     Ok(info) => {
@@ -63,6 +66,7 @@ pub async fn produce(
                         tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
                         resp.error_code = storage_error_code(&e);
                         resp.error_message = Some(StrBytes::from_string(e.to_string()));
+                        resp.record_errors = record_errors(&e);
                     }
                 }
             } else {
@@ -74,6 +78,7 @@ pub async fn produce(
             }
             if version < 8 {
                 resp.error_message = None;
+                resp.record_errors.clear();
             }
             partitions.push(resp);
         }
@@ -84,6 +89,22 @@ pub async fn produce(
         );
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// The per-record reasons of a refused batch, as Produce v8+ carries them.
+fn record_errors(e: &StorageError) -> Vec<BatchIndexAndErrorMessage> {
+    match e {
+        StorageError::InvalidRecord { record_errors, .. }
+        | StorageError::InvalidTimestamp { record_errors, .. } => record_errors
+            .iter()
+            .map(|r| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(r.batch_index)
+                    .with_batch_index_error_message(r.message.clone().map(StrBytes::from_string))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Idempotent producers get a fresh id (or, v3+, a bumped epoch for the id they have). Transactions are not
