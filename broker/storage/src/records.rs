@@ -77,6 +77,10 @@ pub enum RecordsError {
     UnknownCodec(i16),
 }
 
+/// Called with each record's index in its batch and its fields; `Break` ends the walk early.
+pub(crate) type Visitor<'a> =
+    dyn FnMut(usize, &RecordFields) -> Result<ControlFlow<()>, RecordsError> + 'a;
+
 fn invalid(message: impl Into<String>) -> RecordsError {
     RecordsError::Invalid(message.into())
 }
@@ -292,11 +296,7 @@ fn read_record(input: &mut impl Input) -> Result<RecordFields, RecordsError> {
 
 /// Reads exactly `count` records and then demands the end of the input, as Kafka's record iterator does;
 /// `visit` may stop the walk early.
-fn walk(
-    input: &mut impl Input,
-    count: i32,
-    visit: &mut dyn FnMut(usize, &RecordFields) -> Result<ControlFlow<()>, RecordsError>,
-) -> Result<(), RecordsError> {
+fn walk(input: &mut impl Input, count: i32, visit: &mut Visitor<'_>) -> Result<(), RecordsError> {
     for index in 0..count.max(0) as usize {
         let record = read_record(input)?;
         if visit(index, &record)?.is_break() {
@@ -318,7 +318,7 @@ pub(crate) fn walk_batch(
     batch: &[u8],
     header: &BatchHeader,
     max_decompressed_bytes: u64,
-    visit: &mut dyn FnMut(usize, &RecordFields) -> Result<ControlFlow<()>, RecordsError>,
+    visit: &mut Visitor<'_>,
 ) -> Result<(), RecordsError> {
     let body = batch
         .get(HEADER_SIZE..)
