@@ -19,6 +19,7 @@ use crate::group::{GroupConfig, GroupCoordinator, OffsetLog};
 use crate::meta_properties;
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
 use crate::network;
+use crate::request_memory::RequestMemory;
 
 pub use crate::metadata::now_ms;
 
@@ -34,6 +35,8 @@ pub struct Broker {
     pub fetch_waiters: FetchWaiters,
     /// Where clients reach this broker: (host, port) of its first advertised client listener.
     pub advertised: (String, i32),
+    /// Request bytes held across all connections (`queued.max.request.bytes`).
+    pub request_memory: RequestMemory,
 }
 
 impl Broker {
@@ -98,6 +101,7 @@ impl Broker {
             },
             offsets_log,
         );
+        let config_queued_max = config.queued_max_request_bytes;
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             cluster_id: meta.cluster_id,
@@ -107,6 +111,7 @@ impl Broker {
             groups,
             fetch_waiters: FetchWaiters::default(),
             advertised,
+            request_memory: RequestMemory::new(config_queued_max),
         });
         if broker.config.process_roles.broker {
             broker.ensure_offsets_topic()?;

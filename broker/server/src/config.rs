@@ -186,6 +186,11 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     pub log_retention_check_interval_ms: u64,
     pub socket_request_max_bytes: u32,
+    /// Request bytes held in memory across all connections at once (Kafka's `queued.max.request.bytes`);
+    /// a connection whose next request does not fit waits, unread, until others finish. `None`: no limit.
+    pub queued_max_request_bytes: Option<u64>,
+    /// A connection that completes no request for this long is closed (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
     pub offsets_topic_num_partitions: i32,
     /// As configured; capping it at the number of live brokers is the server's business.
     pub offsets_topic_replication_factor: i16,
@@ -308,6 +313,13 @@ const BROKER_KEYS: &[BrokerKey] = &[
         Some("104857600"),
         ConfigType::Int,
     ),
+    // Kafka's default is -1 (no limit); a broker that must survive hostile clients needs one.
+    key(
+        "queued.max.request.bytes",
+        Some("268435456"),
+        ConfigType::Long,
+    ),
+    key("connections.max.idle.ms", Some("600000"), ConfigType::Long),
     key("offsets.topic.num.partitions", Some("50"), ConfigType::Int),
     key(
         "offsets.topic.replication.factor",
@@ -500,6 +512,17 @@ impl BrokerConfig {
                 i64::MAX,
             )? as u64,
             socket_request_max_bytes: v.int("socket.request.max.bytes", 1, INT_MAX)? as u32,
+            queued_max_request_bytes: match v.int("queued.max.request.bytes", -1, i64::MAX)? {
+                -1 => None,
+                0 => {
+                    return Err(Error::config(
+                        "queued.max.request.bytes",
+                        "must be -1 (no limit) or at least 1",
+                    ));
+                }
+                n => Some(n as u64),
+            },
+            connections_max_idle_ms: v.int("connections.max.idle.ms", 1, i64::MAX)? as u64,
             offsets_topic_num_partitions: v.int("offsets.topic.num.partitions", 1, INT_MAX)? as i32,
             offsets_topic_replication_factor: v.int(
                 "offsets.topic.replication.factor",

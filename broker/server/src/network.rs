@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -14,11 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
 use crate::zero_copy::{send_file, set_cork};
+
+/// How much the read buffer grows at a time: a frame's claimed size is not allocated up front.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// What a handler needs to know about the connection a request came in on.
 #[derive(Debug, Clone)]
@@ -73,9 +78,14 @@ async fn connection(
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let max_request = broker.config.socket_request_max_bytes;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        // Take one whole frame from the buffer, reading more only when it is incomplete.
+        // Take one whole frame from the buffer, reading more only when it is incomplete. The body's bytes
+        // are reserved from the broker-wide pool before they are read, and the buffer grows only as they
+        // arrive, so a size prefix alone costs nothing.
+        let deadline = Instant::now() + idle;
+        let mut reservation = None;
         let frame = loop {
             if buf.len() >= 4 {
                 let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
@@ -85,13 +95,25 @@ async fn connection(
                     return Ok(());
                 }
                 let size = size as usize;
+                if reservation.is_none() {
+                    reservation = tokio::select! {
+                        r = broker.request_memory.reserve(size) => Some(r),
+                        _ = tokio::time::sleep_until(deadline) => {
+                            debug!(peer = %info.peer, "idle for connections.max.idle.ms waiting for request memory; closing");
+                            return Ok(());
+                        }
+                        _ = shutdown.changed() => return Ok(()),
+                    };
+                }
                 if buf.len() >= 4 + size {
                     buf.advance(4);
                     break buf.split_to(size).freeze();
                 }
-                buf.reserve(4 + size - buf.len());
+                // Geometric growth: memory follows the bytes that arrive, and a large frame is copied O(1)
+                // times on average.
+                buf.reserve((4 + size - buf.len()).min(buf.capacity().max(READ_CHUNK)));
             } else {
-                buf.reserve(64 * 1024);
+                buf.reserve(READ_CHUNK);
             }
             if *shutdown.borrow() {
                 return Ok(());
@@ -102,9 +124,15 @@ async fn connection(
                         return Ok(());
                     }
                 }
+                _ = tokio::time::sleep_until(deadline) => {
+                    debug!(peer = %info.peer, "no complete request for connections.max.idle.ms; closing");
+                    return Ok(());
+                }
                 _ = shutdown.changed() => return Ok(()),
             }
         };
+        // Held until the request has been answered, below.
+        let _reservation = reservation;
 
         let request = match parse_request(frame) {
             Ok(request) => request,

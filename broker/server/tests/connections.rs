@@ -118,3 +118,84 @@ fn a_controller_only_node_serves_api_versions_on_its_controller_listener() {
     assert_eq!(&answer[..4], &5i32.to_be_bytes());
     assert_eq!(i16::from_be_bytes([answer[4], answer[5]]), 35);
 }
+
+/// `queued.max.request.bytes` bounds the request bytes held across all connections: while one client holds
+/// the pool with a large request it is still sending, another client's request is not read, and it is
+/// answered as soon as the first connection goes away.
+#[test]
+fn request_memory_is_bounded_across_connections() {
+    let broker = common::TestBroker::start(&[("queued.max.request.bytes", "4096")]);
+    // The hog announces a 4090-byte request and sends only part of it: the pool is nearly spent.
+    let mut hog = TcpStream::connect(broker.addr).unwrap();
+    hog.write_all(&4090i32.to_be_bytes()).unwrap();
+    hog.write_all(&[0u8; 100]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // An ordinary request needs more than what is left: it waits, unread.
+    let mut waiting = broker.client();
+    waiting
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut body = bytes::BytesMut::new();
+    {
+        use kafka_protocol::messages::RequestHeader;
+        use kafka_protocol::protocol::Encodable;
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Metadata as i16)
+            .with_request_api_version(12)
+            .with_correlation_id(5)
+            .encode(&mut body, 2)
+            .unwrap();
+        MetadataRequest::default().encode(&mut body, 12).unwrap();
+    }
+    // The request only has to be larger than what the pool has left (6 bytes).
+    assert!(
+        body.len() > 6,
+        "the probe request must not fit in what is left"
+    );
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    waiting.stream.write_all(&frame).unwrap();
+    let mut size = [0u8; 4];
+    let err = waiting.stream.read_exact(&mut size).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "answered while the pool was spent: {err:?}"
+    );
+
+    // The hog leaves; its bytes go back to the pool and the waiting request is answered.
+    drop(hog);
+    waiting
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    waiting.stream.read_exact(&mut size).unwrap();
+    let mut answer = vec![0u8; i32::from_be_bytes(size) as usize];
+    waiting.stream.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer[..4], &5i32.to_be_bytes());
+}
+
+/// A connection that completes no request within `connections.max.idle.ms` is closed, whether it sends
+/// nothing or trickles a request that never ends; one that keeps sending requests stays.
+#[test]
+fn idle_and_trickling_connections_are_closed() {
+    let broker = common::TestBroker::start(&[("connections.max.idle.ms", "300")]);
+    let silent = TcpStream::connect(broker.addr).unwrap();
+    let mut trickle = TcpStream::connect(broker.addr).unwrap();
+    trickle.write_all(&1000i32.to_be_bytes()).unwrap();
+    let mut busy = broker.client();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(800) {
+        // Two bytes every 50 ms: alive, but the request is never complete.
+        let _ = trickle.write_all(&[0, 0]);
+        assert_eq!(api_versions(&mut busy), 0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_closed(silent);
+    assert_closed(trickle);
+    assert_eq!(api_versions(&mut busy), 0);
+}
