@@ -15,6 +15,7 @@ error_message, record_errors, end offsets before and after), the table Sluice is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -35,6 +36,7 @@ INVALID_TIMESTAMP = 32
 INVALID_RECORD = 87
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 NOT_LEADER_OR_FOLLOWER = 6
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 
 HOUR_MS = 3_600_000
 YEAR_MS = 365 * 24 * HOUR_MS
@@ -63,6 +65,17 @@ class Case:
     appended: int = 0  # records the partition gains per send when Kafka accepts the batch
     duplicate: bool = False  # idempotent batch: the 2nd send is answered with the 1st's offset, not appended
     transactional_id: str | None = None
+    # Where Sluice deliberately answers otherwise, its (code, record_errors, appended, duplicate) and why:
+    # only for a Kafka bug, or a Kafka leniency Sluice does not share yet. Everything else must match.
+    sluice: tuple[int, tuple[int, ...], int, bool] | None = None
+    sluice_why: str = ""
+
+    def expected(self, peer: str) -> "Case":
+        if peer != "sluice" or self.sluice is None:
+            return self
+        code, record_errors, appended, duplicate = self.sluice
+        return dataclasses.replace(self, code=code, record_errors=record_errors, appended=appended,
+                                   duplicate=duplicate, sluice=None)
 
 
 CASES: dict[str, Case] = {
@@ -156,7 +169,10 @@ CASES: dict[str, Case] = {
         NONE, "a producer id the broker never handed out is taken as new", appended=1, duplicate=True),
     "pid-never-initialised-seq-5": Case(
         lambda: record_batch(recs(1), producer_id=4243, producer_epoch=0, base_sequence=5),
-        NONE, "a new producer may start at any sequence", appended=1, duplicate=True),
+        NONE, "a new producer may start at any sequence", appended=1, duplicate=True,
+        sluice=(OUT_OF_ORDER_SEQUENCE_NUMBER, (), 0, False),
+        sluice_why="Sluice still demands sequence 0 from a producer id it has no state for (stricter; "
+                   "Kafka accepts any, since it cannot tell a new producer from an expired one)"),
     "transactional-bit-no-txn-id": Case(
         lambda: record_batch(recs(1), transactional=True, producer_id=1001, producer_epoch=0, base_sequence=0),
         TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactional batch without a transactional id"),
@@ -192,7 +208,9 @@ CASES: dict[str, Case] = {
         lambda: record_batch([Record(b"a", offset_delta=0), Record(b"b", offset_delta=2)],
                              codec=kwire.CODEC_GZIP, last_offset_delta=1),
         UNKNOWN_SERVER_ERROR,
-        "Kafka bug: rebuilding the batch hits 'key is skipped in PartialDefaultRecord' (UnsupportedOperationException)"),
+        "Kafka bug: rebuilding the batch hits 'key is skipped in PartialDefaultRecord' (UnsupportedOperationException)",
+        sluice=(INVALID_RECORD, (1,), 0, False),
+        sluice_why="what Kafka's validator means to say (RecordValidationException naming record 1), without its bug"),
     "gzip-bomb-64MiB-record": Case(
         lambda: record_batch([Record(bytes(64 << 20))], codec=kwire.CODEC_GZIP),
         NONE, "one 64 MiB record, ~65 KB compressed", appended=1),
@@ -262,8 +280,8 @@ def produce_good(bootstrap: str, topic: str, n: int = 1) -> int:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_hostile_produce(broker, log_dir, name):
-    case = CASES[name]
+def test_hostile_produce(broker, log_dir, peer, name):
+    case = CASES[name].expected(peer)
     topic = unique("hostile")
     create_topic(broker.bootstrap, topic, partitions=1)
     assert produce_good(broker.bootstrap, topic) == 0

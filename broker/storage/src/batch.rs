@@ -10,7 +10,7 @@ pub(crate) const LOG_OVERHEAD: usize = 12;
 pub(crate) const MIN_BATCH_LENGTH: i32 = (HEADER_SIZE - LOG_OVERHEAD) as i32;
 
 const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
-const MAGIC_OFFSET: usize = 16;
+pub(crate) const MAGIC_OFFSET: usize = 16;
 const CRC_OFFSET: usize = 17;
 /// The CRC covers everything from the attributes to the end of the batch.
 const ATTRIBUTES_OFFSET: usize = 21;

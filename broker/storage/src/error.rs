@@ -27,6 +27,10 @@ pub enum StorageError {
         message: String,
         record_errors: Vec<crate::RecordError>,
     },
+    /// Compressed records that do not decompress, or an unknown codec id. Kafka lets the exception escape
+    /// its validator, so clients see UNKNOWN_SERVER_ERROR; Sluice gives them the same code.
+    #[error("{0}")]
+    Undecodable(String),
     /// Kafka `MESSAGE_TOO_LARGE`.
     #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
     RecordTooLarge { size: u64, max: u64 },

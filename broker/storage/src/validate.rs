@@ -13,7 +13,6 @@ use crate::batch::{self, BatchHeader};
 use crate::records::{self, Codec, RecordsError};
 use crate::{LogConfig, RecordError, StorageError, TimestampType};
 
-const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 /// A record timestamp of -1 means "none" and is never range-checked.
 const NO_TIMESTAMP: i64 = -1;
@@ -42,25 +41,102 @@ pub(crate) fn client_records(
     config: &LogConfig,
     now_ms: i64,
 ) -> Result<Vec<ValidBatch>, StorageError> {
-    let batches = batch::validate_records(records, config.max_message_bytes)?;
-    if batches.len() != 1 {
+    let (header, range) = split_one_batch(records, config.max_message_bytes)?;
+    let max_timestamp = client_batch(&records[range.clone()], &header, config, now_ms)?;
+    Ok(vec![ValidBatch {
+        header,
+        range,
+        max_timestamp,
+    }])
+}
+
+/// Frames the records as Kafka's `ByteBufferLogInputStream` does for a Produce request: a trailing piece
+/// too short to be a whole batch is ignored (so a lone truncated batch is no batch at all), a length below
+/// the v2 header or a magic above 2 is corruption; then `ProduceRequest.validateRecords`: one batch, magic
+/// 2; then the size limit and the CRC; then the header fields that must agree with each other.
+fn split_one_batch(
+    records: &[u8],
+    max_message_bytes: u32,
+) -> Result<(BatchHeader, Range<usize>), StorageError> {
+    let mut batches = Vec::new();
+    let mut pos = 0usize;
+    while records.len() - pos >= batch::LOG_OVERHEAD {
+        let rest = &records[pos..];
+        let batch_length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        if batch_length < batch::MIN_BATCH_LENGTH {
+            return Err(StorageError::CorruptRecord(format!(
+                "batch length {batch_length} is below the minimum {}",
+                batch::MIN_BATCH_LENGTH
+            )));
+        }
+        let size = batch::LOG_OVERHEAD + batch_length as usize;
+        if size > rest.len() {
+            break;
+        }
+        let magic = rest[batch::MAGIC_OFFSET] as i8;
+        if !(0..=2).contains(&magic) {
+            return Err(StorageError::CorruptRecord(format!(
+                "Invalid magic found in record: {magic}"
+            )));
+        }
+        batches.push((magic, pos..pos + size));
+        pos += size;
+    }
+    let Some((magic, range)) = batches.first().cloned() else {
+        return Err(invalid_record(
+            "Produce requests with version 3 and above must have at least one record batch per partition"
+                .into(),
+        ));
+    };
+    if magic != 2 {
+        return Err(invalid_record(
+            "Produce requests with version 3 and above are only allowed to contain record batches with \
+             magic version 2"
+                .into(),
+        ));
+    }
+    if batches.len() > 1 {
         return Err(invalid_record(
             "Produce requests with version 3 and above are only allowed to contain exactly one record batch \
              per partition"
                 .into(),
         ));
     }
-    batches
-        .into_iter()
-        .map(|(header, range)| {
-            let max_timestamp = client_batch(&records[range.clone()], &header, config, now_ms)?;
-            Ok(ValidBatch {
-                header,
-                range,
-                max_timestamp,
-            })
-        })
-        .collect()
+    if range.len() > max_message_bytes as usize {
+        return Err(StorageError::RecordTooLarge {
+            size: range.len() as u64,
+            max: max_message_bytes as u64,
+        });
+    }
+    let bytes = &records[range.clone()];
+    let header = BatchHeader::parse(bytes)?;
+    let crc = batch::compute_crc(bytes);
+    if crc != header.crc {
+        return Err(StorageError::CorruptRecord(format!(
+            "CRC mismatch: batch says {:#010x}, computed {crc:#010x}",
+            header.crc
+        )));
+    }
+    let offset_range = header.last_offset_delta as i64 + 1;
+    if offset_range <= 0 {
+        return Err(invalid_record(format!(
+            "Batch has an invalid offset range: [0, {}]",
+            header.last_offset_delta
+        )));
+    }
+    if header.record_count <= 0 {
+        return Err(invalid_record(format!(
+            "Invalid reported count for record batch: {}",
+            header.record_count
+        )));
+    }
+    if offset_range != header.record_count as i64 {
+        return Err(invalid_record(format!(
+            "Inconsistent batch offset range [0, {}] and count of records {}",
+            header.last_offset_delta, header.record_count
+        )));
+    }
+    Ok((header, range))
 }
 
 /// Validates one batch whose framing and CRC already passed; returns its true max timestamp.
@@ -86,12 +162,6 @@ fn client_batch(
             "Invalid sequence number {} in record batch with producerId {}",
             header.base_sequence, header.producer_id
         )));
-    }
-    if header.attributes & ATTR_TRANSACTIONAL != 0 {
-        // Transactions are not served, so no producer can hold a transactional id this broker issued.
-        return Err(invalid_record(
-            "transactional batches need a transactional producer, and transactions are not supported".into(),
-        ));
     }
     let codec = Codec::from_attributes(header.attributes);
     let compressed = codec.is_some_and(|c| c != Codec::None);
@@ -155,13 +225,12 @@ fn client_batch(
         &mut visit,
     )
     .map_err(|e| match e {
-        RecordsError::UnknownCodec(id) => {
-            StorageError::CorruptRecord(format!("unknown compression type id: {id}"))
+        // Kafka answers these with UNKNOWN_SERVER_ERROR: the exception escapes its validator unmapped.
+        RecordsError::UnknownCodec(_) | RecordsError::Decompression { .. } => {
+            StorageError::Undecodable(e.to_string())
         }
         RecordsError::Invalid(message) => invalid_record(message),
-        RecordsError::Decompression { .. } | RecordsError::TooLarge { .. } => {
-            StorageError::CorruptRecord(e.to_string())
-        }
+        RecordsError::TooLarge { .. } => invalid_record(e.to_string()),
     })?;
     if !record_errors.is_empty() {
         let any_timestamp = record_errors.iter().any(|(ts, _)| *ts);

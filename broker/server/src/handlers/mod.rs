@@ -134,6 +134,7 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         StorageError::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
         StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
+        StorageError::Undecodable(_) => ResponseError::UnknownServerError.code(),
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
         _ => ResponseError::KafkaStorageError.code(),

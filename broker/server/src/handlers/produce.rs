@@ -20,7 +20,7 @@ pub async fn produce(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let transactional = req.transactional_id.is_some();
+    let transactional = req.transactional_id.is_some() || has_transactional_batch(&req);
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name = topic.name.0.as_str().to_string();
@@ -89,6 +89,19 @@ pub async fn produce(
         );
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// A batch with the transactional attribute (bit 4) needs a transactional producer; Kafka refuses the whole
+/// request with TRANSACTIONAL_ID_AUTHORIZATION_FAILED when one comes without a transactional id.
+fn has_transactional_batch(req: &ProduceRequest) -> bool {
+    req.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            p.records
+                .as_ref()
+                .and_then(|r| r.get(21..23))
+                .is_some_and(|a| i16::from_be_bytes([a[0], a[1]]) & 0x10 != 0)
+        })
+    })
 }
 
 /// The per-record reasons of a refused batch, as Produce v8+ carries them.
