@@ -37,6 +37,8 @@ INVALID_RECORD = 87
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 NOT_LEADER_OR_FOLLOWER = 6
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_TOPIC_EXCEPTION = 17
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 HOUR_MS = 3_600_000
 YEAR_MS = 365 * 24 * HOUR_MS
@@ -334,3 +336,27 @@ def test_hostile_count_overflow_then_list_offsets_by_time(broker):
         assert kwire.list_offsets(sock, topic, 0, kwire.now_ms() + HOUR_MS).offset == -1
         assert kwire.list_offsets(sock, topic, 0, kwire.LATEST_TIMESTAMP).offset == 1
     assert produce_good(broker.bootstrap, topic) == 1
+
+
+def test_hostile_produce_to_internal_topic(broker):
+    """A client's records in __consumer_offsets would be replayed as group state at the next start, so a
+    malformed key there could keep the broker from starting: Kafka refuses appends to internal topics."""
+    from confluent_kafka import Consumer
+
+    # A group lookup makes the broker create __consumer_offsets (Kafka creates it on demand).
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("hostile-internal"),
+                         "enable.auto.commit": False})
+    try:
+        consumer.subscribe([unique("hostile-internal-topic")])
+        deadline = time.monotonic() + 60
+        while True:
+            consumer.poll(0.5)
+            a = send(broker.bootstrap, "__consumer_offsets", good_batch(1), acks=1)
+            assert a.closed is None, a
+            if a.result.error_code not in (UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER):
+                break
+            assert time.monotonic() < deadline, "__consumer_offsets never appeared"
+    finally:
+        consumer.close()
+    assert a.result.error_code == INVALID_TOPIC_EXCEPTION, kwire.error_name(a.result.error_code)
+    assert a.result.base_offset == -1

@@ -12,6 +12,7 @@ use sluice_storage::StorageError;
 
 use super::storage_error_code;
 use crate::broker::{Broker, now_ms};
+use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC};
 
 /// Append each partition's batches. `None` for acks=0, which gets no answer.
 pub async fn produce(
@@ -38,6 +39,12 @@ pub async fn produce(
                 resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
                 resp.error_message =
                     Some(StrBytes::from_static_str("transactions are not supported"));
+            } else if known && (name == CONSUMER_OFFSETS || name == METADATA_TOPIC) {
+                // The broker's own logs: a client's records there would be replayed at the next start.
+                resp.error_code = ResponseError::InvalidTopicException.code();
+                resp.error_message = Some(StrBytes::from_string(format!(
+                    "Cannot append to internal topic {name}"
+                )));
             } else if let Some(log) = known.then(|| broker.log(&name, p.index)).flatten() {
                 // Straight from the request buffer: storage writes stamped copies of the batch headers
                 // followed by the untouched record bytes.
