@@ -510,6 +510,17 @@ mod tests {
         out
     }
 
+    /// A record of attributes 0, deltas 0 and then these varint fields, as sent, length prefix included.
+    fn raw_record(fields: &[i64]) -> Vec<u8> {
+        let mut r = vec![0u8, 0, 0];
+        for f in fields {
+            r.extend(zigzag(*f));
+        }
+        let mut body = zigzag(r.len() as i64);
+        body.extend(r);
+        body
+    }
+
     fn walk_plain(body: &[u8], count: i32) -> Result<Vec<RecordFields>, RecordsError> {
         let mut seen = Vec::new();
         walk(
@@ -566,38 +577,21 @@ mod tests {
                 .contains("Invalid record size")
         );
         // Header count far beyond the record.
-        let mut r = vec![0u8, 0, 0];
-        r.extend(zigzag(-1));
-        r.extend(zigzag(-1));
-        r.extend(zigzag(1_000_000));
-        let mut body = zigzag(r.len() as i64);
-        body.extend(r);
+        let body = raw_record(&[-1, -1, 1_000_000]);
         let err = walk_plain(&body, 1).unwrap_err();
         assert!(
             err.to_string().contains("larger than the remaining size"),
             "{err}"
         );
         // A negative header count and a negative header key length.
-        let mut r = vec![0u8, 0, 0];
-        r.extend(zigzag(-1));
-        r.extend(zigzag(-1));
-        r.extend(zigzag(-3));
-        let mut body = zigzag(r.len() as i64);
-        body.extend(r);
+        let body = raw_record(&[-1, -1, -3]);
         assert!(
             walk_plain(&body, 1)
                 .unwrap_err()
                 .to_string()
                 .contains("number of record headers -3")
         );
-        let mut r = vec![0u8, 0, 0];
-        r.extend(zigzag(-1));
-        r.extend(zigzag(-1));
-        r.extend(zigzag(1));
-        r.extend(zigzag(-2));
-        r.extend(zigzag(-1));
-        let mut body = zigzag(r.len() as i64);
-        body.extend(r);
+        let body = raw_record(&[-1, -1, 1, -2, -1]);
         assert!(
             walk_plain(&body, 1)
                 .unwrap_err()
@@ -605,10 +599,7 @@ mod tests {
                 .contains("negative header key size")
         );
         // A key longer than the record.
-        let mut r = vec![0u8, 0, 0];
-        r.extend(zigzag(1000));
-        let mut body = zigzag(r.len() as i64);
-        body.extend(r);
+        let body = raw_record(&[1000]);
         assert_eq!(walk_plain(&body, 1).unwrap_err(), structure());
     }
 
