@@ -1,10 +1,4 @@
-//! Any bytes as one request frame (what follows the size prefix): decoded by the broker's own entry point,
-//! for every API and version its table serves. A crash, an abort on allocation or a hang is a bug; an error
-//! is the right answer to garbage.
+//! See `sluice_fuzz_harness::request_frame` (fuzz/harness/src/request_frame.rs) for what this target drives.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = sluice_protocol::parse_request(bytes::Bytes::copy_from_slice(data));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sluice_fuzz_harness::request_frame::run(data));

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use parking_lot::Mutex;
-use sluice_storage::{Log, LogConfig, LogManager, TopicPartition};
+use sluice_storage::{Log, LogConfig, LogManager, StoredRecord, TopicPartition};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::config::{BrokerConfig, Listener};
 use crate::error::Error;
 use crate::fetch_waiters::FetchWaiters;
-use crate::group::{GroupConfig, GroupCoordinator, OffsetLog};
+use crate::group::{GroupConfig, GroupCoordinator, GroupError, OffsetLog};
 use crate::meta_properties;
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
 use crate::network;
@@ -237,10 +237,15 @@ impl OffsetLog for OffsetsLog {
         Ok(())
     }
 
-    fn read_all(&self, partition: i32) -> Result<Bytes, String> {
-        let log = self.log(partition)?;
-        let raw = log.lock().read_all_batches().map_err(|e| e.to_string())?;
-        Ok(Bytes::from(raw))
+    fn replay(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(StoredRecord<'_>) -> Result<(), GroupError>,
+    ) -> Result<(), GroupError> {
+        let log = self
+            .log(partition)
+            .map_err(|message| GroupError::LogRead { partition, message })?;
+        log.lock().replay(visit)
     }
 }
 

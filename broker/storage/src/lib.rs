@@ -22,7 +22,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 pub use error::StorageError;
-pub use log::Log;
+pub use log::{Log, StoredRecord, replay_bytes};
 
 /// The checks [`Log::append_from_client`] makes of a Produce request's records, without a log: what the
 /// fuzzers drive, and what a caller can use to refuse records before taking a log's lock.

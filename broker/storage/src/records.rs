@@ -58,6 +58,10 @@ pub struct RecordFields {
     pub key_len: i32,
     pub value_len: i32,
     pub header_count: i32,
+    /// Where the key's bytes start in the (decompressed) record stream.
+    pub key_at: u64,
+    /// Where the value's bytes start.
+    pub value_at: u64,
 }
 
 /// Why the records of a batch could not be walked.
@@ -251,8 +255,10 @@ fn read_record(input: &mut impl Input) -> Result<RecordFields, RecordsError> {
     let timestamp_delta = varlong(input)?;
     let offset_delta = varint(input)?;
     let key_len = varint(input)?;
+    let key_at = input.position();
     skip_field(input, key_len, body_end)?;
     let value_len = varint(input)?;
+    let value_at = input.position();
     skip_field(input, value_len, body_end)?;
     let header_count = varint(input)?;
     if header_count < 0 {
@@ -291,6 +297,8 @@ fn read_record(input: &mut impl Input) -> Result<RecordFields, RecordsError> {
         key_len,
         value_len,
         header_count,
+        key_at,
+        value_at,
     })
 }
 
@@ -311,6 +319,42 @@ fn walk(input: &mut impl Input, count: i32, visit: &mut Visitor<'_>) -> Result<(
     Ok(())
 }
 
+/// The decompressing reader of a batch's record bytes; `None` for an uncompressed batch.
+fn decoder<'r>(
+    body: &'r [u8],
+    codec: Codec,
+    max_decompressed_bytes: u64,
+) -> Result<Option<Box<dyn Read + 'r>>, RecordsError> {
+    let decompression = |reason: String| RecordsError::Decompression { codec, reason };
+    Ok(Some(match codec {
+        Codec::None => return Ok(None),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+        Codec::Lz4 => Box::new(lz4::Decoder::new(body).map_err(|e| decompression(e.to_string()))?),
+        Codec::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| decompression(e.to_string()))?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| decompression(e.to_string()))?;
+            Box::new(decoder)
+        }
+        Codec::Snappy => Box::new(SnappyReader::new(body, max_decompressed_bytes)?),
+    }))
+}
+
+/// The record bytes of a batch and its codec, after the header checks every walk makes.
+fn body_and_codec<'b>(
+    batch: &'b [u8],
+    header: &BatchHeader,
+) -> Result<(&'b [u8], Codec), RecordsError> {
+    let body = batch
+        .get(HEADER_SIZE..)
+        .ok_or_else(|| invalid("batch is shorter than its header"))?;
+    let codec = Codec::from_attributes(header.attributes)
+        .ok_or(RecordsError::UnknownCodec(header.attributes & 0x07))?;
+    Ok((body, codec))
+}
+
 /// Walks every record of `batch` (one whole batch, header included), calling `visit` with each record's
 /// index and fields. Compressed records are decompressed as a stream and may inflate to at most
 /// `max_decompressed_bytes`.
@@ -320,28 +364,10 @@ pub(crate) fn walk_batch(
     max_decompressed_bytes: u64,
     visit: &mut Visitor<'_>,
 ) -> Result<(), RecordsError> {
-    let body = batch
-        .get(HEADER_SIZE..)
-        .ok_or_else(|| invalid("batch is shorter than its header"))?;
-    let codec = Codec::from_attributes(header.attributes)
-        .ok_or(RecordsError::UnknownCodec(header.attributes & 0x07))?;
+    let (body, codec) = body_and_codec(batch, header)?;
     let count = header.record_count;
-    fn stream<'r>(
-        reader: Box<dyn Read + 'r>,
-        codec: Codec,
-        limit: u64,
-    ) -> StreamInput<BufReader<Box<dyn Read + 'r>>> {
-        StreamInput {
-            reader: BufReader::with_capacity(16 * 1024, reader),
-            codec,
-            pos: 0,
-            limit,
-        }
-    }
-    let limit = max_decompressed_bytes;
-    let decompression = |reason: String| RecordsError::Decompression { codec, reason };
-    match codec {
-        Codec::None => walk(
+    match decoder(body, codec, max_decompressed_bytes)? {
+        None => walk(
             &mut SliceInput {
                 bytes: body,
                 pos: 0,
@@ -349,32 +375,83 @@ pub(crate) fn walk_batch(
             count,
             visit,
         ),
-        Codec::Gzip => walk(
-            &mut stream(
-                Box::new(flate2::read::MultiGzDecoder::new(body)),
+        Some(reader) => walk(
+            &mut StreamInput {
+                reader: BufReader::with_capacity(16 * 1024, reader),
                 codec,
-                limit,
-            ),
+                pos: 0,
+                limit: max_decompressed_bytes,
+            },
             count,
             visit,
         ),
-        Codec::Lz4 => {
-            let decoder = lz4::Decoder::new(body).map_err(|e| decompression(e.to_string()))?;
-            walk(&mut stream(Box::new(decoder), codec, limit), count, visit)
-        }
-        Codec::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
-                .map_err(|e| decompression(e.to_string()))?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| decompression(e.to_string()))?;
-            walk(&mut stream(Box::new(decoder), codec, limit), count, visit)
-        }
-        Codec::Snappy => {
-            let reader = SnappyReader::new(body, max_decompressed_bytes)?;
-            walk(&mut stream(Box::new(reader), codec, limit), count, visit)
-        }
     }
+}
+
+/// One record with its key and value bytes, for the readers that need them (replaying an internal log).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Like [`walk_batch`], but hands each record's key and value to `visit`. Compressed records are inflated
+/// into one buffer first, which `max_decompressed_bytes` caps, so memory is bounded by the limit, not by
+/// anything the batch claims.
+pub(crate) fn read_batch_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_decompressed_bytes: u64,
+    visit: &mut dyn FnMut(RecordView<'_>) -> Result<(), RecordsError>,
+) -> Result<(), RecordsError> {
+    let (body, codec) = body_and_codec(batch, header)?;
+    let inflated;
+    let bytes = match decoder(body, codec, max_decompressed_bytes)? {
+        None => body,
+        Some(reader) => {
+            let mut out = Vec::new();
+            reader
+                .take(max_decompressed_bytes.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| RecordsError::Decompression {
+                    codec,
+                    reason: e.to_string(),
+                })?;
+            if out.len() as u64 > max_decompressed_bytes {
+                return Err(RecordsError::TooLarge {
+                    limit: max_decompressed_bytes,
+                });
+            }
+            inflated = out;
+            &inflated
+        }
+    };
+    // The walk has checked that every field lies inside the bytes; `get` keeps that a checked claim.
+    let field = |at: u64, len: i32| -> Result<Option<&[u8]>, RecordsError> {
+        if len < 0 {
+            return Ok(None);
+        }
+        let at = at as usize;
+        bytes
+            .get(at..at + len as usize)
+            .map(Some)
+            .ok_or_else(structure)
+    };
+    walk(
+        &mut SliceInput { bytes, pos: 0 },
+        header.record_count,
+        &mut |_, record| {
+            visit(RecordView {
+                offset_delta: record.offset_delta,
+                timestamp_delta: record.timestamp_delta,
+                key: field(record.key_at, record.key_len)?,
+                value: field(record.value_at, record.value_len)?,
+            })?;
+            Ok(ControlFlow::Continue(()))
+        },
+    )
 }
 
 /// Snappy as Kafka's clients write it: xerial-framed blocks (the Java client), or one raw block (librdkafka

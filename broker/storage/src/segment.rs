@@ -658,6 +658,10 @@ impl Segment {
         Ok(None)
     }
 
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// Reads one whole batch's bytes (for decoding records).
     pub fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>, StorageError> {
         let mut buf = vec![0u8; header.size() as usize];

@@ -534,20 +534,6 @@ fn truncate_to_drops_the_tail_across_segments() {
 }
 
 #[test]
-fn read_all_batches_returns_everything_from_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let size = batch(2, 0).len() as u64;
-    let mut log = Log::open(dir.path(), small_segments(size * 2)).unwrap();
-    for _ in 0..5 {
-        append(&mut log, batch(2, 0), 0);
-    }
-    commit_all(&mut log);
-    log.delete_records_before(5).unwrap();
-    let all = log.read_all_batches().unwrap();
-    assert_eq!(batch_base_offsets(&all), vec![4, 6, 8]);
-}
-
-#[test]
 fn flush_policies_run_without_disturbing_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -11,7 +11,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use sluice_storage::StoredRecord;
 
 pub use coordinator::GroupCoordinator;
 pub use state::GroupState;
@@ -51,8 +52,12 @@ pub trait OffsetLog: Send + Sync + 'static {
     /// offsets as it does for produced batches) to partition `partition` of `__consumer_offsets`;
     /// returns when durable per the broker's policy.
     fn append(&self, partition: i32, batch: BytesMut) -> Result<(), String>;
-    /// All record batches of that partition, concatenated raw, for replay at startup.
-    fn read_all(&self, partition: i32) -> Result<Bytes, String>;
+    /// Hands every record of that partition to `visit`, in order, for replay at startup.
+    fn replay(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(StoredRecord<'_>) -> Result<(), GroupError>,
+    ) -> Result<(), GroupError>;
 }
 
 /// Failures of the group coordinator that are not answered with a Kafka error code.
@@ -62,8 +67,8 @@ pub enum GroupError {
     LogRead { partition: i32, message: String },
     #[error("appending to __consumer_offsets partition {partition}: {message}")]
     LogAppend { partition: i32, message: String },
-    #[error("corrupt __consumer_offsets partition {partition}: {message}")]
-    Corrupt { partition: i32, message: String },
+    #[error("replaying __consumer_offsets: {0}")]
+    Replay(#[from] sluice_storage::StorageError),
     #[error("malformed __consumer_offsets record: {0}")]
     Record(String),
     #[error("encoding __consumer_offsets record batch: {0}")]

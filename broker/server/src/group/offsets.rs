@@ -23,7 +23,6 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::GroupError;
 use super::coordinator::{GroupCoordinator, now_ms};
@@ -56,27 +55,20 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut loaded = 0usize;
         for partition in 0..self.partition_locks.len() as i32 {
-            let mut data = self
-                .log
-                .read_all(partition)
-                .map_err(|message| GroupError::LogRead { partition, message })?;
-            let batches =
-                RecordBatchDecoder::decode_all(&mut data).map_err(|e| GroupError::Corrupt {
-                    partition,
-                    message: e.to_string(),
-                })?;
             let mut groups = self.groups.lock();
             // Groups that exist after replay because of a metadata record (they may have no
             // offsets, e.g. an Empty consumer group that never committed).
             let mut with_metadata: HashSet<String> = HashSet::new();
-            for record in batches.into_iter().flat_map(|b| b.records) {
+            self.log.replay(partition, &mut |record| {
                 // We never write transactional offset commits; markers carry no key we use.
                 if record.control || record.transactional {
-                    continue;
+                    return Ok(());
                 }
-                let Some(key) = record.key else { continue };
+                let Some(key) = record.key else {
+                    return Ok(());
+                };
                 loaded += 1;
-                match records::decode_record(&key, record.value.as_deref())? {
+                match records::decode_record(key, record.value)? {
                     LogRecord::Offset {
                         group,
                         topic,
@@ -119,7 +111,8 @@ impl GroupCoordinator {
                     }
                     LogRecord::Other => {}
                 }
-            }
+                Ok(())
+            })?;
             groups.retain(|id, g| {
                 g.partition != partition || !g.offsets.is_empty() || with_metadata.contains(id)
             });

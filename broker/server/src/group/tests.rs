@@ -22,9 +22,10 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 
-use super::{GroupConfig, GroupCoordinator, GroupState, OffsetLog};
+use sluice_storage::StoredRecord;
+
+use super::{GroupConfig, GroupCoordinator, GroupError, GroupState, OffsetLog};
 
 const NONE: i16 = 0;
 
@@ -50,12 +51,22 @@ impl OffsetLog for FileLog {
         file.sync_data().map_err(|e| e.to_string())
     }
 
-    fn read_all(&self, partition: i32) -> Result<Bytes, String> {
-        match std::fs::read(self.path(partition)) {
-            Ok(data) => Ok(Bytes::from(data)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Bytes::new()),
-            Err(e) => Err(e.to_string()),
-        }
+    fn replay(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(StoredRecord<'_>) -> Result<(), GroupError>,
+    ) -> Result<(), GroupError> {
+        let data = match std::fs::read(self.path(partition)) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(GroupError::LogRead {
+                    partition,
+                    message: e.to_string(),
+                });
+            }
+        };
+        sluice_storage::replay_bytes(&data, 1 << 20, visit)
     }
 }
 
@@ -67,8 +78,12 @@ impl OffsetLog for FailingLog {
         Err("disk on fire".into())
     }
 
-    fn read_all(&self, _: i32) -> Result<Bytes, String> {
-        Ok(Bytes::new())
+    fn replay(
+        &self,
+        _: i32,
+        _: &mut dyn FnMut(StoredRecord<'_>) -> Result<(), GroupError>,
+    ) -> Result<(), GroupError> {
+        Ok(())
     }
 }
 
@@ -381,17 +396,16 @@ async fn leave(c: &GroupCoordinator, group: &str, member_id: &str) -> LeaveGroup
 
 /// Every (key, value-present) record in a partition file, decoded.
 fn log_records(dir: &Path, partition: i32) -> Vec<(Bytes, bool)> {
-    let mut data = FileLog {
+    let mut out = Vec::new();
+    FileLog {
         dir: dir.to_path_buf(),
     }
-    .read_all(partition)
+    .replay(partition, &mut |r| {
+        out.push((Bytes::copy_from_slice(r.key.unwrap()), r.value.is_some()));
+        Ok(())
+    })
     .unwrap();
-    RecordBatchDecoder::decode_all(&mut data)
-        .unwrap()
-        .into_iter()
-        .flat_map(|b| b.records)
-        .map(|r| (r.key.unwrap(), r.value.is_some()))
-        .collect()
+    out
 }
 
 #[tokio::test]
@@ -1071,18 +1085,15 @@ async fn failed_append_fails_the_commit_and_changes_nothing() {
 #[tokio::test]
 async fn corrupt_log_fails_load() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("__consumer_offsets-0.log"),
-        b"not a record batch",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("__consumer_offsets-0.log"), [b'x'; 100]).unwrap();
     let c = GroupCoordinator::new(
         config(),
         Arc::new(FileLog {
             dir: dir.path().to_path_buf(),
         }),
     );
-    assert!(c.load().is_err());
+    let err = c.load().unwrap_err().to_string();
+    assert!(err.contains("corrupt record batch"), "{err}");
 }
 
 #[test]

@@ -42,11 +42,12 @@ pub async fn fetch(
                 .map(move |p| (name.clone(), p.partition))
         })
         .collect();
+    // Registered before the first look, so an append between a look and the wait is not missed; dropped
+    // (unregistered) when the fetch returns.
+    let _registration = broker
+        .fetch_waiters
+        .register(&waiter, partitions.iter().map(|(t, p)| (t.as_str(), *p)));
     loop {
-        // Register for wake-ups before looking, so an append between the look and the wait is not missed.
-        broker
-            .fetch_waiters
-            .register(&waiter, partitions.iter().map(|(t, p)| (t.as_str(), *p)));
         let gathered = gather(broker, &req, version);
         if gathered.bytes >= min_bytes || gathered.errors || tokio::time::Instant::now() >= deadline
         {

@@ -3,7 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use sluice_storage::Log;
@@ -28,22 +28,19 @@ impl MetadataStore {
     /// Replay the metadata log into a fresh image.
     pub fn open(log: Arc<Mutex<Log>>) -> Result<Self, Error> {
         let mut image = MetadataImage::default();
-        let raw = log.lock().read_all_batches()?;
-        let mut buf = Bytes::from(raw);
-        let batches = RecordBatchDecoder::decode_all(&mut buf)
-            .map_err(|e| Error::Metadata(format!("metadata log is unreadable: {e}")))?;
-        for batch in batches {
-            for record in batch.records {
-                let Some(value) = record.value else { continue };
-                let parsed: MetadataRecord = serde_json::from_slice(&value).map_err(|e| {
-                    Error::Metadata(format!(
-                        "metadata record at offset {} is unreadable: {e}",
-                        record.offset
-                    ))
-                })?;
-                image.apply(&parsed);
-            }
-        }
+        log.lock().replay(&mut |record| {
+            let Some(value) = record.value else {
+                return Ok(());
+            };
+            let parsed: MetadataRecord = serde_json::from_slice(value).map_err(|e| {
+                Error::Metadata(format!(
+                    "metadata record at offset {} is unreadable: {e}",
+                    record.offset
+                ))
+            })?;
+            image.apply(&parsed);
+            Ok::<(), Error>(())
+        })?;
         let next = image.next_producer_id;
         Ok(MetadataStore {
             image: RwLock::new(image),
