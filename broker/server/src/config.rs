@@ -186,11 +186,15 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     pub log_retention_check_interval_ms: u64,
     pub socket_request_max_bytes: u32,
-    /// Request bytes held in memory across all connections at once (Kafka's `queued.max.request.bytes`);
-    /// a connection whose next request does not fit waits, unread, until others finish. `None`: no limit.
+    /// Request bytes held in memory across all connections at once (Kafka's `queued.max.request.bytes`),
+    /// reserved as they arrive; a connection that finds the pool spent stops reading until others finish.
+    /// `None`: no limit.
     pub queued_max_request_bytes: Option<u64>,
     /// A connection that completes no request for this long is closed (`connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
+    /// A connection holding part of a request waits at most this long for more request memory, then is
+    /// closed, so requests that are all still arriving cannot hold the pool forever.
+    pub request_memory_wait_ms: u64,
     pub offsets_topic_num_partitions: i32,
     /// As configured; capping it at the number of live brokers is the server's business.
     pub offsets_topic_replication_factor: i16,
@@ -320,6 +324,12 @@ const BROKER_KEYS: &[BrokerKey] = &[
         ConfigType::Long,
     ),
     key("connections.max.idle.ms", Some("600000"), ConfigType::Long),
+    // How long a connection holding part of a request may wait for request memory (see request_memory.rs).
+    key(
+        "sluice.request.memory.wait.ms",
+        Some("30000"),
+        ConfigType::Long,
+    ),
     key("offsets.topic.num.partitions", Some("50"), ConfigType::Int),
     key(
         "offsets.topic.replication.factor",
@@ -523,6 +533,7 @@ impl BrokerConfig {
                 n => Some(n as u64),
             },
             connections_max_idle_ms: v.int("connections.max.idle.ms", 1, i64::MAX)? as u64,
+            request_memory_wait_ms: v.int("sluice.request.memory.wait.ms", 1, i64::MAX)? as u64,
             offsets_topic_num_partitions: v.int("offsets.topic.num.partitions", 1, INT_MAX)? as i32,
             offsets_topic_replication_factor: v.int(
                 "offsets.topic.replication.factor",

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
+use crate::request_memory::Reservation;
 use crate::zero_copy::{send_file, set_cork};
 
 /// How much the read buffer grows at a time: a frame's claimed size is not allocated up front.
@@ -79,14 +80,18 @@ async fn connection(
     stream.set_nodelay(true)?;
     let max_request = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let memory_wait = Duration::from_millis(broker.config.request_memory_wait_ms);
+    let memory = broker.request_memory.clone();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        // Take one whole frame from the buffer, reading more only when it is incomplete. The body's bytes
-        // are reserved from the broker-wide pool before they are read, and the buffer grows only as they
-        // arrive, so a size prefix alone costs nothing.
+        // Take one whole frame from the buffer, reading more only when it is incomplete. The frame's bytes
+        // are reserved in the broker-wide pool as they arrive: after each read, and before the next one, the
+        // reservation grows to what is buffered. So memory held follows the bytes actually sent (a size
+        // prefix alone costs nothing), and at most one read (READ_CHUNK) per connection is outside the pool.
         let deadline = Instant::now() + idle;
-        let mut reservation = None;
+        let mut reservation = Reservation::default();
         let frame = loop {
+            let mut want = READ_CHUNK;
             if buf.len() >= 4 {
                 let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
                 if size < 0 || size as u64 > max_request as u64 {
@@ -94,32 +99,42 @@ async fn connection(
                         "request larger than socket.request.max.bytes (or negative); closing connection");
                     return Ok(());
                 }
-                let size = size as usize;
-                if reservation.is_none() {
-                    reservation = tokio::select! {
-                        r = broker.request_memory.reserve(size) => Some(r),
-                        _ = tokio::time::sleep_until(deadline) => {
-                            debug!(peer = %info.peer, "idle for connections.max.idle.ms waiting for request memory; closing");
+                let total = 4 + size as usize;
+                let buffered = buf.len().min(total);
+                if reservation.held() < buffered {
+                    // Waiting while holding part of a request is what could deadlock the pool: bounded.
+                    let wait_until = if buffered > 4 {
+                        deadline.min(Instant::now() + memory_wait)
+                    } else {
+                        deadline
+                    };
+                    tokio::select! {
+                        () = memory.grow_to(&mut reservation, buffered) => {}
+                        _ = tokio::time::sleep_until(wait_until) => {
+                            warn!(peer = %info.peer, buffered, request = total,
+                                "no request memory (queued.max.request.bytes) for a request that is still arriving; closing");
                             return Ok(());
                         }
                         _ = shutdown.changed() => return Ok(()),
-                    };
+                    }
                 }
-                if buf.len() >= 4 + size {
+                if buf.len() >= total {
                     buf.advance(4);
-                    break buf.split_to(size).freeze();
+                    break buf.split_to(size as usize).freeze();
                 }
-                // Geometric growth: memory follows the bytes that arrive, and a large frame is copied O(1)
-                // times on average.
-                buf.reserve((4 + size - buf.len()).min(buf.capacity().max(READ_CHUNK)));
-            } else {
-                buf.reserve(READ_CHUNK);
+                want = (total - buf.len()).min(READ_CHUNK);
+                // Geometric growth: a large frame is copied O(1) times on average.
+                if buf.capacity() - buf.len() < want {
+                    buf.reserve((total - buf.len()).min(buf.capacity().max(READ_CHUNK)));
+                }
             }
+            buf.reserve(want);
             if *shutdown.borrow() {
                 return Ok(());
             }
+            let mut limited = (&mut stream).take(want as u64);
             tokio::select! {
-                n = stream.read_buf(&mut buf) => {
+                n = limited.read_buf(&mut buf) => {
                     if n? == 0 {
                         return Ok(());
                     }

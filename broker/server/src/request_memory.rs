@@ -1,9 +1,15 @@
 //! The bytes of requests held in memory, across every connection: Kafka's `queued.max.request.bytes`.
 //!
-//! A connection reads a request's 4-byte size, reserves that many bytes here, and only then reads the
-//! body; the reservation is returned when the request has been answered. When the pool is spent the
-//! connection simply stops reading, so TCP flow control pushes back on the client instead of the broker's
-//! memory growing with every client that sends (or merely announces) a large request.
+//! A connection reserves a request's bytes here as they arrive, before each read, and returns them when the
+//! request has been answered. So memory follows what clients actually sent: a size prefix alone costs
+//! nothing, and a client trickling a huge request holds only what it has trickled. When the pool is spent
+//! the connection stops reading, and TCP flow control pushes back on the client instead of the broker's
+//! memory growing.
+//!
+//! Growing reservations can deadlock: if every byte of the pool is held by requests that are still arriving,
+//! none can finish. The connection therefore waits for more memory only a bounded time while it holds part
+//! of a request (`sluice.request.memory.wait.ms`, 30 s by default, the clients' own `request.timeout.ms`,
+//! after which a client gives up on the request anyway), and is closed then; its bytes go back to the pool.
 
 use std::sync::Arc;
 
@@ -17,9 +23,17 @@ pub struct RequestMemory {
 }
 
 /// Bytes held for one request; returned to the pool on drop.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Reservation {
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
+    held: usize,
+}
+
+impl Reservation {
+    /// Bytes held (what was asked for, even without a limit).
+    pub fn held(&self) -> usize {
+        self.held
+    }
 }
 
 impl RequestMemory {
@@ -41,16 +55,34 @@ impl RequestMemory {
         }
     }
 
-    /// Waits until `bytes` can be held. A request larger than the whole pool takes all of it, so it still
-    /// runs, alone.
-    pub async fn reserve(&self, bytes: usize) -> Reservation {
+    /// Waits until `reservation` holds at least `bytes`. A request larger than the whole pool is held at
+    /// the whole pool, so it still runs, alone.
+    pub async fn grow_to(&self, reservation: &mut Reservation, bytes: usize) {
+        let bytes = bytes.min(self.limit as usize);
+        if bytes <= reservation.held {
+            return;
+        }
+        let more = bytes - reservation.held;
         let Some(pool) = &self.pool else {
-            return Reservation { _permit: None };
+            reservation.held = bytes;
+            return;
         };
-        let want = bytes.min(self.limit as usize) as u32;
-        // The semaphore is never closed, so acquisition fails only if it were; hold nothing then.
-        let permit = pool.clone().acquire_many_owned(want).await.ok();
-        Reservation { _permit: permit }
+        // The semaphore is never closed, so acquisition fails only if it were; hold nothing more then.
+        let Ok(permit) = pool.clone().acquire_many_owned(more as u32).await else {
+            return;
+        };
+        match &mut reservation.permit {
+            Some(held) => held.merge(permit),
+            None => reservation.permit = Some(permit),
+        }
+        reservation.held = bytes;
+    }
+
+    /// A reservation of `bytes` from nothing.
+    pub async fn reserve(&self, bytes: usize) -> Reservation {
+        let mut reservation = Reservation::default();
+        self.grow_to(&mut reservation, bytes).await;
+        reservation
     }
 
     /// Bytes not reserved right now (`None` without a limit).
@@ -85,6 +117,19 @@ mod tests {
             .expect("task");
         assert_eq!(memory.available(), Some(500));
         drop(second);
+        assert_eq!(memory.available(), Some(1000));
+    }
+
+    #[tokio::test]
+    async fn a_reservation_grows_in_steps_and_returns_everything_at_once() {
+        let memory = RequestMemory::new(Some(1000));
+        let mut r = Reservation::default();
+        memory.grow_to(&mut r, 100).await;
+        memory.grow_to(&mut r, 50).await;
+        assert_eq!((r.held(), memory.available()), (100, Some(900)));
+        memory.grow_to(&mut r, 700).await;
+        assert_eq!((r.held(), memory.available()), (700, Some(300)));
+        drop(r);
         assert_eq!(memory.available(), Some(1000));
     }
 

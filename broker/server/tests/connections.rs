@@ -119,64 +119,133 @@ fn a_controller_only_node_serves_api_versions_on_its_controller_listener() {
     assert_eq!(i16::from_be_bytes([answer[4], answer[5]]), 35);
 }
 
+/// An ApiVersions v3 request frame (size prefix included) whose client software name pads it to about
+/// `size` bytes: a real request the broker answers, of a size the test chooses.
+fn padded_api_versions(correlation_id: i32, size: usize) -> Vec<u8> {
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let mut body = bytes::BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(3)
+        .with_correlation_id(correlation_id)
+        .encode(&mut body, 2)
+        .unwrap();
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_string("a".repeat(size.saturating_sub(40))))
+        .with_client_software_version(StrBytes::from_static_str("1"))
+        .encode(&mut body, 3)
+        .unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Reads one answer and returns its correlation id.
+fn answer_correlation(stream: &mut TcpStream) -> std::io::Result<i32> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut answer = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut answer)?;
+    Ok(i32::from_be_bytes([
+        answer[0], answer[1], answer[2], answer[3],
+    ]))
+}
+
+fn is_timeout(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// `queued.max.request.bytes` bounds the request bytes held across all connections: while one client holds
 /// the pool with a large request it is still sending, another client's request is not read, and it is
 /// answered as soon as the first connection goes away.
 #[test]
 fn request_memory_is_bounded_across_connections() {
     let broker = common::TestBroker::start(&[("queued.max.request.bytes", "4096")]);
-    // The hog announces a 4090-byte request and sends only part of it: the pool is nearly spent.
+    // The hog sends most of a 4000-byte request: what it sent is held, 4096 - 3504 bytes are left.
+    let hog_frame = padded_api_versions(1, 4000);
     let mut hog = TcpStream::connect(broker.addr).unwrap();
-    hog.write_all(&4090i32.to_be_bytes()).unwrap();
-    hog.write_all(&[0u8; 100]).unwrap();
+    hog.write_all(&hog_frame[..3504]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
-    // An ordinary request needs more than what is left: it waits, unread.
-    let mut waiting = broker.client();
+    // A request larger than what is left waits, unread.
+    let mut waiting = TcpStream::connect(broker.addr).unwrap();
     waiting
-        .stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let mut body = bytes::BytesMut::new();
-    {
-        use kafka_protocol::messages::RequestHeader;
-        use kafka_protocol::protocol::Encodable;
-        RequestHeader::default()
-            .with_request_api_key(ApiKey::Metadata as i16)
-            .with_request_api_version(12)
-            .with_correlation_id(5)
-            .encode(&mut body, 2)
-            .unwrap();
-        MetadataRequest::default().encode(&mut body, 12).unwrap();
-    }
-    // The request only has to be larger than what the pool has left (6 bytes).
+    waiting.write_all(&padded_api_versions(5, 1000)).unwrap();
+    let err = answer_correlation(&mut waiting).unwrap_err();
     assert!(
-        body.len() > 6,
-        "the probe request must not fit in what is left"
-    );
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    waiting.stream.write_all(&frame).unwrap();
-    let mut size = [0u8; 4];
-    let err = waiting.stream.read_exact(&mut size).unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
+        is_timeout(&err),
         "answered while the pool was spent: {err:?}"
     );
 
     // The hog leaves; its bytes go back to the pool and the waiting request is answered.
     drop(hog);
     waiting
-        .stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    waiting.stream.read_exact(&mut size).unwrap();
-    let mut answer = vec![0u8; i32::from_be_bytes(size) as usize];
-    waiting.stream.read_exact(&mut answer).unwrap();
-    assert_eq!(&answer[..4], &5i32.to_be_bytes());
+    assert_eq!(answer_correlation(&mut waiting).unwrap(), 5);
+}
+
+/// Memory is held for the bytes a client sent, not for the size it announced: a crowd of connections that
+/// each announce a request the size of the whole pool and send nothing more holds none of it.
+#[test]
+fn announced_sizes_alone_hold_no_request_memory() {
+    let broker = common::TestBroker::start(&[("queued.max.request.bytes", "4096")]);
+    let announcers: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(broker.addr).unwrap();
+            s.write_all(&4000i32.to_be_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut client = TcpStream::connect(broker.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(&padded_api_versions(9, 3000)).unwrap();
+    assert_eq!(answer_correlation(&mut client).unwrap(), 9);
+    drop(announcers);
+}
+
+/// Two requests still arriving that together hold the whole pool cannot both finish: the connection that
+/// waits `sluice.request.memory.wait.ms` for memory is closed, its bytes return, and the other one is
+/// answered.
+#[test]
+fn requests_that_deadlock_the_pool_are_broken_up() {
+    let broker = common::TestBroker::start(&[
+        ("queued.max.request.bytes", "4096"),
+        ("sluice.request.memory.wait.ms", "300"),
+    ]);
+    let frames = [padded_api_versions(1, 3000), padded_api_versions(2, 3000)];
+    let mut streams: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(broker.addr).unwrap())
+        .collect();
+    // 2000 bytes each: 4000 of 4096 held.
+    for (s, f) in streams.iter_mut().zip(&frames) {
+        s.write_all(&f[..2000]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // The rest of each: neither fits in what is left.
+    for (s, f) in streams.iter_mut().zip(&frames) {
+        s.write_all(&f[2000..]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    let outcomes: Vec<std::io::Result<i32>> = streams.iter_mut().map(answer_correlation).collect();
+    let answered = outcomes.iter().filter(|o| o.is_ok()).count();
+    let closed = outcomes
+        .iter()
+        .filter(|o| {
+            matches!(o, Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof
+            || e.kind() == std::io::ErrorKind::ConnectionReset)
+        })
+        .count();
+    assert_eq!((answered, closed), (1, 1), "{outcomes:?}");
 }
 
 /// A connection that completes no request within `connections.max.idle.ms` is closed, whether it sends
