@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::state::{Group, GroupState, JoinOutcome, Member, MemberSpec, SyncOutcome};
 use super::{GroupConfig, OffsetLog};
+use crate::repeats::first_of_each;
 
 /// How often sessions, pending member ids and rebalance deadlines are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -609,9 +610,8 @@ impl GroupCoordinator {
     ) -> DescribeGroupsResponse {
         self.ensure_sweeper();
         let groups = self.groups.lock();
-        let described = req
-            .groups
-            .iter()
+        let described = first_of_each(&req.groups, |g| g.0.clone())
+            .into_iter()
             .map(|group_id| {
                 let mut described = match groups.get(group_id.0.as_str()) {
                     Some(group) if group.state != GroupState::Dead => describe(group, version),

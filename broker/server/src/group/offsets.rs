@@ -28,6 +28,7 @@ use super::GroupError;
 use super::coordinator::{GroupCoordinator, now_ms};
 use super::records::{self, LogRecord, OffsetValue};
 use super::state::{CommittedOffset, Group, GroupState};
+use crate::repeats::first_of_each;
 
 /// Kafka's `offset.metadata.max.bytes` default.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -321,9 +322,9 @@ impl GroupCoordinator {
     pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
         self.ensure_sweeper();
         if version >= 8 {
-            let groups = req
-                .groups
-                .iter()
+            // Each group once: a group without a topic list answers with every offset it committed.
+            let groups = first_of_each(&req.groups, |g| g.group_id.0.clone())
+                .into_iter()
                 .map(|g| {
                     let requested = g.topics.as_ref().map(|topics| {
                         topics

@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::config::{ConfigEntry, describe_topic_config};
 use crate::metadata::MetadataRecord;
+use crate::repeats::first_of_each;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -31,8 +32,14 @@ pub fn describe_configs(
     req: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
-    let results = req
-        .resources
+    let resources = first_of_each(req.resources, |r| {
+        (
+            r.resource_type,
+            r.resource_name.clone(),
+            r.configuration_keys.clone(),
+        )
+    });
+    let results = resources
         .into_iter()
         .map(|res| {
             let name = res.resource_name.as_str().to_string();

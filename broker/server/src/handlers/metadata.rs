@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::metadata::{MetadataRecord, TopicMeta, validate_topic_name};
+use crate::repeats::first_of_each;
 
 /// Kafka's value for "authorized operations were not asked for".
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
@@ -19,11 +20,11 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     let node = BrokerId(broker.node_id);
     // v0 sends an empty list for "all topics"; v1+ sends null.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
-        Some(t) if !(version == 0 && t.is_empty()) => Some(
+        Some(t) if !(version == 0 && t.is_empty()) => Some(first_of_each(
             t.into_iter()
-                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
-                .collect(),
-        ),
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)),
+            Clone::clone,
+        )),
         _ => None,
     };
     let auto_create =
