@@ -164,3 +164,31 @@ def test_java_admin_client(broker):
     assert r[11]["ok"], pretty
     wait_until(lambda: topic not in topic_names(broker.bootstrap), 30, f"{topic} to disappear")
     assert bad not in topic_names(broker.bootstrap)
+
+
+def test_incremental_append_and_subtract(broker):
+    """APPEND and SUBTRACT work on list configs only: on any other key Kafka refuses them with
+    INVALID_CONFIG, and so does Sluice (whose list handling stays linear in the items a request holds)."""
+    a = admin(broker.bootstrap)
+    topic = unique("admin-append")
+    create_topic(broker.bootstrap, topic, partitions=1)
+
+    def alter(op, key, value):
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic,
+                             incremental_configs=[ConfigEntry(key, value, incremental_operation=op)])
+        [f] = a.incremental_alter_configs([res]).values()
+        try:
+            f.result(timeout=30)
+        except KafkaException as e:
+            return e.args[0]
+        return None
+
+    for op in (AlterConfigOpType.APPEND, AlterConfigOpType.SUBTRACT):
+        err = alter(op, "retention.ms", "1000")
+        assert err is not None and err.code() == KafkaError.INVALID_CONFIG, err
+        assert err.str() == f"Can't {op.name} to key retention.ms because its type is not LIST."
+
+    # Appending what the list holds already leaves it as it was.
+    assert alter(AlterConfigOpType.APPEND, "cleanup.policy", "delete") is None
+    [f] = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+    assert f.result(timeout=30)["cleanup.policy"].value == "delete"

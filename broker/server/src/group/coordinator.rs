@@ -351,8 +351,8 @@ impl GroupCoordinator {
         now: Instant,
     ) -> Reply<JoinOutcome> {
         let (tx, rx) = oneshot::channel();
+        group.replace_protocols(member_id, spec.protocols);
         if let Some(member) = group.members.get_mut(member_id) {
-            member.protocols = spec.protocols;
             member.session_timeout_ms = spec.session_timeout_ms;
             member.rebalance_timeout_ms = spec.rebalance_timeout_ms;
             member.last_heartbeat = now;

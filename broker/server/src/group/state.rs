@@ -4,7 +4,7 @@
 //! Everything here is synchronous and runs under the coordinator's lock; members waiting for a
 //! JoinGroup or SyncGroup answer are parked as `oneshot` senders on their `Member`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -124,7 +124,7 @@ impl Member {
             client_host: spec.client_host,
             rebalance_timeout_ms: spec.rebalance_timeout_ms,
             session_timeout_ms: spec.session_timeout_ms,
-            protocols: spec.protocols,
+            protocols: distinct_protocols(spec.protocols),
             assignment: Bytes::new(),
             join_waiter: None,
             sync_waiter: None,
@@ -142,10 +142,6 @@ impl Member {
 
     pub fn same_protocols(&self, protocols: &[(String, Bytes)]) -> bool {
         self.protocols == protocols
-    }
-
-    fn supports(&self, protocol: &str) -> bool {
-        self.protocols.iter().any(|(name, _)| name == protocol)
     }
 
     /// Members parked in a JoinGroup or SyncGroup cannot heartbeat, so they must not expire.
@@ -205,6 +201,14 @@ pub(crate) struct Group {
     rebalance: Option<RebalanceTimer>,
     /// Set when the group reached a state that Kafka records in `__consumer_offsets`.
     metadata_changed: bool,
+    /// How many members support each protocol name, as Kafka keeps it: a join is checked in time linear in
+    /// the protocols it names, however many members and protocols the group has.
+    supported: HashMap<String, usize>,
+}
+
+/// A member's protocols with each name once (its first, preferred, occurrence).
+fn distinct_protocols(protocols: Vec<(String, Bytes)>) -> Vec<(String, Bytes)> {
+    crate::repeats::first_of_each(protocols, |(name, _)| name.clone())
 }
 
 impl Group {
@@ -224,6 +228,45 @@ impl Group {
             state_timestamp_ms: None,
             rebalance: None,
             metadata_changed: false,
+            supported: HashMap::new(),
+        }
+    }
+
+    fn count_protocols(&mut self, protocols: &[(String, Bytes)]) {
+        for (name, _) in protocols {
+            *self.supported.entry(name.clone()).or_default() += 1;
+        }
+    }
+
+    fn uncount_protocols(&mut self, protocols: &[(String, Bytes)]) {
+        for (name, _) in protocols {
+            if let Some(n) = self.supported.get_mut(name) {
+                *n -= 1;
+                if *n == 0 {
+                    self.supported.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Supported by every member.
+    fn supported_by_all(&self, protocol: &str) -> bool {
+        self.supported.get(protocol) == Some(&self.members.len())
+    }
+
+    /// A rejoining member's new protocols.
+    pub fn replace_protocols(&mut self, member_id: &str, protocols: Vec<(String, Bytes)>) {
+        let protocols = distinct_protocols(protocols);
+        let Some(old) = self
+            .members
+            .get_mut(member_id)
+            .map(|m| std::mem::replace(&mut m.protocols, protocols))
+        else {
+            return;
+        };
+        self.uncount_protocols(&old);
+        if let Some(new) = self.members.get(member_id).map(|m| m.protocols.clone()) {
+            self.count_protocols(&new);
         }
     }
 
@@ -240,7 +283,7 @@ impl Group {
         self.protocol_type.as_deref() == Some(protocol_type)
             && protocols
                 .iter()
-                .any(|(name, _)| self.members.values().all(|m| m.supports(name)))
+                .any(|(name, _)| self.supported_by_all(name))
     }
 
     pub fn add_member(&mut self, member: Member, protocol_type: String) {
@@ -262,11 +305,15 @@ impl Group {
         {
             delay.new_member_added = true;
         }
-        self.members.insert(member.id.clone(), member);
+        self.count_protocols(&member.protocols);
+        if let Some(replaced) = self.members.insert(member.id.clone(), member) {
+            self.uncount_protocols(&replaced.protocols);
+        }
     }
 
     pub fn remove_member(&mut self, member_id: &str) -> Option<Member> {
         let member = self.members.remove(member_id)?;
+        self.uncount_protocols(&member.protocols);
         if let Some(instance) = &member.instance_id
             && self.static_members.get(instance) == Some(&member.id)
         {
@@ -496,14 +543,15 @@ impl Group {
             .protocols
             .iter()
             .map(|(name, _)| name.as_str())
-            .filter(|name| self.members.values().all(|m| m.supports(name)))
+            .filter(|name| self.supported_by_all(name))
             .collect();
+        let candidate_set: HashSet<&str> = candidates.iter().copied().collect();
         let mut votes: HashMap<&str, usize> = HashMap::new();
         for member in self.members.values() {
             if let Some((name, _)) = member
                 .protocols
                 .iter()
-                .find(|(name, _)| candidates.contains(&name.as_str()))
+                .find(|(name, _)| candidate_set.contains(name.as_str()))
             {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
@@ -635,6 +683,7 @@ impl Group {
     /// session, so clients that are still alive carry on without rejoining.
     pub fn restore(&mut self, value: GroupValue, now: Instant) {
         self.members.clear();
+        self.supported.clear();
         self.static_members.clear();
         self.pending_members.clear();
         self.rebalance = None;
@@ -667,6 +716,11 @@ impl Group {
                 },
             );
         }
+        for member in self.members.values() {
+            for (name, _) in &member.protocols {
+                *self.supported.entry(name.clone()).or_default() += 1;
+            }
+        }
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.leader = None;
@@ -688,5 +742,68 @@ impl Group {
             offsets: std::mem::take(&mut self.offsets),
             ..Group::new(std::mem::take(&mut self.id), self.partition)
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(protocols: &[&str]) -> Vec<(String, Bytes)> {
+        protocols
+            .iter()
+            .map(|p| (p.to_string(), Bytes::new()))
+            .collect()
+    }
+
+    fn member_with(id: &str, protocols: Vec<(String, Bytes)>) -> Member {
+        let spec = MemberSpec {
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            rebalance_timeout_ms: 1000,
+            session_timeout_ms: 1000,
+            protocol_type: "consumer".into(),
+            protocols,
+        };
+        Member::new(id.into(), spec, Instant::now())
+    }
+
+    #[test]
+    fn protocol_support_follows_joins_leaves_and_rejoins() {
+        let mut g = Group::new("g".into(), 0);
+        let member = |id, p: &[&str]| member_with(id, names(p));
+        g.add_member(
+            member("a", &["range", "roundrobin", "range"]),
+            "consumer".into(),
+        );
+        g.add_member(member("b", &["roundrobin", "sticky"]), "consumer".into());
+        assert!(g.supports_protocols("consumer", &names(&["roundrobin"])));
+        assert!(!g.supports_protocols("consumer", &names(&["range", "sticky"])));
+        assert!(!g.supports_protocols("connect", &names(&["roundrobin"])));
+        g.replace_protocols("b", names(&["range"]));
+        assert!(g.supports_protocols("consumer", &names(&["range"])));
+        assert!(!g.supports_protocols("consumer", &names(&["roundrobin"])));
+        g.remove_member("b");
+        assert!(g.supports_protocols("consumer", &names(&["roundrobin"])));
+        assert_eq!(g.select_protocol().as_deref(), Some("range"));
+    }
+
+    /// A member naming a huge number of protocols costs time linear in what it names, not the product of
+    /// its protocols and everyone else's (hours, when support was checked member by member).
+    #[test]
+    fn many_protocols_are_matched_without_a_quadratic_scan() {
+        let mut g = Group::new("g".into(), 0);
+        let first: Vec<(String, Bytes)> = (0..100_000)
+            .map(|i| (format!("p{i}"), Bytes::new()))
+            .collect();
+        g.add_member(member_with("a", first), "consumer".into());
+        let mut second: Vec<(String, Bytes)> = (0..100_000)
+            .map(|i| (format!("q{i}"), Bytes::new()))
+            .collect();
+        second.push(("p99999".into(), Bytes::new()));
+        assert!(g.supports_protocols("consumer", &second));
+        g.add_member(member_with("b", second), "consumer".into());
+        assert_eq!(g.select_protocol().as_deref(), Some("p99999"));
     }
 }
