@@ -5,7 +5,7 @@ and consumer groups."""
 import json
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
@@ -192,3 +192,38 @@ def test_incremental_append_and_subtract(broker):
     assert alter(AlterConfigOpType.APPEND, "cleanup.policy", "delete") is None
     [f] = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
     assert f.result(timeout=30)["cleanup.policy"].value == "delete"
+
+
+def test_partition_count_limits_per_request_and_the_metadata_log_name(broker):
+    """One request may add at most 10,000 partitions, all its topics together (Kafka's controller refuses
+    more with POLICY_VIOLATION), and `__cluster_metadata` is not a topic: it cannot be created, and Metadata
+    answers it as unknown without auto-creating it."""
+    a = admin(broker.bootstrap)
+
+    def outcome(futures):
+        out = []
+        for f in futures.values():
+            try:
+                f.result(timeout=120)
+                out.append(None)
+            except KafkaException as e:
+                out.append((e.args[0].code(), e.args[0].str()))
+        return out
+
+    too_many = "Excessively large number of partitions per request."
+    assert outcome(a.create_topics([NewTopic(unique("big"), 10001, 1)])) == [(KafkaError.POLICY_VIOLATION, too_many)]
+    halves = [NewTopic(unique("half"), 6000, 1), NewTopic(unique("half"), 6000, 1)]
+    assert outcome(a.create_topics(halves)) == [(KafkaError.POLICY_VIOLATION, too_many)] * 2
+    assert not {t.topic for t in halves} & topic_names(broker.bootstrap)
+
+    grow = unique("grow")
+    create_topic(broker.bootstrap, grow, partitions=1)
+    assert outcome(a.create_partitions([NewPartitions(grow, 10002)])) == [
+        (KafkaError.POLICY_VIOLATION, "Excessively large number of additional partitions per request.")]
+
+    assert outcome(a.create_topics([NewTopic("__cluster_metadata", 1, 1)])) == [
+        (KafkaError.INVALID_REQUEST, "Creation of internal topic __cluster_metadata is prohibited.")]
+    p = Producer({"bootstrap.servers": broker.bootstrap, "allow.auto.create.topics": True})
+    md = p.list_topics(topic="__cluster_metadata", timeout=10).topics["__cluster_metadata"]
+    assert md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert "__cluster_metadata" not in topic_names(broker.bootstrap)

@@ -23,10 +23,13 @@ use uuid::Uuid;
 
 use super::storage_error_code;
 use crate::broker::Broker;
-use crate::metadata::{MetadataRecord, validate_topic_name};
+use crate::metadata::{METADATA_TOPIC, MetadataRecord, validate_topic_name};
 
 /// The most partitions one topic may have; beyond this a typo (an extra zero) costs hours of file handles.
 const MAX_PARTITIONS: i32 = 100_000;
+/// Partitions one CreateTopics or CreatePartitions request may add, all topics together: Kafka's controller
+/// refuses more (`MAX_RECORDS_PER_USER_OP`), so one request cannot make a broker create millions of logs.
+const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
 
 fn msg(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.into()))
@@ -43,6 +46,19 @@ pub fn create_topics(
     version: i16,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
+    let requested_partitions: i64 = req
+        .topics
+        .iter()
+        .map(|t| {
+            if !t.assignments.is_empty() {
+                t.assignments.len() as i64
+            } else if t.num_partitions == -1 {
+                broker.config.num_partitions as i64
+            } else {
+                t.num_partitions.max(0) as i64
+            }
+        })
+        .sum();
     for topic in req.topics {
         let name = topic.name.0.as_str().to_string();
         let mut result = CreatableTopicResult::default()
@@ -78,6 +94,22 @@ pub fn create_topics(
             topic.replication_factor
         };
 
+        if requested_partitions > MAX_PARTITIONS_PER_REQUEST {
+            results.push(fail(
+                result,
+                ResponseError::PolicyViolation,
+                "Excessively large number of partitions per request.".into(),
+            ));
+            continue;
+        }
+        if name == METADATA_TOPIC {
+            results.push(fail(
+                result,
+                ResponseError::InvalidRequest,
+                format!("Creation of internal topic {METADATA_TOPIC} is prohibited."),
+            ));
+            continue;
+        }
         let _w = broker.metadata.write_lock();
         if let Err(e) = validate_topic_name(&name) {
             results.push(fail(result, ResponseError::InvalidTopicException, e));
@@ -268,12 +300,26 @@ pub fn create_partitions(
     _version: i16,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
+    let additional: i64 = {
+        let image = broker.metadata.image();
+        req.topics
+            .iter()
+            .filter_map(|t| {
+                let current = image.topics.get(t.name.0.as_str())?.partitions;
+                Some((t.count as i64 - current as i64).max(0))
+            })
+            .sum()
+    };
     for topic in req.topics {
         let name = topic.name.0.as_str().to_string();
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         let _w = broker.metadata.write_lock();
         let current = broker.metadata.image().topics.get(&name).cloned();
         let error = match current {
+            Some(_) if additional > MAX_PARTITIONS_PER_REQUEST => Some((
+                ResponseError::PolicyViolation,
+                "Excessively large number of additional partitions per request.".into(),
+            )),
             None => Some((
                 ResponseError::UnknownTopicOrPartition,
                 format!("Topic '{name}' does not exist."),

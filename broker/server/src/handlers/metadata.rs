@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::metadata::{MetadataRecord, TopicMeta, validate_topic_name};
+use crate::metadata::{METADATA_TOPIC, MetadataRecord, TopicMeta, validate_topic_name};
 use crate::repeats::first_of_each;
 
 /// Kafka's value for "authorized operations were not asked for".
@@ -38,6 +38,15 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
         }
         Some(wanted) => {
             for (name, id) in wanted {
+                // The metadata log is not a topic: Kafka answers it as unknown and never auto-creates it.
+                if name.as_deref() == Some(METADATA_TOPIC) {
+                    topics.push(error_entry(
+                        name,
+                        id,
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ));
+                    continue;
+                }
                 let found = {
                     let image = broker.metadata.image();
                     match &name {
