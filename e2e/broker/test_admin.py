@@ -227,3 +227,16 @@ def test_partition_count_limits_per_request_and_the_metadata_log_name(broker):
     md = p.list_topics(topic="__cluster_metadata", timeout=10).topics["__cluster_metadata"]
     assert md.error is not None and md.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
     assert "__cluster_metadata" not in topic_names(broker.bootstrap)
+
+
+def test_segment_bytes_below_one_mebibyte_is_refused(broker):
+    """Kafka 4's floor for segment.bytes is 1 MiB: a smaller segment could not hold a batch of the default
+    maximum size, so every produce would fail."""
+    a = admin(broker.bootstrap)
+    for value in ("14", "1048575"):
+        t = unique("segbytes")
+        err = error_of(a.create_topics([NewTopic(t, 1, 1, config={"segment.bytes": value})])[t])
+        assert err.code() == KafkaError.INVALID_CONFIG, err
+        assert "segment.bytes" in err.str() and "1048576" in err.str(), err
+    ok = unique("segbytes")
+    a.create_topics([NewTopic(ok, 1, 1, config={"segment.bytes": "1048576"})])[ok].result(timeout=60)

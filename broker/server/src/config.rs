@@ -871,8 +871,9 @@ fn apply_log_setting(
             let ms = int(-1, i64::MAX)?;
             log.storage.retention_ms = (ms != -1).then_some(ms);
         }
-        // 14 bytes is Kafka's floor: the overhead of the smallest legacy record.
-        "segment.bytes" => log.storage.segment_bytes = int(14, INT_MAX)? as u64,
+        // Kafka 4's floor, for the topic key and the broker's `log.segment.bytes` alike (a smaller one made
+        // every produce fail with MESSAGE_TOO_LARGE).
+        "segment.bytes" => log.storage.segment_bytes = int(1024 * 1024, INT_MAX)? as u64,
         // An index needs room for at least one 4-byte entry.
         "segment.index.bytes" => log.storage.max_index_size = int(4, INT_MAX)? as u32,
         "segment.ms" => log.storage.segment_ms = Some(int(1, i64::MAX)? as u64),
@@ -1852,7 +1853,7 @@ mod tests {
                 "abc",
                 "invalid value \"abc\" for log.segment.bytes: expected an integer",
             ),
-            ("log.segment.bytes", "10", "must be at least 14"),
+            ("log.segment.bytes", "1048575", "must be at least 1048576"),
             (
                 "log.segment.bytes",
                 "4294967296",
@@ -2337,7 +2338,7 @@ mod tests {
             ("retention.ms", "-1"),
             ("retention.ms", "0"),
             ("retention.bytes", "-1"),
-            ("segment.bytes", "14"),
+            ("segment.bytes", "1048576"),
             ("segment.ms", "1"),
             ("cleanup.policy", "delete"),
             ("max.message.bytes", "0"),
@@ -2354,7 +2355,7 @@ mod tests {
         let bad: &[(&str, &str, &str)] = &[
             ("retention.ms", "-2", "must be at least -1"),
             ("retention.bytes", "x", "expected an integer"),
-            ("segment.bytes", "13", "must be at least 14"),
+            ("segment.bytes", "1048575", "must be at least 1048576"),
             ("segment.bytes", "2147483648", "must be at most"),
             ("segment.ms", "0", "must be at least 1"),
             ("cleanup.policy", "compact", "compaction is not supported"),
@@ -2387,7 +2388,11 @@ mod tests {
 
     #[test]
     fn topic_overrides_apply_over_broker_defaults() {
-        let broker = build(&[("log.segment.bytes", "5000"), ("message.max.bytes", "100")]).unwrap();
+        let broker = build(&[
+            ("log.segment.bytes", "5000000"),
+            ("message.max.bytes", "100"),
+        ])
+        .unwrap();
         let overrides: BTreeMap<String, String> = [
             ("retention.ms", "-1"),
             ("retention.bytes", "1000"),
@@ -2405,7 +2410,7 @@ mod tests {
             log,
             LogDefaults {
                 storage: LogConfig {
-                    segment_bytes: 5000,
+                    segment_bytes: 5000000,
                     segment_ms: Some(60_000),
                     retention_ms: None,
                     retention_bytes: Some(1000),
@@ -2429,8 +2434,11 @@ mod tests {
 
     #[test]
     fn describe_topic_config_reports_value_and_source() {
-        let broker =
-            build(&[("log.retention.hours", "24"), ("log.segment.bytes", "5000")]).unwrap();
+        let broker = build(&[
+            ("log.retention.hours", "24"),
+            ("log.segment.bytes", "5000000"),
+        ])
+        .unwrap();
         let overrides: BTreeMap<String, String> =
             [("max.message.bytes".to_owned(), "2000".to_owned())]
                 .into_iter()
@@ -2443,7 +2451,7 @@ mod tests {
         let cases: &[(&str, &str, ConfigSource)] = &[
             ("max.message.bytes", "2000", ConfigSource::TopicConfig),
             ("retention.ms", "86400000", ConfigSource::StaticBroker),
-            ("segment.bytes", "5000", ConfigSource::StaticBroker),
+            ("segment.bytes", "5000000", ConfigSource::StaticBroker),
             ("segment.ms", "604800000", ConfigSource::Default),
             ("retention.bytes", "-1", ConfigSource::Default),
             ("flush.messages", LONG_MAX, ConfigSource::Default),
