@@ -8,6 +8,7 @@ pub mod internal_logs;
 pub mod log_recovery;
 pub mod produce_batch;
 pub mod request_frame;
+pub mod requests;
 
 /// A target's body: libFuzzer's bytes in, a panic out if there is a bug.
 pub type Target = fn(&[u8]);
@@ -18,6 +19,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("produce_batch", produce_batch::run),
     ("log_recovery", log_recovery::run),
     ("internal_logs", internal_logs::run),
+    ("requests", requests::run),
 ];
 
 /// A scratch directory, in memory when the machine has /dev/shm: the recovery targets write files on every
