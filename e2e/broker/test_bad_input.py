@@ -60,6 +60,7 @@ class Traffic:
         self.sent: list[bytes] = []
         self.received: list[bytes] = []
         self.error: Exception | None = None
+        self.rounds = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -86,6 +87,7 @@ class Traffic:
                         if msg.error():
                             raise KafkaException(msg.error())
                         self.received.append(msg.value())
+                self.rounds += 1
                 time.sleep(0.05)
         except Exception as e:  # reported by finish()
             self.error = e
@@ -93,6 +95,11 @@ class Traffic:
             consumer.close()
 
     def finish(self):
+        # At least one whole round, however quickly the bad input was dealt with: a test that ends before the
+        # client got going proves nothing about it.
+        deadline = time.monotonic() + 60
+        while self.rounds == 0 and self.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.stop.set()
         self.thread.join(90)
         assert not self.thread.is_alive(), "traffic thread stuck"
