@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use super::MetadataRecord;
+use crate::MetadataRecord;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicMeta {
