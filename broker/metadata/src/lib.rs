@@ -5,6 +5,7 @@
 
 mod image;
 mod record;
+pub mod sessions;
 
 pub use image::{MetadataImage, TopicMeta};
 pub use record::MetadataRecord;
