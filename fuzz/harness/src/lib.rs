@@ -9,6 +9,7 @@ pub mod log_recovery;
 pub mod produce_batch;
 pub mod request_frame;
 pub mod requests;
+pub mod seeds;
 
 /// A target's body: libFuzzer's bytes in, a panic out if there is a bug.
 pub type Target = fn(&[u8]);

@@ -42,3 +42,34 @@ fn every_target_has_a_cargo_fuzz_binary() {
         );
     }
 }
+
+/// Every API and version the broker serves has a default-body seed in both request corpora, byte for byte
+/// what `seeds::default_requests` builds (rewrite them with `--example write_seeds`), and each one decodes.
+#[test]
+fn every_served_api_and_version_has_a_seed() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let seeds = sluice_fuzz_harness::seeds::default_requests();
+    let served: i16 = sluice_protocol::versions::SUPPORTED
+        .iter()
+        .map(|&(_, min, max)| max - min + 1)
+        .sum();
+    assert_eq!(
+        seeds.len(),
+        served as usize,
+        "a served version whose default body does not encode"
+    );
+    for (name, frame) in &seeds {
+        sluice_protocol::parse_request(bytes::Bytes::copy_from_slice(frame))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for target in ["request_frame", "requests"] {
+            let path = fuzz.join("corpus").join(target).join(name);
+            let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                &stored,
+                frame,
+                "{} differs from what the generator builds",
+                path.display()
+            );
+        }
+    }
+}
