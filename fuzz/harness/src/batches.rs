@@ -7,20 +7,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-/// CRC-32C (Castagnoli), bitwise: slow, but a dependency less, and batches here are small.
+/// CRC-32C (Castagnoli) of the bytes a batch's CRC covers.
 pub fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    ::crc32c::crc32c(bytes)
 }
 
 /// A record's (key, value); `None` is null.
