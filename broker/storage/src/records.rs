@@ -20,6 +20,9 @@ use crate::batch::{BatchHeader, HEADER_SIZE};
 /// front on the say-so of the frame header.
 const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
+/// The most a snappy block can inflate per byte: its densest element, a 3-byte copy, writes 64 bytes.
+const SNAPPY_MAX_EXPANSION: u64 = 22;
+
 /// The xerial framing that Kafka's Java client puts around snappy blocks.
 const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 const XERIAL_HEADER_SIZE: usize = 16;
@@ -516,6 +519,14 @@ impl Read for SnappyReader<'_> {
                 return Ok(0);
             };
             let len = snap::raw::decompress_len(block).map_err(std::io::Error::other)?;
+            // The claim is checked against what the block's bytes can hold before it sizes an allocation: a
+            // few bytes claiming the whole limit would otherwise cost that much memory per request.
+            if len as u64 > (block.len() as u64).saturating_mul(SNAPPY_MAX_EXPANSION) {
+                return Err(std::io::Error::other(format!(
+                    "a snappy block of {} bytes claims {len} bytes, more than snappy can expand it to",
+                    block.len()
+                )));
+            }
             if len as u64 > self.budget {
                 // Past the limit: hand back what the limit allows, so the counting input reports TooLarge.
                 return Err(std::io::Error::other(format!(
@@ -765,5 +776,36 @@ mod tests {
                 .is_err()
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_snappy_block_claiming_more_than_its_bytes_can_hold_is_refused_before_allocating() {
+        // The most compressible input there is still decodes: it is the bound's own test.
+        let zeros = vec![0u8; 4 << 20];
+        let dense = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        let mut out = Vec::new();
+        SnappyReader::new(&dense, 16 << 20)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, zeros);
+        // Ten bytes claiming 100 MiB under a limit that would allow it.
+        let mut lying = Vec::new();
+        let mut claim = 100u64 << 20;
+        while claim >= 0x80 {
+            lying.push((claim as u8 & 0x7f) | 0x80);
+            claim >>= 7;
+        }
+        lying.push(claim as u8);
+        lying.extend([0u8; 6]);
+        let err = SnappyReader::new(&lying, 128 << 20)
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("claims 104857600 bytes, more than snappy can expand it to"),
+            "{err}"
+        );
     }
 }
