@@ -37,6 +37,16 @@ pub struct Broker {
     pub advertised: (String, i32),
     /// Request bytes held across all connections (`queued.max.request.bytes`).
     pub request_memory: RequestMemory,
+    /// Compressed produce batches being validated at once. A decoder's memory is set by the batch's own
+    /// header (zstd's window, up to 16 MiB, lz4's block size, up to 4 MiB), not by its size, so without a
+    /// bound a crowd of connections sending tiny compressed batches would cost that much each. Validation is
+    /// CPU-bound, so more at once than twice the cores gains nothing.
+    pub decompressions: tokio::sync::Semaphore,
+}
+
+/// How many compressed batches are validated at once: twice the cores the process may use.
+pub fn decompression_slots() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Broker {
@@ -112,6 +122,7 @@ impl Broker {
             fetch_waiters: FetchWaiters::default(),
             advertised,
             request_memory: RequestMemory::new(config_queued_max),
+            decompressions: tokio::sync::Semaphore::new(decompression_slots()),
         });
         if broker.config.process_roles.broker {
             broker.ensure_offsets_topic()?;

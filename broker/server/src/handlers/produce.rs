@@ -49,6 +49,12 @@ pub async fn produce(
                 // Straight from the request buffer: storage writes stamped copies of the batch headers
                 // followed by the untouched record bytes.
                 let records = p.records.unwrap_or_default();
+                // Taken before the log's lock, so a wait for a slot holds up no one else's appends.
+                let _slot = if is_compressed(&records) {
+                    broker.decompressions.acquire().await.ok()
+                } else {
+                    None
+                };
                 let mut log = log.lock();
                 // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the runtime
                 // move other connections off this worker meanwhile. Page-cache appends are too quick to bother.
@@ -152,5 +158,27 @@ pub fn init_producer_id(
             tracing::error!(error = %e, "cannot allocate a producer id");
             resp.with_error_code(ResponseError::KafkaStorageError.code())
         }
+    }
+}
+
+/// A batch whose attributes name a codec; only the first batch is looked at, as validation refuses more.
+fn is_compressed(records: &[u8]) -> bool {
+    // Attributes: bytes 21-22 of a v2 batch header.
+    records.len() >= 23 && i16::from_be_bytes([records[21], records[22]]) & 0x07 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_compressed;
+
+    #[test]
+    fn compressed_batches_are_told_from_their_attributes() {
+        let mut batch = vec![0u8; 61];
+        assert!(!is_compressed(&batch));
+        batch[22] = 4; // zstd
+        assert!(is_compressed(&batch));
+        batch[22] = 0x08; // timestamp type only
+        assert!(!is_compressed(&batch));
+        assert!(!is_compressed(&batch[..20]));
     }
 }
