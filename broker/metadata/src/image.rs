@@ -1,10 +1,11 @@
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::MetadataRecord;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub name: String,
     pub id: Uuid,
@@ -16,7 +17,7 @@ pub struct TopicMeta {
 
 /// The metadata as of the last applied record. Applying is pure and never fails: records were validated before
 /// they were written, so replay reproduces the same image.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicMeta>,
     pub topic_names: HashMap<Uuid, String>,

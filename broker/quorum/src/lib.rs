@@ -1,0 +1,56 @@
+//! sluice-quorum: the controller quorum's Raft, on openraft. This crate holds the storage openraft runs on:
+//! the Raft log in a `sluice_storage::Log` (one record batch per entry, so a Raft index is a Kafka offset of
+//! `__cluster_metadata-0`), the vote and commit point in small fsynced files, and the state machine that
+//! applies committed entries to a `sluice_metadata::MetadataImage`, with snapshots. The network between
+//! controllers and the wiring into the broker come next (see `docs/design/controller-quorum.md`).
+
+mod files;
+mod log_store;
+mod state_machine;
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use sluice_metadata::MetadataRecord;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+/// A Kafka `node.id`, widened as openraft wants it.
+pub type NodeId = u64;
+
+/// One entry's payload: the metadata records of one change, applied together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetadataBatch {
+    pub records: Vec<MetadataRecord>,
+}
+
+/// What applying an entry answers: its index, the offset the change has in the metadata log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub index: u64,
+}
+
+openraft::declare_raft_types!(
+    /// The quorum's openraft types.
+    pub Quorum:
+        D = MetadataBatch,
+        R = Applied,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// Failures of this crate outside openraft's own error types.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error("raft log: {0}")]
+    Storage(#[from] sluice_storage::StorageError),
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Corrupt(String),
+}
