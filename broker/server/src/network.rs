@@ -101,21 +101,27 @@ async fn connection(
                 }
                 let total = 4 + size as usize;
                 let buffered = buf.len().min(total);
-                if reservation.held() < buffered {
+                while reservation.held() < buffered {
                     // Waiting while holding part of a request is what could deadlock the pool: bounded.
-                    let wait_until = if buffered > 4 {
+                    let partial = buffered > 4;
+                    let wait_until = if partial {
                         deadline.min(Instant::now() + memory_wait)
                     } else {
                         deadline
                     };
                     tokio::select! {
+                        biased;
                         () = memory.grow_to(&mut reservation, buffered) => {}
-                        _ = tokio::time::sleep_until(wait_until) => {
-                            warn!(peer = %info.peer, buffered, request = total,
-                                "no request memory (queued.max.request.bytes) for a request that is still arriving; closing");
-                            return Ok(());
-                        }
                         _ = shutdown.changed() => return Ok(()),
+                        _ = tokio::time::sleep_until(wait_until) => {
+                            let now = Instant::now();
+                            if now >= deadline || !partial || memory.may_evict(now.into_std(), memory_wait) {
+                                warn!(peer = %info.peer, buffered, request = total,
+                                    "no request memory (queued.max.request.bytes) for a request that is still arriving; closing");
+                                return Ok(());
+                            }
+                            // Another connection was just closed for the same reason: wait again.
+                        }
                     }
                 }
                 if buf.len() >= total {

@@ -10,9 +10,13 @@
 //! none can finish. The connection therefore waits for more memory only a bounded time while it holds part
 //! of a request (`sluice.request.memory.wait.ms`, 30 s by default, the clients' own `request.timeout.ms`,
 //! after which a client gives up on the request anyway), and is closed then; its bytes go back to the pool.
+//! One such eviction at a time: connections that started waiting together would otherwise all give up in the
+//! same instant, when closing one frees what the others need.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A process-wide budget of request bytes. Cheap to clone.
@@ -20,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct RequestMemory {
     pool: Option<Arc<Semaphore>>,
     limit: u32,
+    last_eviction: Arc<Mutex<Option<Instant>>>,
 }
 
 /// Bytes held for one request; returned to the pool on drop.
@@ -44,12 +49,14 @@ impl RequestMemory {
             None => RequestMemory {
                 pool: None,
                 limit: u32::MAX,
+                last_eviction: Arc::default(),
             },
             Some(limit) => {
                 let limit = limit.clamp(1, u32::MAX as u64) as u32;
                 RequestMemory {
                     pool: Some(Arc::new(Semaphore::new(limit as usize))),
                     limit,
+                    last_eviction: Arc::default(),
                 }
             }
         }
@@ -83,6 +90,17 @@ impl RequestMemory {
         let mut reservation = Reservation::default();
         self.grow_to(&mut reservation, bytes).await;
         reservation
+    }
+
+    /// A connection that waited too long for memory asks whether it should be the one to go: yes, unless
+    /// another one went less than `window` ago (then what that freed may be enough, and it waits again).
+    pub fn may_evict(&self, now: Instant, window: Duration) -> bool {
+        let mut last = self.last_eviction.lock();
+        if last.is_some_and(|t| now.saturating_duration_since(t) < window) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Bytes not reserved right now (`None` without a limit).
@@ -131,6 +149,16 @@ mod tests {
         assert_eq!((r.held(), memory.available()), (700, Some(300)));
         drop(r);
         assert_eq!(memory.available(), Some(1000));
+    }
+
+    #[test]
+    fn one_eviction_per_window() {
+        let memory = RequestMemory::new(Some(100));
+        let t0 = Instant::now();
+        let window = Duration::from_millis(100);
+        assert!(memory.may_evict(t0, window));
+        assert!(!memory.may_evict(t0 + Duration::from_millis(99), window));
+        assert!(memory.may_evict(t0 + Duration::from_millis(100), window));
     }
 
     #[tokio::test]
