@@ -1257,13 +1257,23 @@ async fn metrics_report_reconciles() {
     .unwrap();
     status_for_generation(&clusters, "counted").await;
 
-    let response = operator.http_get("/metrics").await;
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // A reconcile is counted when it returns, just after it wrote the status the wait above saw.
+    let series = "sluice_operator_reconciles_total{kind=\"KafkaCluster\"}";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        let response = operator.http_get("/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let counted = response
+            .split("\r\n\r\n")
+            .nth(1)
+            .is_some_and(|body| cluster_support::metric(body, series) >= 1);
+        if counted || std::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let body = response.split("\r\n\r\n").nth(1).unwrap();
-    let reconciles = cluster_support::metric(
-        body,
-        "sluice_operator_reconciles_total{kind=\"KafkaCluster\"}",
-    );
+    let reconciles = cluster_support::metric(body, series);
     assert!(reconciles >= 1, "{body}");
     assert_eq!(
         cluster_support::metric(
