@@ -1,12 +1,19 @@
 //! sluice-quorum: the controller quorum's Raft, on openraft. This crate holds the storage openraft runs on:
 //! the Raft log in a `sluice_storage::Log` (one record batch per entry, so a Raft index is a Kafka offset of
 //! `__cluster_metadata-0`), the vote and commit point in small fsynced files, and the state machine that
-//! applies committed entries to a `sluice_metadata::MetadataImage`, with snapshots. The network between
-//! controllers and the wiring into the broker come next (see `docs/design/controller-quorum.md`).
+//! applies committed entries to a `sluice_metadata::MetadataImage`, with snapshots; the messages controllers
+//! send each other and their transports (TCP, and an in-memory router with faults); and `QuorumNode`, one
+//! controller, which proposes changes and answers its peers. The wiring into the broker comes next (see
+//! `docs/design/controller-quorum.md`).
 
 mod files;
 mod log_store;
+pub mod memory;
+pub mod network;
+mod node;
+pub mod rpc;
 mod state_machine;
+pub mod tcp;
 
 use std::io::Cursor;
 
@@ -14,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sluice_metadata::MetadataRecord;
 
 pub use log_store::LogStore;
+pub use node::{ProposeError, QuorumNode, Settings, Timing};
 pub use state_machine::StateMachine;
 
 /// A Kafka `node.id`, widened as openraft wants it.
@@ -53,4 +61,6 @@ pub enum QuorumError {
     },
     #[error("{0}")]
     Corrupt(String),
+    #[error("raft: {0}")]
+    Raft(String),
 }

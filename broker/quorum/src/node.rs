@@ -1,0 +1,259 @@
+//! One controller of the quorum: openraft over this crate's storage and a transport, opened from Kafka's
+//! settings, and the two things the rest of the broker asks of it: propose a change, and answer a peer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use sluice_metadata::MetadataImage;
+use sluice_storage::LogConfig;
+use tokio::sync::watch;
+
+use crate::network::{Network, PeerTransport};
+use crate::rpc::{self, Identity, PeerMessage, PeerReply, RaftRequest};
+use crate::{LogStore, MetadataBatch, NodeId, Quorum, QuorumError, StateMachine};
+
+/// Raft timing. Kafka's `controller.quorum.election.timeout.ms` (1000) is the lower bound of the election
+/// timeout; openraft draws each node's timeout at random between the two bounds, so two followers rarely stand
+/// at the same moment.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A leader that heard from no majority for this long fails new writes at once (Kafka's
+    /// `controller.quorum.fetch.timeout.ms`) instead of letting each wait out its own timeout.
+    pub quorum_lost_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            quorum_lost_ms: 2000,
+        }
+    }
+}
+
+/// What a controller is started with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub node_id: NodeId,
+    /// The metadata log's directory (`__cluster_metadata-0`): segments, vote, commit point, snapshot.
+    pub dir: PathBuf,
+    pub cluster_id: Option<String>,
+    /// The static `controller.quorum.voters`, id → `host:port` of the controller listener.
+    pub voters: BTreeMap<NodeId, String>,
+    pub timing: Timing,
+    /// A snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// How many entries a snapshot leaves in the log, so a follower slightly behind catches up from the log
+    /// rather than a whole snapshot.
+    pub keep_after_snapshot: u64,
+    pub log: LogConfig,
+}
+
+/// Why a proposal was not committed. Each maps to the Kafka error a client is told.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// NOT_CONTROLLER: this node is not the active controller; `leader` is, if known.
+    #[error("node is not the active controller (the leader is {leader:?})")]
+    NotLeader {
+        leader: Option<NodeId>,
+        address: Option<String>,
+    },
+    /// REQUEST_TIMED_OUT: no majority acknowledged the change in time. It may still commit later (a client
+    /// that timed out does not know), exactly as with Kafka.
+    #[error("no majority of the controller quorum acknowledged within {0:?}")]
+    Timeout(Duration),
+    #[error("the controller quorum stopped: {0}")]
+    Stopped(String),
+}
+
+/// One controller. Cheap to share behind an `Arc`.
+pub struct QuorumNode {
+    raft: Raft<Quorum>,
+    state: StateMachine,
+    identity: Arc<RwLock<Identity>>,
+    timing: Timing,
+}
+
+fn raft_error(e: impl std::fmt::Display) -> QuorumError {
+    QuorumError::Raft(e.to_string())
+}
+
+impl QuorumNode {
+    /// Opens the node's log and state in `settings.dir`, starts Raft, and on a fresh static quorum proposes the
+    /// initial membership: every voter does so with the same voters, which openraft accepts once.
+    pub async fn open<T: PeerTransport>(
+        settings: &Settings,
+        transport: Arc<T>,
+    ) -> Result<QuorumNode, QuorumError> {
+        let timing = settings.timing.clone();
+        let config = Config {
+            cluster_name: "sluice".into(),
+            heartbeat_interval: timing.heartbeat_ms,
+            election_timeout_min: timing.election_timeout_min_ms,
+            election_timeout_max: timing.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.keep_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(raft_error)?;
+        let log = LogStore::open(&settings.dir, settings.log.clone())?;
+        let state = StateMachine::open(&settings.dir)?;
+        let identity = Arc::new(RwLock::new(Identity {
+            node_id: settings.node_id,
+            cluster_id: settings.cluster_id.clone(),
+            voters: rpc::voters_fingerprint(
+                settings.voters.iter().map(|(id, a)| (*id, a.as_str())),
+            ),
+        }));
+        let network = Network::new(transport, identity.clone());
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            network,
+            log,
+            state.clone(),
+        )
+        .await
+        .map_err(raft_error)?;
+        let node = QuorumNode {
+            raft,
+            state,
+            identity,
+            timing,
+        };
+        if settings.voters.contains_key(&settings.node_id)
+            && !node.raft.is_initialized().await.map_err(raft_error)?
+        {
+            let members: BTreeMap<NodeId, BasicNode> = settings
+                .voters
+                .iter()
+                .map(|(id, address)| (*id, BasicNode::new(address)))
+                .collect();
+            match node.raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(raft_error(e)),
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.identity().node_id
+    }
+
+    pub fn identity(&self) -> Identity {
+        match self.identity.read() {
+            Ok(identity) => identity.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The active controller as this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
+    /// The metadata as of the last entry this node applied.
+    pub async fn image(&self) -> MetadataImage {
+        self.state.image().await
+    }
+
+    /// The underlying Raft, for what this type does not wrap yet (membership changes, snapshots).
+    pub fn raft(&self) -> &Raft<Quorum> {
+        &self.raft
+    }
+
+    /// Commits `batch` through the quorum; answers the offset it has in the metadata log once this node has
+    /// applied it.
+    pub async fn propose(
+        &self,
+        batch: MetadataBatch,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
+        let timeout = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            if metrics.state != ServerState::Leader {
+                return Err(self.not_leader(&metrics));
+            }
+            // A leader that has not heard from a majority for a while gives the write only a short budget, so a
+            // client with a 30 s timeout learns at once that the quorum is gone. Not an outright refusal: the
+            // figure is as of openraft's last metrics report, and the majority may just have come back.
+            match metrics.millis_since_quorum_ack {
+                Some(since) if since > self.timing.quorum_lost_ms => {
+                    timeout.min(Duration::from_millis(self.timing.quorum_lost_ms))
+                }
+                _ => timeout,
+            }
+        };
+        match tokio::time::timeout(timeout, self.raft.client_write(batch)).await {
+            Err(_) => Err(ProposeError::Timeout(timeout)),
+            Ok(Ok(written)) => Ok(written.data.index),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Err(ProposeError::NotLeader {
+                    leader: forward.leader_id,
+                    address: forward.leader_node.map(|n| n.addr),
+                })
+            }
+            Ok(Err(e)) => Err(ProposeError::Stopped(e.to_string())),
+        }
+    }
+
+    fn not_leader(&self, metrics: &RaftMetrics<NodeId, BasicNode>) -> ProposeError {
+        let leader = metrics.current_leader;
+        let address = leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        });
+        ProposeError::NotLeader { leader, address }
+    }
+
+    /// Answers a peer's message, unless its header says it is not for this node or cluster.
+    pub async fn answer(&self, message: PeerMessage) -> PeerReply {
+        if let Some(refusal) = self.identity().refuse(&message.header) {
+            return refusal;
+        }
+        match message.request {
+            RaftRequest::Vote(vote) => PeerReply::Vote(self.raft.vote(vote).await),
+            RaftRequest::AppendEntries(append) => {
+                PeerReply::AppendEntries(self.raft.append_entries(append).await)
+            }
+            RaftRequest::InstallSnapshot(chunk) => {
+                PeerReply::InstallSnapshot(self.raft.install_snapshot(chunk).await)
+            }
+        }
+    }
+
+    /// Answers one request frame (the bytes after the size prefix) with a reply frame, size prefix included.
+    /// A frame that does not decode is an error: the connection it came on is closed.
+    pub async fn answer_frame(&self, frame: Bytes) -> Result<BytesMut, QuorumError> {
+        let (correlation_id, message) = rpc::decode_request(frame)?;
+        let reply = self.answer(message).await;
+        rpc::encode_reply(correlation_id, &reply)
+    }
+
+    /// Stops Raft; the files stay as they are, so opening the directory again resumes.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::debug!(error = %e, "raft stopped with an error");
+        }
+    }
+}

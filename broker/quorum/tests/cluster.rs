@@ -1,0 +1,394 @@
+//! Three controllers on real files, in one process, connected by the in-memory router (every message framed
+//! and decoded as on TCP): they elect one leader, replicate, survive the loss of any one of them, refuse
+//! writes without a majority, never diverge when the leader is cut off, and bring a node that fell behind
+//! back from a snapshot. The last test runs the same quorum over TCP on loopback.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (project rule)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, topic, topics};
+use openraft::raft::VoteRequest;
+use openraft::{BasicNode, Vote};
+use sluice_quorum::network::{PeerConnection, PeerTransport};
+use sluice_quorum::rpc::{
+    self, Identity, PeerHeader, PeerMessage, PeerReply, RaftRequest, voters_fingerprint,
+};
+use sluice_quorum::tcp::{self, TcpTransport};
+use sluice_quorum::{ProposeError, QuorumNode, Settings};
+
+const WAIT: Duration = Duration::from_secs(10);
+const WRITE: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_one_leader_and_replicate_every_change_in_order() {
+    let mut cluster = Cluster::start(3, 1).await;
+    let leader = cluster.leader(WAIT).await;
+
+    let mut offsets = Vec::new();
+    for name in ["orders", "payments", "refunds"] {
+        offsets.push(
+            cluster
+                .node(leader)
+                .propose(topic(name), WRITE)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets in order: {offsets:?}"
+    );
+
+    // A follower is not the controller and says who is.
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    match cluster.node(follower).propose(topic("nope"), WRITE).await {
+        Err(ProposeError::NotLeader {
+            leader: Some(l),
+            address: Some(a),
+        }) => {
+            assert_eq!(l, leader);
+            assert_eq!(a, cluster.voters[&leader]);
+        }
+        other => panic!("a follower accepted a write or did not name the leader: {other:?}"),
+    }
+
+    cluster
+        .applied_everywhere(*offsets.last().unwrap(), WAIT)
+        .await;
+    let images = cluster.images().await;
+    for image in images.values() {
+        assert_eq!(image, &images[&leader]);
+        assert_eq!(topics(image).len(), 3);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_leader_elects_another_within_seconds_and_loses_nothing_committed() {
+    let mut cluster = Cluster::start(3, 2).await;
+    let first = cluster.leader(WAIT).await;
+    let mut last = 0;
+    for i in 0..5 {
+        last = cluster
+            .node(first)
+            .propose(topic(&format!("before-{i}")), WRITE)
+            .await
+            .unwrap();
+    }
+
+    let lost_at = Instant::now();
+    cluster.crash(first).await;
+    let second = cluster.leader(WAIT).await;
+    let failover = lost_at.elapsed();
+    assert_ne!(second, first);
+    // The election timeout is 300-600 ms here; a new leader well within a few of those.
+    println!("failover to node {second} took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
+
+    let after = cluster
+        .node(second)
+        .propose(topic("after"), WRITE)
+        .await
+        .unwrap();
+    assert!(after > last);
+    let image = cluster.node(second).image().await;
+    for i in 0..5 {
+        assert!(
+            image.topics.contains_key(&format!("before-{i}")),
+            "committed topic before-{i} lost"
+        );
+    }
+
+    // The old leader comes back as a follower and catches up.
+    cluster.open(first).await;
+    cluster.applied_everywhere(after, WAIT).await;
+    let images = cluster.images().await;
+    assert_eq!(images[&first], images[&second]);
+    assert_eq!(topics(&images[&first]).len(), 6);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_majority_writes_fail_with_a_timeout_and_work_again_once_it_is_back() {
+    let mut cluster = Cluster::start(3, 3).await;
+    let leader = cluster.leader(WAIT).await;
+    cluster
+        .node(leader)
+        .propose(topic("kept"), WRITE)
+        .await
+        .unwrap();
+
+    let followers: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &followers {
+        cluster.crash(*id).await;
+    }
+    let started = Instant::now();
+    match cluster
+        .node(leader)
+        .propose(topic("no-quorum"), WRITE)
+        .await
+    {
+        Err(ProposeError::Timeout(_)) => {}
+        other => panic!("a write without a majority did not time out: {other:?}"),
+    }
+    assert!(started.elapsed() < WRITE + Duration::from_secs(1));
+    // Once the leader has heard from nobody for `quorum_lost_ms` (1 s), a write waits no longer than that,
+    // whatever the caller's timeout.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let started = Instant::now();
+    match cluster
+        .node(leader)
+        .propose(topic("no-quorum-2"), Duration::from_secs(30))
+        .await
+    {
+        Err(ProposeError::Timeout(_)) | Err(ProposeError::NotLeader { .. }) => {}
+        other => panic!("a write without a majority did not fail: {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    for id in &followers {
+        cluster.open(*id).await;
+    }
+    // As a client would: retry the retriable errors until the quorum answers again.
+    let deadline = Instant::now() + WAIT;
+    let last = loop {
+        let leader = cluster.leader(WAIT).await;
+        match cluster.node(leader).propose(topic("again"), WRITE).await {
+            Ok(offset) => break offset,
+            Err(e) => assert!(Instant::now() < deadline, "writes never came back: {e}"),
+        }
+    };
+    let leader = cluster.leader(WAIT).await;
+    cluster.applied_everywhere(last, WAIT).await;
+    let images = cluster.images().await;
+    let reference = &images[&leader];
+    assert!(reference.topics.contains_key("kept") && reference.topics.contains_key("again"));
+    for image in images.values() {
+        assert_eq!(image, reference);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_others_commits_nothing_and_rejoins_without_divergence() {
+    let mut cluster = Cluster::start(3, 4).await;
+    let old = cluster.leader(WAIT).await;
+    cluster
+        .node(old)
+        .propose(topic("before"), WRITE)
+        .await
+        .unwrap();
+
+    let others: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != old)
+        .collect();
+    cluster.router.isolate(old, others.clone());
+    // The old leader cannot commit: its write times out (and must not appear once it rejoins).
+    let stale = cluster
+        .node(old)
+        .propose(topic("stale"), Duration::from_millis(1500))
+        .await;
+    assert!(matches!(stale, Err(ProposeError::Timeout(_))), "{stale:?}");
+
+    let new = cluster.leader_among(&others, WAIT).await;
+    assert_ne!(new, old);
+    let last = cluster
+        .node(new)
+        .propose(topic("during"), WRITE)
+        .await
+        .unwrap();
+
+    cluster.router.heal();
+    cluster.applied_everywhere(last, WAIT).await;
+    let leader = cluster.leader(WAIT).await;
+    let last = cluster
+        .node(leader)
+        .propose(topic("after"), WRITE)
+        .await
+        .unwrap();
+    cluster.applied_everywhere(last, WAIT).await;
+    let images = cluster.images().await;
+    for image in images.values() {
+        assert_eq!(image, &images[&leader]);
+    }
+    let names = topics(&images[&leader]);
+    assert!(names.contains("before") && names.contains("during") && names.contains("after"));
+    assert!(
+        !names.contains("stale"),
+        "an uncommitted write of the cut-off leader survived: {names:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_fell_behind_a_snapshot_catches_up_from_it() {
+    // A snapshot every 20 entries, keeping none behind it, so the leader's log no longer has what the lagging
+    // node misses.
+    let mut cluster = Cluster::start_with(3, 5, 20, 0).await;
+    let leader = cluster.leader(WAIT).await;
+    let lagging = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    cluster.crash(lagging).await;
+    let mut last = 0;
+    for i in 0..60 {
+        last = cluster
+            .node(leader)
+            .propose(topic(&format!("t{i}")), WRITE)
+            .await
+            .unwrap();
+    }
+    let metrics = cluster
+        .node(leader)
+        .raft()
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= 40),
+            "log cut by a snapshot",
+        )
+        .await
+        .unwrap();
+    let purged = metrics.purged.unwrap().index;
+
+    cluster.open(lagging).await;
+    cluster.applied_everywhere(last, WAIT).await;
+    let metrics = cluster.node(lagging).metrics().borrow().clone();
+    let snapshot = metrics
+        .snapshot
+        .expect("the lagging node installed a snapshot");
+    assert!(
+        snapshot.index >= purged,
+        "snapshot at {} below the leader's cut {purged}",
+        snapshot.index
+    );
+    let images = cluster.images().await;
+    assert_eq!(images[&lagging], images[&leader]);
+    assert_eq!(topics(&images[&lagging]).len(), 60);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_over_tcp_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = BTreeMap::new();
+    for id in 1..=3u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listeners.insert(id, listener);
+    }
+    let voters: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| (*id, l.local_addr().unwrap().to_string()))
+        .collect();
+    let transport = Arc::new(TcpTransport::new());
+    let mut nodes = BTreeMap::new();
+    let mut servers = Vec::new();
+    for (id, listener) in listeners {
+        let settings = Settings {
+            node_id: id,
+            dir: dir.path().join(format!("node-{id}")),
+            cluster_id: Some("tcp-cluster".into()),
+            voters: voters.clone(),
+            timing: common::timing(),
+            snapshot_every: 5000,
+            keep_after_snapshot: 1000,
+            log: Default::default(),
+        };
+        let node = Arc::new(
+            QuorumNode::open(&settings, transport.clone())
+                .await
+                .unwrap(),
+        );
+        servers.push(tokio::spawn(tcp::serve(listener, node.clone())));
+        nodes.insert(id, node);
+    }
+    let deadline = Instant::now() + WAIT;
+    let leader = loop {
+        let leaders: Vec<_> = nodes.values().map(|n| n.leader()).collect();
+        if let Some(Some(l)) = leaders.first()
+            && leaders.iter().all(|x| x == &Some(*l))
+        {
+            break *l;
+        }
+        assert!(Instant::now() < deadline, "no leader over TCP: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let last = nodes[&leader]
+        .propose(topic("over-tcp"), WRITE)
+        .await
+        .unwrap();
+    for node in nodes.values() {
+        node.raft()
+            .wait(Some(WAIT))
+            .applied_index_at_least(Some(last), "applied")
+            .await
+            .unwrap();
+        assert!(node.image().await.topics.contains_key("over-tcp"));
+    }
+
+    // Over the real socket: a message from a node started with other voters, or of another cluster, is
+    // refused with Kafka's error for it; the same message from a peer in good standing is answered.
+    let target = nodes[&1].identity();
+    let mut connection = transport.connect(1, &BasicNode::new(&voters[&1]));
+    let ask = |from: Identity| PeerMessage {
+        header: PeerHeader { from, to: 1 },
+        request: RaftRequest::Vote(VoteRequest::new(Vote::new(1, 2), None)),
+    };
+    let peer = Identity {
+        node_id: 2,
+        ..target.clone()
+    };
+    let mut wrong_voters = voters.clone();
+    wrong_voters.insert(4, "127.0.0.1:1".into());
+    let cases = [
+        (
+            Identity {
+                voters: voters_fingerprint(wrong_voters.iter().map(|(i, a)| (*i, a.as_str()))),
+                ..peer.clone()
+            },
+            Some(rpc::INCONSISTENT_VOTER_SET),
+        ),
+        (
+            Identity {
+                cluster_id: Some("another".into()),
+                ..peer.clone()
+            },
+            Some(rpc::INCONSISTENT_CLUSTER_ID),
+        ),
+        (peer.clone(), None),
+    ];
+    for (from, refused) in cases {
+        match (connection.call(ask(from), WRITE).await.unwrap(), refused) {
+            (PeerReply::Refused { error_code, .. }, Some(expected)) => {
+                assert_eq!(error_code, expected)
+            }
+            (PeerReply::Vote(Ok(_)), None) => {}
+            (reply, expected) => panic!("expected refusal {expected:?}, got {reply:?}"),
+        }
+    }
+    assert_eq!(nodes[&leader].leader(), Some(leader));
+
+    for server in servers {
+        server.abort();
+    }
+    for node in nodes.values() {
+        node.shutdown().await;
+    }
+}
