@@ -244,7 +244,7 @@ async fn a_leader_cut_off_from_the_others_commits_nothing_and_rejoins_without_di
 async fn a_node_that_fell_behind_a_snapshot_catches_up_from_it() {
     // A snapshot every 20 entries, keeping none behind it, so the leader's log no longer has what the lagging
     // node misses.
-    let mut cluster = Cluster::start_with(3, 5, 20, 0).await;
+    let mut cluster = Cluster::start_with(3, 5, 20, 0, tempfile::tempdir().unwrap()).await;
     let leader = cluster.leader(WAIT).await;
     let lagging = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
     cluster.crash(lagging).await;

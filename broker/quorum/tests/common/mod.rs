@@ -50,16 +50,22 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(size: u64, seed: u64) -> Cluster {
-        Self::start_with(size, seed, 5000, 1000).await
+        Self::start_with(size, seed, 5000, 1000, tempfile::tempdir().unwrap()).await
     }
 
-    pub async fn start_with(size: u64, seed: u64, snapshot_every: u64, keep: u64) -> Cluster {
+    pub async fn start_with(
+        size: u64,
+        seed: u64,
+        snapshot_every: u64,
+        keep: u64,
+        dir: tempfile::TempDir,
+    ) -> Cluster {
         let voters: BTreeMap<NodeId, String> = (1..=size)
             .map(|id| (id, format!("controller-{id}:9093")))
             .collect();
         let mut cluster = Cluster {
             router: MemoryRouter::new(seed),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             voters,
             nodes: BTreeMap::new(),
             snapshot_every,
