@@ -22,12 +22,12 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use crate::connection::Connection;
 use crate::error::AdminError;
 use crate::types::{
     BrokerInfo, ClusterInfo, ConfigSource, ConfigValue, NewTopic, PartitionInfo, TopicCreated,
     TopicInfo,
 };
+use sluice_kafka_client::Connection;
 
 const RESOURCE_TOPIC: i8 = 2;
 const OP_SET: i8 = 0;
@@ -422,7 +422,7 @@ impl AdminClient {
         let version = conn.versions.pick(key)?;
         let req = build(version)?;
         match timeout_at(deadline, conn.send(&req, version)).await {
-            Ok(result) => result.map(|resp| (resp, version)),
+            Ok(result) => result.map(|resp| (resp, version)).map_err(AdminError::from),
             Err(_) => Err(AdminError::Timeout {
                 op: format!("{key:?} v{version} to {}", conn.addr),
                 after: self.timeout,
@@ -444,7 +444,7 @@ impl AdminClient {
             let budget = (deadline - now) / left;
             match timeout(budget, Connection::open(addr, &self.client_id)).await {
                 Ok(Ok(conn)) => return Ok(conn),
-                Ok(Err(AdminError::Io { source, .. })) => {
+                Ok(Err(sluice_kafka_client::ClientError::Io { source, .. })) => {
                     failures.push(format!("{addr}: {source}"));
                 }
                 Ok(Err(e)) => failures.push(format!("{addr}: {e}")),

@@ -46,6 +46,20 @@ pub enum AdminError {
     InvalidRequest(String),
 }
 
+impl From<sluice_kafka_client::ClientError> for AdminError {
+    fn from(e: sluice_kafka_client::ClientError) -> Self {
+        use sluice_kafka_client::ClientError;
+        match e {
+            ClientError::Io { addr, source } => AdminError::Io { addr, source },
+            ClientError::Protocol(m) => AdminError::Protocol(m),
+            ClientError::UnsupportedVersion { api, reason } => {
+                AdminError::UnsupportedVersion { api, reason }
+            }
+            ClientError::InvalidRequest(m) => AdminError::InvalidRequest(m),
+        }
+    }
+}
+
 impl AdminError {
     /// The broker's error, when the broker answered with one.
     pub fn kafka_error(&self) -> Option<ResponseError> {

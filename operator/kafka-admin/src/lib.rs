@@ -16,16 +16,14 @@
 //! ```
 
 mod client;
-mod connection;
 mod error;
 mod types;
-mod versions;
 
 pub use client::AdminClient;
-pub use connection::MAX_RESPONSE_BYTES;
 pub use error::{AdminError, error_name};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
+pub use sluice_kafka_client::MAX_RESPONSE_BYTES;
 pub use types::{
     BrokerInfo, ClusterInfo, ConfigSource, ConfigValue, NewTopic, PartitionInfo, TopicCreated,
     TopicInfo,

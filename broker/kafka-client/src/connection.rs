@@ -9,7 +9,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::AdminError;
+use crate::error::ClientError;
 use crate::versions::BrokerVersions;
 
 /// Admin answers are small; anything this large is a confused peer (or not Kafka at all), not a reply.
@@ -26,10 +26,10 @@ pub struct Connection {
 
 impl Connection {
     /// Dial `addr` and negotiate API versions. The caller bounds the time this takes.
-    pub async fn open(addr: &str, client_id: &str) -> Result<Connection, AdminError> {
+    pub async fn open(addr: &str, client_id: &str) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|source| AdminError::Io {
+            .map_err(|source| ClientError::Io {
                 addr: addr.to_string(),
                 source,
             })?;
@@ -49,12 +49,12 @@ impl Connection {
 
     /// ApiVersions at our newest version. A broker that does not know that version answers in v0 with
     /// UNSUPPORTED_VERSION and its own ApiVersions range (KIP-511); then ask again at the version it has.
-    async fn negotiate(&mut self) -> Result<BrokerVersions, AdminError> {
+    async fn negotiate(&mut self) -> Result<BrokerVersions, ClientError> {
         let mut version = ApiVersionsRequest::VERSIONS.max;
         for attempt in 0..2 {
             let mut req = ApiVersionsRequest::default();
             if version >= 3 {
-                req.client_software_name = StrBytes::from_static_str("sluice-kafka-admin");
+                req.client_software_name = StrBytes::from_static_str("sluice-kafka-client");
                 req.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
             }
             let mut body = self.send_raw(ApiKey::ApiVersions, version, &req).await?;
@@ -76,14 +76,14 @@ impl Connection {
             }
             let resp = decode::<ApiVersionsResponse>(&mut body, version, &self.addr)?;
             if resp.error_code != 0 {
-                return Err(AdminError::Protocol(format!(
+                return Err(ClientError::Protocol(format!(
                     "{}: ApiVersions v{version} answered with error code {}",
                     self.addr, resp.error_code
                 )));
             }
             return Ok(BrokerVersions::from_api_keys(&resp.api_keys));
         }
-        Err(AdminError::UnsupportedVersion {
+        Err(ClientError::UnsupportedVersion {
             api: ApiKey::ApiVersions,
             reason: format!("{} refused every ApiVersions version tried", self.addr),
         })
@@ -94,9 +94,9 @@ impl Connection {
         &mut self,
         req: &R,
         version: i16,
-    ) -> Result<R::Response, AdminError> {
+    ) -> Result<R::Response, ClientError> {
         let key = ApiKey::try_from(R::KEY)
-            .map_err(|()| AdminError::Protocol(format!("unknown API key {}", R::KEY)))?;
+            .map_err(|()| ClientError::Protocol(format!("unknown API key {}", R::KEY)))?;
         let mut body = self.send_raw(key, version, req).await?;
         decode::<R::Response>(&mut body, version, &self.addr)
     }
@@ -106,7 +106,7 @@ impl Connection {
         key: ApiKey,
         version: i16,
         req: &impl Encodable,
-    ) -> Result<Bytes, AdminError> {
+    ) -> Result<Bytes, ClientError> {
         let mut body = BytesMut::with_capacity(256);
         req.encode(&mut body, version)
             .map_err(|e| cannot_encode(key, version, &e))?;
@@ -119,7 +119,7 @@ impl Connection {
         key: ApiKey,
         version: i16,
         body: &[u8],
-    ) -> Result<Bytes, AdminError> {
+    ) -> Result<Bytes, ClientError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
         let mut frame = BytesMut::with_capacity(body.len() + 64);
@@ -133,7 +133,7 @@ impl Connection {
             .map_err(|e| cannot_encode(key, version, &e))?;
         frame.put_slice(body);
         let size = i32::try_from(frame.len() - 4)
-            .map_err(|_| AdminError::InvalidRequest(format!("{key:?} request too large")))?;
+            .map_err(|_| ClientError::InvalidRequest(format!("{key:?} request too large")))?;
         frame[..4].copy_from_slice(&size.to_be_bytes());
         self.stream
             .write_all(&frame)
@@ -150,7 +150,7 @@ impl Connection {
             .ok()
             .filter(|len| *len <= MAX_RESPONSE_BYTES)
             .ok_or_else(|| {
-                AdminError::Protocol(format!(
+                ClientError::Protocol(format!(
                     "{}: {key:?} response frame of {size} bytes refused (limit {MAX_RESPONSE_BYTES})",
                     self.addr
                 ))
@@ -163,10 +163,10 @@ impl Connection {
         let mut body = Bytes::from(body);
         let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .map_err(|e| {
-                AdminError::Protocol(format!("{}: bad {key:?} response header: {e}", self.addr))
+                ClientError::Protocol(format!("{}: bad {key:?} response header: {e}", self.addr))
             })?;
         if header.correlation_id != correlation_id {
-            return Err(AdminError::Protocol(format!(
+            return Err(ClientError::Protocol(format!(
                 "{}: {key:?} response carries correlation id {}, expected {correlation_id}",
                 self.addr, header.correlation_id
             )));
@@ -174,8 +174,8 @@ impl Connection {
         Ok(body)
     }
 
-    fn io(&self, source: std::io::Error) -> AdminError {
-        AdminError::Io {
+    fn io(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
             addr: self.addr.clone(),
             source,
         }
@@ -183,13 +183,13 @@ impl Connection {
 }
 
 /// kafka-protocol refuses, for example, a field set that the chosen version does not have: a bug here, not on the wire.
-fn cannot_encode(key: ApiKey, version: i16, e: &dyn std::fmt::Display) -> AdminError {
-    AdminError::Protocol(format!("cannot encode {key:?} v{version}: {e}"))
+fn cannot_encode(key: ApiKey, version: i16, e: &dyn std::fmt::Display) -> ClientError {
+    ClientError::Protocol(format!("cannot encode {key:?} v{version}: {e}"))
 }
 
-fn decode<T: Decodable>(body: &mut Bytes, version: i16, addr: &str) -> Result<T, AdminError> {
+fn decode<T: Decodable>(body: &mut Bytes, version: i16, addr: &str) -> Result<T, ClientError> {
     T::decode(body, version).map_err(|e| {
-        AdminError::Protocol(format!(
+        ClientError::Protocol(format!(
             "{addr}: undecodable {} v{version} response: {e}",
             std::any::type_name::<T>().rsplit("::").next().unwrap_or("")
         ))

@@ -6,7 +6,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::protocol::VersionRange;
 
-use crate::error::AdminError;
+use crate::error::ClientError;
 
 /// The versions this client can build requests for. The wire crate's range, except Metadata: below v4 a
 /// request cannot turn off topic auto-creation, and describing a missing topic must never create it.
@@ -46,17 +46,17 @@ impl BrokerVersions {
     }
 
     /// The highest version of `key` both sides support.
-    pub fn pick(&self, key: ApiKey) -> Result<i16, AdminError> {
+    pub fn pick(&self, key: ApiKey) -> Result<i16, ClientError> {
         let ours = client_range(key);
         let Some(theirs) = self.ranges.get(&(key as i16)) else {
-            return Err(AdminError::UnsupportedVersion {
+            return Err(ClientError::UnsupportedVersion {
                 api: key,
                 reason: format!("the broker does not offer it (client supports {ours})"),
             });
         };
         let both = ours.intersect(theirs);
         if both.is_empty() {
-            return Err(AdminError::UnsupportedVersion {
+            return Err(ClientError::UnsupportedVersion {
                 api: key,
                 reason: format!("client supports {ours}, broker supports {theirs}"),
             });
