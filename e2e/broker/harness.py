@@ -53,6 +53,10 @@ class Broker:
     """
 
     kind = "abstract"
+    # A node of a multi-node cluster (e2e/cluster) sets these on the instance; a lone broker is node 1
+    # and Kafka formats its storage with a fresh cluster id.
+    node_id = 1
+    cluster_id: str | None = None
 
     def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None):
         self.name = name
@@ -85,7 +89,9 @@ class Broker:
     def is_alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+    def start(self, timeout: float = START_TIMEOUT_S, wait: bool = True) -> None:
+        """Start the process; with `wait` (the default) return once it is ready. A cluster node cannot be
+        ready before a majority of the quorum runs, so e2e/cluster starts nodes with wait=False."""
         if self.is_alive():
             raise BrokerError("broker already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +109,8 @@ class Broker:
                 start_new_session=True,
             )
         self.starts += 1
-        self._wait_ready(timeout)
+        if wait:
+            self._wait_ready(timeout)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM and wait for a clean exit; a broker that ignores SIGTERM is killed and reported."""
@@ -160,7 +167,7 @@ class Broker:
 
     def properties(self) -> dict[str, str]:
         props = {
-            "node.id": "1",
+            "node.id": str(self.node_id),
             "process.roles": "broker,controller",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
@@ -203,10 +210,10 @@ class Broker:
             try:
                 with kwire.connect(self.bootstrap, timeout=2.0) as sock:
                     brokers, _ = kwire.metadata(sock)
-                if any(b.node_id == 1 and b.port == self.port for b in brokers):
+                if any(b.node_id == self.node_id and b.port == self.port for b in brokers):
                     self._note("ready")
                     return
-                last_error = BrokerError(f"metadata lists brokers {brokers}, not node 1")
+                last_error = BrokerError(f"metadata lists brokers {brokers}, not node {self.node_id}")
             except (OSError, kwire.ProtocolError) as e:
                 last_error = e
             time.sleep(0.2)
@@ -234,6 +241,7 @@ class SluiceBroker(Broker):
 
 class KafkaBroker(Broker):
     kind = "kafka"
+    heap = "1g"  # -Xmx of the broker JVM (e2e/cluster runs three at once and uses less)
 
     def properties(self) -> dict[str, str]:
         props = super().properties()
@@ -268,7 +276,7 @@ class KafkaBroker(Broker):
         ]
 
     def command(self) -> list[str]:
-        return self._java("kafka.Kafka", str(self.props_path))
+        return self._java("kafka.Kafka", str(self.props_path), heap=self.heap)
 
     def _prepare(self) -> None:
         (self.work_dir / "log4j2.properties").write_text(
@@ -284,7 +292,8 @@ class KafkaBroker(Broker):
             return
         # `kafka-storage.sh format -t ID -c server.properties`; no --standalone because the quorum is
         # given statically by controller.quorum.voters.
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(self.props_path), heap="256m")
+        cluster_id = self.cluster_id or random_cluster_id()
+        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props_path), heap="256m")
         with open(self.log_path, "ab") as log:
             rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=120).returncode
         if rc != 0:

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::MetadataRecord;
+use crate::sessions::RegisteredBroker;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicMeta {
@@ -13,19 +14,61 @@ pub struct TopicMeta {
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
     pub internal: bool,
+    /// The replicas of each partition, leader first (until replication, the leader is the only one with data).
+    #[serde(default)]
+    pub assignment: Vec<Vec<i32>>,
+}
+
+impl TopicMeta {
+    /// The replicas of `partition`, leader first; empty for a partition the topic does not have.
+    pub fn replicas(&self, partition: i32) -> &[i32] {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignment.get(p))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The metadata as of the last applied record. Applying is pure and never fails: records were validated before
 /// they were written, so replay reproduces the same image.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicMeta>,
     pub topic_names: HashMap<Uuid, String>,
     pub next_producer_id: i64,
+    /// Registered brokers, fenced or not.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, RegisteredBroker>,
+    /// The offset of the last record applied (-1 before any): the image's version.
+    #[serde(default = "no_offset")]
+    pub offset: i64,
+}
+
+fn no_offset() -> i64 {
+    -1
+}
+
+impl Default for MetadataImage {
+    /// An image with nothing applied yet.
+    fn default() -> MetadataImage {
+        MetadataImage {
+            topics: BTreeMap::new(),
+            topic_names: HashMap::new(),
+            next_producer_id: 0,
+            brokers: BTreeMap::new(),
+            offset: -1,
+        }
+    }
 }
 
 impl MetadataImage {
-    pub fn apply(&mut self, record: &MetadataRecord) {
+    /// Applies `record`, which is at `offset` in the metadata log.
+    pub fn apply_at(&mut self, record: &MetadataRecord, offset: i64) {
+        self.apply(record, offset);
+        self.offset = self.offset.max(offset);
+    }
+
+    fn apply(&mut self, record: &MetadataRecord, offset: i64) {
         match record {
             MetadataRecord::TopicCreated {
                 name,
@@ -34,6 +77,7 @@ impl MetadataImage {
                 replication_factor,
                 configs,
                 internal,
+                assignment,
             } => {
                 self.topic_names.insert(*id, name.clone());
                 self.topics.insert(
@@ -45,12 +89,20 @@ impl MetadataImage {
                         replication_factor: *replication_factor,
                         configs: configs.clone(),
                         internal: *internal,
+                        assignment: assignment.clone(),
                     },
                 );
             }
-            MetadataRecord::PartitionsIncreased { name, partitions } => {
-                if let Some(t) = self.topics.get_mut(name) {
-                    t.partitions = (*partitions).max(t.partitions);
+            MetadataRecord::PartitionsIncreased {
+                name,
+                partitions,
+                assignment,
+            } => {
+                if let Some(t) = self.topics.get_mut(name)
+                    && *partitions > t.partitions
+                {
+                    t.partitions = *partitions;
+                    t.assignment.extend(assignment.iter().cloned());
                 }
             }
             MetadataRecord::TopicConfigChanged { name, configs } => {
@@ -66,7 +118,48 @@ impl MetadataImage {
             MetadataRecord::ProducerIdsAllocated { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
             }
+            MetadataRecord::BrokerRegistered { broker } => {
+                let mut broker = broker.clone();
+                if broker.epoch < 0 {
+                    broker.epoch = offset;
+                }
+                self.brokers.insert(broker.registration.broker_id, broker);
+            }
+            MetadataRecord::BrokerFenced { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerUnfenced { broker_id } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.fenced = false;
+                }
+            }
         }
+    }
+
+    /// Whether `broker_id` may serve: registered and unfenced, or, in a cluster where nobody registers (a
+    /// single node on its local log), any broker.
+    pub fn is_live(&self, broker_id: i32) -> bool {
+        if self.brokers.is_empty() {
+            return true;
+        }
+        self.brokers.get(&broker_id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Registered, unfenced brokers, by id: the ones Metadata lists and new replicas go to.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &RegisteredBroker> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// The leader of a partition: its first replica, while that broker is live. Until replication, no other
+    /// replica has the data, so a partition whose first replica is down has no leader.
+    pub fn leader(&self, topic: &TopicMeta, partition: i32) -> Option<i32> {
+        topic
+            .replicas(partition)
+            .first()
+            .copied()
+            .filter(|b| self.is_live(*b))
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
@@ -77,22 +170,35 @@ impl MetadataImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::{Endpoint, Registration};
+
+    fn created(name: &str, id: Uuid, assignment: Vec<Vec<i32>>) -> MetadataRecord {
+        MetadataRecord::TopicCreated {
+            name: name.into(),
+            id,
+            partitions: assignment.len() as i32,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            assignment,
+        }
+    }
 
     #[test]
     fn apply_is_idempotent_and_tracks_ids() {
         let id = Uuid::from_u128(7);
-        let records = vec![
-            MetadataRecord::TopicCreated {
-                name: "a".into(),
-                id,
-                partitions: 2,
-                replication_factor: 1,
-                configs: BTreeMap::new(),
-                internal: false,
-            },
+        let records = [
+            created("a", id, vec![vec![1], vec![1]]),
             MetadataRecord::PartitionsIncreased {
                 name: "a".into(),
                 partitions: 5,
+                assignment: vec![vec![1], vec![1], vec![1]],
+            },
+            // A stale or repeated increase changes nothing.
+            MetadataRecord::PartitionsIncreased {
+                name: "a".into(),
+                partitions: 4,
+                assignment: vec![vec![9], vec![9]],
             },
             MetadataRecord::TopicConfigChanged {
                 name: "a".into(),
@@ -102,15 +208,82 @@ mod tests {
             MetadataRecord::ProducerIdsAllocated { next: 10 },
         ];
         let mut image = MetadataImage::default();
-        for r in &records {
-            image.apply(r);
+        assert_eq!(image.offset, -1);
+        for (offset, r) in records.iter().enumerate() {
+            image.apply_at(r, offset as i64);
         }
+        assert_eq!(image.offset, 5);
         let t = image.topic_by_id(&id).unwrap();
         assert_eq!(t.partitions, 5);
+        assert_eq!(t.assignment.len(), 5);
+        assert_eq!(t.replicas(4), &[1]);
+        assert!(t.replicas(5).is_empty() && t.replicas(-1).is_empty());
         assert_eq!(t.configs["retention.ms"], "1000");
         assert_eq!(image.next_producer_id, 1000);
-        image.apply(&MetadataRecord::TopicDeleted { name: "a".into() });
+        image.apply_at(&MetadataRecord::TopicDeleted { name: "a".into() }, 6);
         assert!(image.topic_by_id(&id).is_none());
         assert!(image.topics.is_empty());
+    }
+
+    fn registered(id: i32) -> MetadataRecord {
+        MetadataRecord::BrokerRegistered {
+            broker: RegisteredBroker {
+                registration: Registration {
+                    broker_id: id,
+                    incarnation: Uuid::from_u128(id as u128),
+                    listeners: vec![Endpoint {
+                        name: "PLAINTEXT".into(),
+                        host: "localhost".into(),
+                        port: 9092,
+                        security_protocol: 0,
+                    }],
+                    rack: None,
+                },
+                epoch: -1,
+                fenced: true,
+            },
+        }
+    }
+
+    #[test]
+    fn registrations_take_their_offset_as_epoch_and_fencing_decides_leadership() {
+        let mut image = MetadataImage::default();
+        // Nobody registered (a single node on its local log): every broker counts as live.
+        assert!(image.is_live(1));
+        image.apply_at(&registered(1), 10);
+        image.apply_at(&registered(2), 11);
+        assert_eq!(image.brokers[&1].epoch, 10);
+        assert_eq!(image.brokers[&2].epoch, 11);
+        assert_eq!(
+            image.live_brokers().count(),
+            0,
+            "registrations start fenced"
+        );
+        image.apply_at(&MetadataRecord::BrokerUnfenced { broker_id: 1 }, 12);
+        image.apply_at(&MetadataRecord::BrokerUnfenced { broker_id: 2 }, 13);
+        image.apply_at(
+            &created("t", Uuid::from_u128(1), vec![vec![1, 2], vec![2, 1]]),
+            14,
+        );
+        let t = image.topics["t"].clone();
+        assert_eq!(image.leader(&t, 0), Some(1));
+        assert_eq!(image.leader(&t, 1), Some(2));
+        image.apply_at(&MetadataRecord::BrokerFenced { broker_id: 2 }, 15);
+        assert_eq!(
+            image.leader(&t, 1),
+            None,
+            "no other replica has the data yet"
+        );
+        assert!(
+            !image.is_live(3),
+            "an unregistered broker is not live once others registered"
+        );
+        assert_eq!(
+            image
+                .live_brokers()
+                .map(|b| b.registration.broker_id)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
     }
 }

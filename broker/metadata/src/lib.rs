@@ -4,6 +4,7 @@
 //! clock; the broker's `metadata` module and, next, the Raft quorum do the I/O. See README.md.
 
 mod image;
+pub mod placement;
 mod record;
 pub mod sessions;
 

@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::sessions::RegisteredBroker;
+
 /// One change to the cluster metadata. Stored as JSON in the value of a record of `__cluster_metadata`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -14,10 +16,17 @@ pub enum MetadataRecord {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
         internal: bool,
+        /// The replicas of each partition, leader first. Empty in records written before placement existed
+        /// (single-node logs): the node that reads them fills in itself.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<i32>>,
     },
     PartitionsIncreased {
         name: String,
         partitions: i32,
+        /// The replicas of each new partition, as in `TopicCreated`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignment: Vec<Vec<i32>>,
     },
     /// The complete set of overrides after the change, so replay never depends on earlier records' order.
     TopicConfigChanged {
@@ -30,5 +39,17 @@ pub enum MetadataRecord {
     /// Producer ids below `next` are taken; a node hands out ids from its block without a write per id.
     ProducerIdsAllocated {
         next: i64,
+    },
+    /// A broker registered. An `epoch` of -1 means "the offset of this record", which every node knows only
+    /// once the record is in the log.
+    BrokerRegistered {
+        broker: RegisteredBroker,
+    },
+    /// The broker's session ran out (or it asked): it leaves Metadata until it is unfenced.
+    BrokerFenced {
+        broker_id: i32,
+    },
+    BrokerUnfenced {
+        broker_id: i32,
     },
 }

@@ -18,10 +18,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// One listener a broker registered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub name: String,
     pub host: String,
@@ -31,7 +32,7 @@ pub struct Endpoint {
 }
 
 /// What a broker sends to register.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     pub broker_id: i32,
     /// Random per process: tells a restart from a retry.
@@ -41,7 +42,7 @@ pub struct Registration {
 }
 
 /// A registered broker, as the metadata records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisteredBroker {
     pub registration: Registration,
     /// The offset of the registration record; heartbeats must carry it.
@@ -207,6 +208,12 @@ impl BrokerSessions {
                 broker_id: b.registration.broker_id,
             })
             .collect()
+    }
+
+    /// Takes the registrations and fencing from the committed metadata (the image is the truth; this keeps
+    /// only when each broker was last heard from).
+    pub fn sync(&mut self, brokers: &BTreeMap<i32, RegisteredBroker>) {
+        self.brokers = brokers.clone();
     }
 
     /// This node became the active controller: every registered broker gets a full session from now.

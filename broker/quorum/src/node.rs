@@ -173,6 +173,11 @@ impl QuorumNode {
         self.state.image().await
     }
 
+    /// Every image this node applies, newest last.
+    pub async fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.state.subscribe().await
+    }
+
     /// The underlying Raft, for what this type does not wrap yet (membership changes, snapshots).
     pub fn raft(&self) -> &Raft<Quorum> {
         &self.raft

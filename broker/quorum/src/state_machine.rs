@@ -15,7 +15,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use sluice_metadata::MetadataImage;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::{Applied, NodeId, Quorum, QuorumError, files};
 
@@ -35,6 +35,14 @@ struct Inner {
     image: MetadataImage,
     snapshot: Option<StoredSnapshot>,
     snapshots_built: u64,
+    /// The image after each applied batch, for the broker's publisher.
+    published: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl Inner {
+    fn publish(&self) {
+        self.published.send_replace(Arc::new(self.image.clone()));
+    }
 }
 
 /// The state machine of one node. Cheap to clone; clones share the state.
@@ -67,6 +75,7 @@ impl StateMachine {
             ),
             None => (None, StoredMembership::default(), MetadataImage::default()),
         };
+        let (published, _) = watch::channel(Arc::new(image.clone()));
         Ok(StateMachine {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
@@ -75,6 +84,7 @@ impl StateMachine {
                 image,
                 snapshot,
                 snapshots_built: 0,
+                published,
             })),
         })
     }
@@ -82,6 +92,12 @@ impl StateMachine {
     /// The metadata as of the last applied entry.
     pub async fn image(&self) -> MetadataImage {
         self.inner.lock().await.image.clone()
+    }
+
+    /// The image after every applied batch or installed snapshot (intermediate ones may be skipped; the
+    /// latest is always seen).
+    pub async fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.inner.lock().await.published.subscribe()
     }
 }
 
@@ -136,21 +152,25 @@ impl RaftStateMachine<Quorum> for StateMachine {
         let mut applied = Vec::new();
         for entry in entries {
             inner.last_applied = Some(entry.log_id);
+            let offset = entry.log_id.index as i64;
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => {
                     for record in &batch.records {
-                        inner.image.apply(record);
+                        inner.image.apply_at(record, offset);
                     }
                 }
                 EntryPayload::Membership(membership) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
             }
+            // Every entry moves the image's version, records or not, so "applied up to offset N" is one compare.
+            inner.image.offset = offset;
             applied.push(Applied {
                 index: entry.log_id.index,
             });
         }
+        inner.publish();
         Ok(applied)
     }
 
@@ -186,6 +206,7 @@ impl RaftStateMachine<Quorum> for StateMachine {
         inner.membership = meta.last_membership.clone();
         inner.image = image;
         inner.snapshot = Some(stored);
+        inner.publish();
         Ok(())
     }
 

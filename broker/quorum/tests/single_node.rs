@@ -88,6 +88,7 @@ fn topic(name: &str) -> MetadataBatch {
             replication_factor: 1,
             configs: BTreeMap::new(),
             internal: false,
+            assignment: vec![vec![1]],
         }],
     }
 }

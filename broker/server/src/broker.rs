@@ -17,11 +17,15 @@ use crate::error::Error;
 use crate::fetch_waiters::FetchWaiters;
 use crate::group::{GroupConfig, GroupCoordinator, GroupError, OffsetLog};
 use crate::meta_properties;
-use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore, TopicMeta};
+use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore};
 use crate::network;
+use crate::publisher;
 use crate::request_memory::RequestMemory;
 
 pub use crate::metadata::now_ms;
+
+/// How many producer ids one metadata write reserves.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Everything a request handler can reach.
 pub struct Broker {
@@ -74,7 +78,7 @@ impl Broker {
                 ..defaults.clone()
             },
         )?;
-        let metadata = MetadataStore::open(metadata_log)?;
+        let metadata = MetadataStore::open(metadata_log, config.node_id)?;
 
         // A controller-only node has no client listener; it names itself by its controller listener.
         let advertised = if config.process_roles.broker {
@@ -126,7 +130,7 @@ impl Broker {
         });
         if broker.config.process_roles.broker {
             broker.ensure_offsets_topic()?;
-            broker.reconcile_logs()?;
+            publisher::reconcile(&broker, &broker.metadata.image())?;
             broker
                 .groups
                 .load()
@@ -137,7 +141,6 @@ impl Broker {
     }
 
     fn ensure_offsets_topic(&self) -> Result<(), Error> {
-        let _w = self.metadata.write_lock();
         if self.metadata.image().topics.contains_key(CONSUMER_OFFSETS) {
             return Ok(());
         }
@@ -150,51 +153,96 @@ impl Broker {
                 self.config.offsets_topic_segment_bytes.to_string(),
             ),
         ]);
-        self.metadata.commit(&[MetadataRecord::TopicCreated {
+        let partitions = self.config.offsets_topic_num_partitions;
+        self.commit_local(&[MetadataRecord::TopicCreated {
             name: CONSUMER_OFFSETS.into(),
             id: Uuid::new_v4(),
-            partitions: self.config.offsets_topic_num_partitions,
+            partitions,
             replication_factor: 1,
             configs,
             internal: true,
+            assignment: vec![vec![self.node_id]; usize::try_from(partitions).unwrap_or(0)],
         }])
+        .map(|_| ())
     }
 
-    /// Create the logs the metadata names and remove those of topics deleted while the broker was down.
-    fn reconcile_logs(&self) -> Result<(), Error> {
-        let image = self.metadata.image().clone();
-        for topic in image.topics.values() {
-            self.create_logs(topic, 0)?;
-        }
-        for tp in self.logs.partitions() {
-            if tp.topic == METADATA_TOPIC {
-                continue;
-            }
-            let known = image
-                .topics
-                .get(&tp.topic)
-                .is_some_and(|t| tp.partition < t.partitions);
-            if !known {
-                warn!(partition = %tp, "removing the log of a partition the metadata does not know");
-                self.logs.delete(&tp)?;
-            }
-        }
-        Ok(())
+    /// Commits `records` to the metadata log and brings this node's logs in line; answers the offset of the
+    /// last record. Callers validate against `metadata.image()` while holding `metadata.write_lock()`.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<i64, Error> {
+        self.commit_local(&records)
     }
 
-    /// Make sure partitions `from..topic.partitions` have logs, with the topic's config.
-    pub fn create_logs(&self, topic: &TopicMeta, from: i32) -> Result<(), Error> {
-        let config = self.topic_log_config(&topic.configs)?;
-        for partition in from..topic.partitions {
-            self.logs.get_or_create(
-                &TopicPartition {
-                    topic: topic.name.clone(),
-                    partition,
-                },
-                config.clone(),
-            )?;
+    fn commit_local(&self, records: &[MetadataRecord]) -> Result<i64, Error> {
+        let (before, after) = self.metadata.commit(records)?;
+        publisher::publish(self, &before, &after)?;
+        Ok(after.offset)
+    }
+
+    /// The brokers clients may use, as Metadata and DescribeCluster list them: (id, host, port, rack) on the
+    /// listener named `listener` (the one the request came in on), or each broker's first if it has none by
+    /// that name.
+    pub fn live_endpoints(&self, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
+        let image = self.metadata.image();
+        if image.brokers.is_empty() {
+            let (host, port) = &self.advertised;
+            return vec![(self.node_id, host.clone(), *port, None)];
         }
-        Ok(())
+        image
+            .live_brokers()
+            .filter_map(|b| {
+                let r = &b.registration;
+                let endpoint = r
+                    .listeners
+                    .iter()
+                    .find(|l| l.name == listener)
+                    .or_else(|| r.listeners.first())?;
+                Some((
+                    r.broker_id,
+                    endpoint.host.clone(),
+                    i32::from(endpoint.port),
+                    r.rack.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The brokers new replicas may go to.
+    pub fn placeable_brokers(&self) -> Vec<i32> {
+        let image = self.metadata.image();
+        let live: Vec<i32> = image
+            .live_brokers()
+            .map(|b| b.registration.broker_id)
+            .collect();
+        if live.is_empty() && image.brokers.is_empty() {
+            // A single node on its local log: nobody registers, and this node hosts everything.
+            vec![self.node_id]
+        } else {
+            live
+        }
+    }
+
+    /// A producer id never handed out before, in this process or an earlier one.
+    pub async fn allocate_producer_id(&self) -> Result<i64, Error> {
+        {
+            let mut ids = self.metadata.producer_ids.lock();
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let _w = self.metadata.write_lock().await;
+        let reserved = {
+            let ids = self.metadata.producer_ids.lock();
+            ids.1
+        };
+        let start = self.metadata.image().next_producer_id.max(reserved);
+        self.propose(vec![MetadataRecord::ProducerIdsAllocated {
+            next: start + PRODUCER_ID_BLOCK,
+        }])
+        .await?;
+        let mut ids = self.metadata.producer_ids.lock();
+        *ids = (start + 1, start + PRODUCER_ID_BLOCK);
+        Ok(start)
     }
 
     /// The log settings of a topic: broker defaults with the topic's overrides on top.
@@ -206,11 +254,29 @@ impl Broker {
         Ok(merged.storage)
     }
 
+    /// The log of a partition this node leads: the only one clients may produce to or fetch from here.
     pub fn log(&self, topic: &str, partition: i32) -> Option<Arc<Mutex<Log>>> {
+        let image = self.metadata.image();
+        let meta = image.topics.get(topic)?;
+        if image.leader(meta, partition) != Some(self.node_id) {
+            return None;
+        }
         self.logs.get(&TopicPartition {
             topic: topic.to_string(),
             partition,
         })
+    }
+
+    /// Why `log` found nothing: the partition exists but another broker (or none) leads it, so the client
+    /// should refresh its metadata; or there is no such partition.
+    pub fn missing_partition_error(&self, topic: &str, partition: i32) -> i16 {
+        let image = self.metadata.image();
+        match image.topics.get(topic) {
+            Some(t) if (0..t.partitions).contains(&partition) => {
+                kafka_protocol::error::ResponseError::NotLeaderOrFollower.code()
+            }
+            _ => kafka_protocol::error::ResponseError::UnknownTopicOrPartition.code(),
+        }
     }
 }
 

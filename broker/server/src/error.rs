@@ -59,9 +59,27 @@ pub enum Error {
     /// The metadata log holds something this broker cannot read or write.
     #[error("{0}")]
     Metadata(String),
+
+    /// A metadata change reached a node that is not the active controller, and it could not be handed on.
+    #[error("{0}")]
+    NotController(String),
+
+    /// The controller quorum did not commit a change in time (no majority, or the leader changed).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl Error {
+    /// The Kafka error a client is told when a metadata change fails with this.
+    pub fn kafka_error(&self) -> kafka_protocol::error::ResponseError {
+        use kafka_protocol::error::ResponseError;
+        match self {
+            Error::NotController(_) => ResponseError::NotController,
+            Error::Timeout(_) => ResponseError::RequestTimedOut,
+            _ => ResponseError::KafkaStorageError,
+        }
+    }
+
     pub(crate) fn config(key: &str, message: impl Into<String>) -> Error {
         Error::Config {
             key: key.to_owned(),

@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod meta_properties;
 pub mod metadata;
 pub mod network;
+pub mod publisher;
 pub mod repeats;
 pub mod request_memory;
 mod zero_copy;

@@ -82,8 +82,8 @@ pub fn cluster_metadata(bytes: Vec<u8>) -> Result<Vec<String>, String> {
         ..LogConfig::default()
     };
     let log = Log::open(dir.path(), config).map_err(|e| e.to_string())?;
-    let store =
-        MetadataStore::open(Arc::new(parking_lot::Mutex::new(log))).map_err(|e| e.to_string())?;
+    let store = MetadataStore::open(Arc::new(parking_lot::Mutex::new(log)), 1)
+        .map_err(|e| e.to_string())?;
     // What the handlers read from the replayed image.
     let image = store.image();
     Ok(image

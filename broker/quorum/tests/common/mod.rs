@@ -31,6 +31,7 @@ pub fn topic(name: &str) -> MetadataBatch {
             replication_factor: 1,
             configs: BTreeMap::new(),
             internal: false,
+            assignment: vec![vec![1]],
         }],
     }
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::metadata::{METADATA_TOPIC, MetadataRecord, validate_topic_name};
+use sluice_metadata::placement;
 
 /// The most partitions one topic may have; beyond this a typo (an extra zero) costs hours of file handles.
 const MAX_PARTITIONS: i32 = 100_000;
@@ -35,12 +36,7 @@ fn msg(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.into()))
 }
 
-/// Brokers that can host replicas. Until replication exists, one.
-fn live_brokers(_broker: &Broker) -> i16 {
-    1
-}
-
-pub fn create_topics(
+pub async fn create_topics(
     broker: &Arc<Broker>,
     req: CreateTopicsRequest,
     version: i16,
@@ -110,7 +106,7 @@ pub fn create_topics(
             ));
             continue;
         }
-        let _w = broker.metadata.write_lock();
+        let _w = broker.metadata.write_lock().await;
         if let Err(e) = validate_topic_name(&name) {
             results.push(fail(result, ResponseError::InvalidTopicException, e));
             continue;
@@ -133,27 +129,39 @@ pub fn create_topics(
             ));
             continue;
         }
-        if replication <= 0 || replication > live_brokers(broker) {
+        if replication <= 0 && topic.assignments.is_empty() {
             results.push(fail(
                 result,
                 ResponseError::InvalidReplicationFactor,
-                format!(
-                    "Replication factor {replication} is invalid: it must be between 1 and the {} available brokers.",
-                    live_brokers(broker)
-                ),
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
             ));
             continue;
         }
-        if let Some(bad) = topic
-            .assignments
-            .iter()
-            .flat_map(|a| a.broker_ids.iter())
-            .find(|b| b.0 != broker.node_id)
-        {
+        let brokers = broker.placeable_brokers();
+        let assignment: Vec<Vec<i32>> = if topic.assignments.is_empty() {
+            match placement::place(&brokers, 0, partitions, replication) {
+                Ok(a) => a,
+                Err(e) => {
+                    results.push(fail(
+                        result,
+                        ResponseError::InvalidReplicationFactor,
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            topic
+                .assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        };
+        if let Some(bad) = assignment.iter().flatten().find(|b| !brokers.contains(b)) {
             results.push(fail(
                 result,
                 ResponseError::InvalidReplicaAssignment,
-                format!("Broker {} in the replica assignment does not exist.", bad.0),
+                format!("Broker {bad} in the replica assignment does not exist."),
             ));
             continue;
         }
@@ -190,33 +198,23 @@ pub fn create_topics(
             replication_factor: replication,
             configs,
             internal: false,
+            assignment,
         };
-        let created = broker.metadata.commit(&[record]).and_then(|()| {
-            let topic = broker.metadata.image().topics.get(&name).cloned();
-            match topic {
-                Some(t) => broker.create_logs(&t, 0),
-                None => Ok(()),
-            }
-        });
-        match created {
-            Ok(()) => {
+        match broker.propose(vec![record]).await {
+            Ok(_) => {
                 tracing::info!(topic = %name, partitions, "created topic");
                 if version >= 7 {
                     result.topic_id = id;
                 }
                 results.push(result);
             }
-            Err(e) => results.push(fail(
-                result,
-                ResponseError::KafkaStorageError,
-                e.to_string(),
-            )),
+            Err(e) => results.push(fail(result, e.kafka_error(), e.to_string())),
         }
     }
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub fn delete_topics(
+pub async fn delete_topics(
     broker: &Arc<Broker>,
     req: DeleteTopicsRequest,
     version: i16,
@@ -235,7 +233,7 @@ pub fn delete_topics(
     };
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
-        let _w = broker.metadata.write_lock();
+        let _w = broker.metadata.write_lock().await;
         let found = {
             let image = broker.metadata.image();
             match &name {
@@ -267,24 +265,15 @@ pub fn delete_topics(
                     result.topic_id = t.id;
                 }
                 let deleted = broker
-                    .metadata
-                    .commit(&[MetadataRecord::TopicDeleted {
+                    .propose(vec![MetadataRecord::TopicDeleted {
                         name: t.name.clone(),
                     }])
-                    .and_then(|()| {
-                        for p in 0..t.partitions {
-                            broker.logs.delete(&sluice_storage::TopicPartition {
-                                topic: t.name.clone(),
-                                partition: p,
-                            })?;
-                        }
-                        Ok(())
-                    });
+                    .await;
                 match deleted {
-                    Ok(()) => tracing::info!(topic = %t.name, "deleted topic"),
+                    Ok(_) => tracing::info!(topic = %t.name, "deleted topic"),
                     Err(e) => {
                         tracing::error!(topic = %t.name, error = %e, "deleting topic failed");
-                        result.error_code = ResponseError::KafkaStorageError.code();
+                        result.error_code = e.kafka_error().code();
                     }
                 }
             }
@@ -294,7 +283,7 @@ pub fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub fn create_partitions(
+pub async fn create_partitions(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
     _version: i16,
@@ -313,7 +302,7 @@ pub fn create_partitions(
     for topic in req.topics {
         let name = topic.name.0.as_str().to_string();
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-        let _w = broker.metadata.write_lock();
+        let _w = broker.metadata.write_lock().await;
         let current = broker.metadata.image().topics.get(&name).cloned();
         let error = match current {
             Some(_) if additional > MAX_PARTITIONS_PER_REQUEST => Some((
@@ -337,25 +326,30 @@ pub fn create_partitions(
             )),
             Some(_) if req.validate_only => None,
             Some(t) => {
-                let grown = broker
-                    .metadata
-                    .commit(&[MetadataRecord::PartitionsIncreased {
-                        name: name.clone(),
-                        partitions: topic.count,
-                    }])
-                    .and_then(|()| {
-                        let topic = broker.metadata.image().topics.get(&name).cloned();
-                        match topic {
-                            Some(new) => broker.create_logs(&new, t.partitions),
-                            None => Ok(()),
+                let replication = t.assignment.first().map_or(1, |r| r.len() as i16);
+                match placement::place(
+                    &broker.placeable_brokers(),
+                    t.partitions,
+                    topic.count - t.partitions,
+                    replication,
+                ) {
+                    Err(e) => Some((ResponseError::InvalidReplicationFactor, e.to_string())),
+                    Ok(assignment) => {
+                        let grown = broker
+                            .propose(vec![MetadataRecord::PartitionsIncreased {
+                                name: name.clone(),
+                                partitions: topic.count,
+                                assignment,
+                            }])
+                            .await;
+                        match grown {
+                            Ok(_) => {
+                                tracing::info!(topic = %name, from = t.partitions, to = topic.count, "added partitions");
+                                None
+                            }
+                            Err(e) => Some((e.kafka_error(), e.to_string())),
                         }
-                    });
-                match grown {
-                    Ok(()) => {
-                        tracing::info!(topic = %name, from = t.partitions, to = topic.count, "added partitions");
-                        None
                     }
-                    Err(e) => Some((ResponseError::KafkaStorageError, e.to_string())),
                 }
             }
         };
@@ -386,8 +380,9 @@ pub fn delete_records(
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
                     let Some(log) = broker.log(&name, p.partition_index) else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return result.with_error_code(
+                            broker.missing_partition_error(&name, p.partition_index),
+                        );
                     };
                     let mut log = log.lock();
                     let hw = log.high_watermark();
@@ -414,6 +409,7 @@ pub fn describe_cluster(
     broker: &Arc<Broker>,
     req: DescribeClusterRequest,
     version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
@@ -424,12 +420,17 @@ pub fn describe_cluster(
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(msg("controller endpoints are not exposed to clients"));
     }
-    let (host, port) = &broker.advertised;
-    resp.with_controller_id(BrokerId(broker.node_id))
-        .with_brokers(vec![
+    let brokers = broker
+        .live_endpoints(listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(broker.node_id))
-                .with_host(StrBytes::from_string(host.clone()))
-                .with_port(*port),
-        ])
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
+    resp.with_controller_id(BrokerId(broker.node_id))
+        .with_brokers(brokers)
 }

@@ -103,15 +103,14 @@ pub fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-pub fn incremental_alter_configs(
+pub async fn incremental_alter_configs(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|res| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let answer = 'answer: {
             // Kafka's success has a null message; kafka-protocol's default is "".
             let resp = AlterConfigsResourceResponse::default()
                 .with_error_message(None)
@@ -123,7 +122,7 @@ pub fn incremental_alter_configs(
                     .with_error_message(Some(StrBytes::from_string(text)))
             };
             if res.resource_type != RESOURCE_TOPIC {
-                return fail(
+                break 'answer fail(
                     ResponseError::InvalidRequest,
                     "only topic configs can be altered; broker configs are static (server.properties)".into(),
                 );
@@ -132,26 +131,28 @@ pub fn incremental_alter_configs(
             let ops = &res.configs;
             match change_topic_configs(broker, &name, req.validate_only, |current| {
                 incremental_configs(current, ops)
-            }) {
+            })
+            .await
+            {
                 Ok(()) => resp,
                 Err((code, text)) => fail(code, text),
             }
-        })
-        .collect();
+        };
+        responses.push(answer);
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 /// The legacy AlterConfigs: the given set replaces the topic's overrides whole, so any override not named
 /// goes back to the broker default (what Kafka does; aiokafka and kafka-python's admin clients still use it).
-pub fn alter_configs(
+pub async fn alter_configs(
     broker: &Arc<Broker>,
     req: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|res| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let answer = 'answer: {
             let resp = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_message(None)
                 .with_resource_type(res.resource_type)
@@ -162,7 +163,7 @@ pub fn alter_configs(
                     .with_error_message(Some(StrBytes::from_string(text)))
             };
             if res.resource_type != RESOURCE_TOPIC {
-                return fail(
+                break 'answer fail(
                     ResponseError::InvalidRequest,
                     "only topic configs can be altered; broker configs are static (server.properties)".into(),
                 );
@@ -175,27 +176,36 @@ pub fn alter_configs(
                 .map(|c| c.name.as_str())
                 .collect();
             if !nulls.is_empty() {
-                return fail(
+                break 'answer fail(
                     ResponseError::InvalidRequest,
                     format!("Null value not supported for : {}", nulls.join(", ")),
                 );
             }
             let mut seen = BTreeSet::new();
             if !res.configs.iter().all(|c| seen.insert(c.name.as_str())) {
-                return fail(ResponseError::InvalidRequest, "Error due to duplicate config keys".into());
+                break 'answer fail(
+                    ResponseError::InvalidRequest,
+                    "Error due to duplicate config keys".into(),
+                );
             }
             let configs: BTreeMap<String, String> = res
                 .configs
                 .iter()
-                .filter_map(|c| Some((c.name.as_str().to_string(), c.value.as_ref()?.as_str().to_string())))
+                .filter_map(|c| {
+                    Some((
+                        c.name.as_str().to_string(),
+                        c.value.as_ref()?.as_str().to_string(),
+                    ))
+                })
                 .collect();
             let name = res.resource_name.as_str().to_string();
-            match change_topic_configs(broker, &name, req.validate_only, |_| Ok(configs)) {
+            match change_topic_configs(broker, &name, req.validate_only, |_| Ok(configs)).await {
                 Ok(()) => resp,
                 Err((code, text)) => fail(code, text),
             }
-        })
-        .collect();
+        };
+        responses.push(answer);
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -204,13 +214,13 @@ type Refusal = (ResponseError, String);
 /// Replaces topic `name`'s overrides with what `change` makes of the current ones, after checking that the
 /// result is a valid topic config; commits it to the metadata log and applies it to the partition logs.
 /// Holding the metadata write lock throughout keeps two concurrent changes from losing one another.
-fn change_topic_configs(
+async fn change_topic_configs(
     broker: &Arc<Broker>,
     name: &str,
     validate_only: bool,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
 ) -> Result<(), Refusal> {
-    let _w = broker.metadata.write_lock();
+    let _w = broker.metadata.write_lock().await;
     let Some(topic) = broker.metadata.image().topics.get(name).cloned() else {
         return Err((
             ResponseError::UnknownTopicOrPartition,
@@ -218,24 +228,20 @@ fn change_topic_configs(
         ));
     };
     let configs = change(&topic.configs)?;
-    let log_config = broker
+    broker
         .topic_log_config(&configs)
         .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
     if validate_only || configs == topic.configs {
         return Ok(());
     }
+    // The publisher hands the new config to the partition logs.
     broker
-        .metadata
-        .commit(&[MetadataRecord::TopicConfigChanged {
+        .propose(vec![MetadataRecord::TopicConfigChanged {
             name: name.to_string(),
             configs: configs.clone(),
         }])
-        .map_err(|e| (ResponseError::KafkaStorageError, e.to_string()))?;
-    for p in 0..topic.partitions {
-        if let Some(log) = broker.log(name, p) {
-            log.lock().update_config(log_config.clone());
-        }
-    }
+        .await
+        .map_err(|e| (e.kafka_error(), e.to_string()))?;
     tracing::info!(topic = %name, configs = ?configs, "changed topic config");
     Ok(())
 }

@@ -118,10 +118,10 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
             let log = name.as_deref().and_then(|n| broker.log(n, p.partition));
             match log {
                 None => {
-                    part.error_code = if version >= 13 && name.is_none() {
-                        ResponseError::UnknownTopicId.code()
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
+                    part.error_code = match name.as_deref() {
+                        None if version >= 13 => ResponseError::UnknownTopicId.code(),
+                        None => ResponseError::UnknownTopicOrPartition.code(),
+                        Some(n) => broker.missing_partition_error(n, p.partition),
                     };
                     out.errors = true;
                 }

@@ -37,7 +37,9 @@ pub fn list_offsets(
                         resp.leader_epoch = 0;
                     }
                     let Some(log) = broker.log(&name, p.partition_index) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return resp.with_error_code(
+                            broker.missing_partition_error(&name, p.partition_index),
+                        );
                     };
                     let log = log.lock();
                     match p.timestamp {

@@ -10,14 +10,21 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::metadata::{METADATA_TOPIC, MetadataRecord, TopicMeta, validate_topic_name};
+use crate::metadata::{
+    METADATA_TOPIC, MetadataImage, MetadataRecord, TopicMeta, validate_topic_name,
+};
 use crate::repeats::first_of_each;
+use sluice_metadata::placement;
 
 /// Kafka's value for "authorized operations were not asked for".
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 
-pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(broker.node_id);
+pub async fn metadata(
+    broker: &Arc<Broker>,
+    req: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
     // v0 sends an empty list for "all topics"; v1+ sends null.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
         Some(t) if !(version == 0 && t.is_empty()) => Some(first_of_each(
@@ -34,7 +41,12 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     match requested {
         None => {
             let image = broker.metadata.image();
-            topics.extend(image.topics.values().map(|t| topic_entry(t, node, version)));
+            topics.extend(
+                image
+                    .topics
+                    .values()
+                    .map(|t| topic_entry(&image, t, version)),
+            );
         }
         Some(wanted) => {
             for (name, id) in wanted {
@@ -55,13 +67,13 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
                     }
                 };
                 let entry = match (found, name) {
-                    (Some(t), _) => topic_entry(&t, node, version),
+                    (Some(t), _) => topic_entry(&broker.metadata.image(), &t, version),
                     (None, Some(n)) => match validate_topic_name(&n) {
                         Err(_) => {
                             error_entry(Some(n), id, ResponseError::InvalidTopicException.code())
                         }
-                        Ok(()) if auto_create => match auto_create_topic(broker, &n) {
-                            Ok(t) => topic_entry(&t, node, version),
+                        Ok(()) if auto_create => match auto_create_topic(broker, &n).await {
+                            Ok(t) => topic_entry(&broker.metadata.image(), &t, version),
                             Err(code) => error_entry(Some(n), id, code),
                         },
                         Ok(()) => {
@@ -75,18 +87,24 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
         }
     }
 
-    let (host, port) = &broker.advertised;
-    let mut resp = MetadataResponse::default()
-        .with_brokers(vec![
+    let brokers = broker
+        .live_endpoints(listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()
-                .with_node_id(node)
-                .with_host(StrBytes::from_string(host.clone()))
-                .with_port(*port),
-        ])
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers)
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED);
     if version >= 1 {
-        resp.controller_id = node;
+        // Clients cannot reach KRaft controllers; Kafka names a live broker here, and so does Sluice: this one.
+        resp.controller_id = BrokerId(broker.node_id);
     }
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
@@ -94,15 +112,24 @@ pub fn metadata(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> Met
     resp
 }
 
-fn topic_entry(t: &TopicMeta, node: BrokerId, version: i16) -> MetadataResponseTopic {
+fn topic_entry(image: &MetadataImage, t: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let partitions = (0..t.partitions)
         .map(|p| {
-            MetadataResponsePartition::default()
+            let replicas: Vec<BrokerId> = t.replicas(p).iter().map(|b| BrokerId(*b)).collect();
+            let entry = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(node)
                 .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(replicas);
+            match image.leader(t, p) {
+                // Until replication, the leader is the only replica with the data: the ISR is the leader.
+                Some(leader) => entry
+                    .with_leader_id(BrokerId(leader))
+                    .with_isr_nodes(vec![BrokerId(leader)]),
+                None => entry
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(vec![]),
+            }
         })
         .collect();
     let mut entry = MetadataResponseTopic::default()
@@ -125,24 +152,28 @@ fn error_entry(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTop
 }
 
 /// Create a topic a client asked metadata for, with the broker's defaults (`auto.create.topics.enable`).
-fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16> {
-    let _w = broker.metadata.write_lock();
+async fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16> {
+    let _w = broker.metadata.write_lock().await;
     if let Some(t) = broker.metadata.image().topics.get(name) {
         return Ok(t.clone());
     }
+    let partitions = broker.config.num_partitions;
+    let replication = broker.config.default_replication_factor;
+    let assignment = placement::place(&broker.placeable_brokers(), 0, partitions, replication)
+        .map_err(|_| ResponseError::InvalidReplicationFactor.code())?;
     let record = MetadataRecord::TopicCreated {
         name: name.to_string(),
         id: Uuid::new_v4(),
-        partitions: broker.config.num_partitions,
-        replication_factor: 1,
+        partitions,
+        replication_factor: replication,
         configs: BTreeMap::new(),
         internal: false,
+        assignment,
     };
-    let storage_error = |e: crate::error::Error| {
+    if let Err(e) = broker.propose(vec![record]).await {
         tracing::error!(topic = name, error = %e, "auto-creating topic failed");
-        ResponseError::KafkaStorageError.code()
-    };
-    broker.metadata.commit(&[record]).map_err(storage_error)?;
+        return Err(e.kafka_error().code());
+    }
     let topic = broker
         .metadata
         .image()
@@ -150,7 +181,6 @@ fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16> {
         .get(name)
         .cloned()
         .ok_or(ResponseError::UnknownServerError.code())?;
-    broker.create_logs(&topic, 0).map_err(storage_error)?;
     tracing::info!(
         topic = name,
         partitions = topic.partitions,

@@ -47,7 +47,9 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(sluice_protocol::api_versions_response(0))
         }
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::metadata(broker, r, v)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::metadata(broker, r, v, &conn.listener).await)
+        }
         RequestKind::Produce(r) => match produce::produce(broker, r, v).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Response::None,
@@ -61,7 +63,7 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             ResponseKind::ListOffsets(list_offsets::list_offsets(broker, r, v))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(produce::init_producer_id(broker, r, v))
+            ResponseKind::InitProducerId(produce::init_producer_id(broker, r, v).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, v))
@@ -93,29 +95,29 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             ResponseKind::DeleteGroups(broker.groups.delete_groups(r, v).await)
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(broker, r, v))
+            ResponseKind::CreateTopics(admin::create_topics(broker, r, v).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v))
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r, v))
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r, v).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(admin::delete_records(broker, r, v))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v))
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v, &conn.listener))
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe_configs(broker, r, v))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(configs::alter_configs(broker, r, v))
+            ResponseKind::AlterConfigs(configs::alter_configs(broker, r, v).await)
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(broker, r, v))
-        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(broker, r, v).await,
+        ),
         // The version table in sluice-protocol lets through only the APIs above, so this is a bug; answer with
         // an error rather than take the connection down.
         _ => {

@@ -83,7 +83,7 @@ pub async fn produce(
                     }
                 }
             } else {
-                resp.error_code = ResponseError::UnknownTopicOrPartition.code();
+                resp.error_code = broker.missing_partition_error(&name, p.index);
             }
             // Fields this version does not carry must stay at their defaults or the encoder refuses them.
             if version < 5 {
@@ -135,7 +135,7 @@ fn record_errors(e: &StorageError) -> Vec<BatchIndexAndErrorMessage> {
 
 /// Idempotent producers get a fresh id (or, v3+, a bumped epoch for the id they have). Transactions are not
 /// supported yet, so a transactional id is refused.
-pub fn init_producer_id(
+pub async fn init_producer_id(
     broker: &Broker,
     req: InitProducerIdRequest,
     _version: i16,
@@ -152,11 +152,11 @@ pub fn init_producer_id(
             .with_producer_id(req.producer_id)
             .with_producer_epoch(req.producer_epoch + 1);
     }
-    match broker.metadata.allocate_producer_id() {
+    match broker.allocate_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!(error = %e, "cannot allocate a producer id");
-            resp.with_error_code(ResponseError::KafkaStorageError.code())
+            resp.with_error_code(e.kafka_error().code())
         }
     }
 }

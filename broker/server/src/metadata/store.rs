@@ -5,65 +5,92 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock};
 use sluice_storage::Log;
 
 use super::{MetadataImage, MetadataRecord};
 use crate::error::Error;
 
-/// How many producer ids one metadata write reserves.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
 /// The metadata log and the image it produces.
 pub struct MetadataStore {
-    image: RwLock<MetadataImage>,
+    /// Replaced whole by each change: readers hold an `Arc` of the version they started with.
+    image: RwLock<Arc<MetadataImage>>,
     log: Arc<Mutex<Log>>,
     /// Held from validation to commit so two conflicting changes cannot both pass validation.
-    writer: Mutex<()>,
+    writer: tokio::sync::Mutex<()>,
     /// Producer ids reserved by the last block write and not yet handed out: (next, end).
-    producer_ids: Mutex<(i64, i64)>,
+    pub(crate) producer_ids: Mutex<(i64, i64)>,
+}
+
+/// Records written before replicas were placed name none: on a single node, every partition is this node's.
+fn place_on_self(record: &mut MetadataRecord, image: &MetadataImage, node_id: i32) {
+    match record {
+        MetadataRecord::TopicCreated {
+            partitions,
+            assignment,
+            ..
+        } if assignment.is_empty() => {
+            *assignment = vec![vec![node_id]; usize::try_from(*partitions).unwrap_or(0)];
+        }
+        MetadataRecord::PartitionsIncreased {
+            name,
+            partitions,
+            assignment,
+        } if assignment.is_empty() => {
+            let current = image.topics.get(name).map_or(0, |t| t.partitions);
+            let added = usize::try_from(*partitions - current).unwrap_or(0);
+            *assignment = vec![vec![node_id]; added];
+        }
+        _ => {}
+    }
 }
 
 impl MetadataStore {
     /// Replay the metadata log into a fresh image.
-    pub fn open(log: Arc<Mutex<Log>>) -> Result<Self, Error> {
+    pub fn open(log: Arc<Mutex<Log>>, node_id: i32) -> Result<Self, Error> {
         let mut image = MetadataImage::default();
         log.lock().replay(&mut |record| {
             let Some(value) = record.value else {
                 return Ok(());
             };
-            let parsed: MetadataRecord = serde_json::from_slice(value).map_err(|e| {
+            let mut parsed: MetadataRecord = serde_json::from_slice(value).map_err(|e| {
                 Error::Metadata(format!(
                     "metadata record at offset {} is unreadable: {e}",
                     record.offset
                 ))
             })?;
-            image.apply(&parsed);
+            place_on_self(&mut parsed, &image, node_id);
+            image.apply_at(&parsed, record.offset);
             Ok::<(), Error>(())
         })?;
         let next = image.next_producer_id;
         Ok(MetadataStore {
-            image: RwLock::new(image),
+            image: RwLock::new(Arc::new(image)),
             log,
-            writer: Mutex::new(()),
+            writer: tokio::sync::Mutex::new(()),
             producer_ids: Mutex::new((next, next)),
         })
     }
 
-    pub fn image(&self) -> RwLockReadGuard<'_, MetadataImage> {
-        self.image.read()
+    /// The current image. Cheap: an `Arc` of an immutable version.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().clone()
     }
 
     /// Take before validating a change against the image; commit while holding it.
-    pub fn write_lock(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock()
+    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
     }
 
-    /// Make `records` durable (appended and fsynced), then apply them. Metadata changes are rare, so every one
-    /// is synced whatever the log flush policy says.
-    pub fn commit(&self, records: &[MetadataRecord]) -> Result<(), Error> {
+    /// Make `records` durable (appended and fsynced), then apply them; answers the image before and after.
+    /// Metadata changes are rare, so every one is synced whatever the log flush policy says.
+    pub fn commit(
+        &self,
+        records: &[MetadataRecord],
+    ) -> Result<(Arc<MetadataImage>, Arc<MetadataImage>), Error> {
+        let before = self.image();
         if records.is_empty() {
-            return Ok(());
+            return Ok((before.clone(), before));
         }
         let now = now_ms();
         let encoded: Vec<Record> = records
@@ -99,34 +126,22 @@ impl MetadataStore {
             },
         )
         .map_err(|e| Error::Metadata(format!("cannot encode metadata batch: {e}")))?;
-        {
+        let base = {
             let mut log = self.log.lock();
+            let base = log.log_end_offset();
             log.append(&buf, 0, now)?;
             let end = log.log_end_offset();
             log.set_high_watermark(end);
             log.flush()?;
+            base
+        };
+        let mut image = (*before).clone();
+        for (i, r) in records.iter().enumerate() {
+            image.apply_at(r, base + i as i64);
         }
-        let mut image = self.image.write();
-        for r in records {
-            image.apply(r);
-        }
-        Ok(())
-    }
-
-    /// A producer id never handed out before, in this process or an earlier one.
-    pub fn allocate_producer_id(&self) -> Result<i64, Error> {
-        let mut ids = self.producer_ids.lock();
-        if ids.0 >= ids.1 {
-            let _w = self.write_lock();
-            let start = self.image().next_producer_id.max(ids.1);
-            self.commit(&[MetadataRecord::ProducerIdsAllocated {
-                next: start + PRODUCER_ID_BLOCK,
-            }])?;
-            *ids = (start, start + PRODUCER_ID_BLOCK);
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
+        let after = Arc::new(image);
+        *self.image.write() = after.clone();
+        Ok((before, after))
     }
 }
 

@@ -1,0 +1,364 @@
+"""A cluster of N combined nodes (`process.roles=broker,controller`) for e2e/cluster, built from the
+single-broker harness of e2e/broker (`harness.SluiceBroker` / `harness.KafkaBroker`, picked by
+`SLUICE_PEER`): node ids 1..N, each with a PLAINTEXT client listener and a CONTROLLER listener on free
+loopback ports, and the same static `controller.quorum.voters` on every node. Kafka's nodes are all
+formatted with one cluster id; Sluice's get it as `cluster.id` and format themselves.
+
+Also here: a raw Metadata v12 request (cluster id, brokers, topics with ids), so that "node X lists Y"
+is asked of node X alone, and Kafka's own `kafka-metadata-quorum` tool (`leader_id()`,
+`replication()`), which goes through DescribeQuorum on a broker listener.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import harness
+import kwire
+from harness import Broker, BrokerError, KafkaBroker
+
+# Kafka needs a while to form a quorum and register three brokers on two cores.
+READY_TIMEOUT_S = float(os.environ.get("E2E_CLUSTER_READY_TIMEOUT", "60"))
+KAFKA_NODE_HEAP = os.environ.get("E2E_CLUSTER_KAFKA_HEAP", "384m")
+TOOL_TIMEOUT_S = 40.0
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
+    """Poll `predicate` until it returns something truthy (returned); raise TimeoutError with the
+    last value or exception it produced."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last = value
+        except Exception as e:  # noqa: BLE001 - a probe failing is "not yet"
+            last = e
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+# -- Metadata v12 over a raw socket ---------------------------------------------------------------
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    topic_id: str  # hex of the 16 bytes
+    error_code: int
+    partitions: dict[int, int]  # partition index -> leader id (-1: none)
+
+
+@dataclass
+class ClusterMetadata:
+    cluster_id: str | None
+    controller_id: int
+    brokers: dict[int, tuple[str, int]]  # node id -> (host, port)
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+
+
+def _compact_array_len(r: kwire.Reader) -> int:
+    n = r.uvarint()
+    return -1 if n == 0 else n - 1
+
+
+def _compact_string(r: kwire.Reader) -> str | None:
+    n = r.uvarint()
+    return None if n == 0 else r.take(n - 1).decode(errors="replace")
+
+
+def metadata(bootstrap: str, timeout: float = 5.0) -> ClusterMetadata:
+    """Metadata v12 for all topics, asked of exactly the node at `bootstrap`."""
+    header = kwire.request_header(kwire.API_METADATA, 12, 1, "sluice-e2e-cluster", flexible=True)
+    # topics: null compact array (= all), allow_auto_topic_creation false,
+    # include_topic_authorized_operations false, no tagged fields.
+    body = bytes([0]) + bytes([0, 0]) + bytes([0])
+    with kwire.connect(bootstrap, timeout=timeout) as sock:
+        sock.sendall(kwire.frame(header + body))
+        r = kwire.Reader(kwire.recv_frame(sock))
+    if r.int32() != 1:
+        raise kwire.ProtocolError("correlation id mismatch")
+    r.skip_tagged_fields()  # response header v1
+    r.int32()  # throttle
+    brokers = {}
+    for _ in range(_compact_array_len(r)):
+        node_id = r.int32()
+        host = _compact_string(r) or ""
+        port = r.int32()
+        _compact_string(r)  # rack
+        r.skip_tagged_fields()
+        brokers[node_id] = (host, port)
+    cluster_id = _compact_string(r)
+    controller_id = r.int32()
+    topics = {}
+    for _ in range(_compact_array_len(r)):
+        error_code = r.int16()
+        name = _compact_string(r)
+        topic_id = r.take(16).hex()
+        r.int8()  # is_internal
+        partitions = {}
+        for _ in range(_compact_array_len(r)):
+            r.int16()  # error code
+            index = r.int32()
+            leader = r.int32()
+            r.int32()  # leader epoch
+            for _ in range(3):  # replicas, isr, offline replicas
+                for _ in range(_compact_array_len(r)):
+                    r.int32()
+            r.skip_tagged_fields()
+            partitions[index] = leader
+        r.int32()  # topic authorized operations
+        r.skip_tagged_fields()
+        if name is not None:
+            topics[name] = TopicInfo(name, topic_id, error_code, partitions)
+    r.skip_tagged_fields()
+    return ClusterMetadata(cluster_id, controller_id, brokers, topics)
+
+
+# -- the cluster ----------------------------------------------------------------------------------
+
+
+class Cluster:
+    """N combined nodes, ids 1..N; `nodes[i - 1]` is node i (a harness.Broker, with its own
+    start/stop/kill9/restart, ports and data dir, all kept across restarts)."""
+
+    def __init__(
+        self,
+        name: str,
+        log_dir: Path,
+        size: int = 3,
+        session_timeout_ms: int = 4000,
+        heartbeat_interval_ms: int = 500,
+        extra_config: dict[str, object] | None = None,
+    ):
+        self.peer = harness.peer_name()
+        self.cluster_id = harness.random_cluster_id()
+        self.session_timeout_ms = session_timeout_ms
+        self.work_dir = Path(tempfile.mkdtemp(prefix=f"sluice-e2e-cluster-{name}-"))
+        self.nodes: list[Broker] = []
+        for i in range(1, size + 1):
+            node = harness.make_broker(f"node-{i}", log_dir)
+            node.node_id = i
+            node.cluster_id = self.cluster_id
+            if isinstance(node, KafkaBroker):
+                node.heap = KAFKA_NODE_HEAP
+            self.nodes.append(node)
+        # Every port is known only now, so the voters (the same on every node) are set last.
+        self.voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        for node in self.nodes:
+            node.extra_config = {
+                "controller.quorum.voters": self.voters,
+                "inter.broker.listener.name": "PLAINTEXT",
+                "broker.session.timeout.ms": str(session_timeout_ms),
+                "broker.heartbeat.interval.ms": str(heartbeat_interval_ms),
+                **({"cluster.id": self.cluster_id} if self.peer == "sluice" else {}),
+                **{k: str(v) for k, v in (extra_config or {}).items()},
+            }
+
+    def node(self, node_id: int) -> Broker:
+        return self.nodes[node_id - 1]
+
+    def live(self) -> list[Broker]:
+        return [n for n in self.nodes if n.is_alive()]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    # -- processes ---------------------------------------------------------------------------------
+
+    def start(self, node_ids: list[int] | None = None, timeout: float = READY_TIMEOUT_S) -> None:
+        """Start these nodes (default: all) at once, then wait until every live node lists every
+        live node (a node of a KRaft cluster is only ready once a majority of voters runs)."""
+        for i in node_ids or [n.node_id for n in self.nodes]:
+            self.node(i).start(wait=False)
+        self.wait_ready(timeout)
+
+    def restart(self, node_ids: list[int], timeout: float = READY_TIMEOUT_S) -> None:
+        for i in node_ids:
+            self.node(i).stop()
+        self.start(node_ids, timeout)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        live = self.live()
+        want = {n.node_id: ("127.0.0.1", n.port) for n in live}
+
+        def ready():
+            for n in self.nodes:
+                if n.proc is not None and n.proc.poll() is not None:
+                    rc = n.proc.returncode
+                    n.proc = None
+                    raise BrokerError(f"node {n.node_id} exited with status {rc} during start-up\n{n.log_tail()}")
+            return all(metadata(n.bootstrap, timeout=3).brokers == want for n in live)
+
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                if ready():
+                    for n in live:
+                        n._note(f"cluster ready: nodes {sorted(want)}")
+                    return
+            except BrokerError:
+                raise
+            except (OSError, kwire.ProtocolError) as e:
+                last = e
+            time.sleep(0.3)
+        seen = {}
+        for n in live:
+            try:
+                seen[n.node_id] = sorted(metadata(n.bootstrap, timeout=3).brokers)
+            except (OSError, kwire.ProtocolError) as e:
+                seen[n.node_id] = repr(e)
+        raise BrokerError(
+            f"cluster not ready within {timeout}s: want every live node to list {sorted(want)}, "
+            f"they list {seen} (last error {last!r})\n" + "\n".join(n.log_tail(40) for n in live)
+        )
+
+    def stop_all(self, timeout: float = 30.0) -> list[int]:
+        """SIGTERM every live node at once and wait; nodes still running after `timeout` are killed
+        (returned). One at a time would hang: Kafka's last node waits for a quorum that is gone."""
+        running = self.live()
+        for n in running:
+            n._note("stopping with SIGTERM (whole cluster)")
+            n.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        killed = []
+        for n in running:
+            try:
+                rc = n.proc.wait(max(0.1, deadline - time.monotonic()))
+                n._note(f"exited with status {rc}")
+            except subprocess.TimeoutExpired:
+                n._note(f"still running {timeout}s after SIGTERM: SIGKILL")
+                n.proc.kill()
+                n.proc.wait(10)
+                killed.append(n.node_id)
+            n.proc = None
+        return killed
+
+    def cleanup(self) -> None:
+        """Stop every node and delete the data dirs (logs stay in the log dir)."""
+        try:
+            self.stop_all()
+        finally:
+            for n in self.nodes:
+                if n.proc is not None and n.proc.poll() is None:
+                    n.proc.kill()
+                    n.proc.wait(10)
+                n.proc = None
+                n.cleanup()
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    # -- Kafka's kafka-metadata-quorum tool ----------------------------------------------------------
+
+    def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S) -> str:
+        """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS` (Kafka's own tool, from the jars
+        the harness resolves, against either peer); returns its stdout, raises if it fails."""
+        via = via or self.live()[0]
+        log4j = self.work_dir / "tool-log4j2.properties"
+        if not log4j.exists():
+            log4j.write_text("status = error\nrootLogger.level = ERROR\n")
+        # Bounded requests: the tool's default waits a minute for a quorum that is not there.
+        config = self.work_dir / "tool.properties"
+        if not config.exists():
+            config.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n")
+        cmd = [
+            "java",
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            KafkaBroker.classpath(),
+            "org.apache.kafka.tools.MetadataQuorumCommand",
+            "--bootstrap-server",
+            via.bootstrap,
+            "--command-config",
+            str(config),
+            *args,
+        ]
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise BrokerError(
+                f"kafka-metadata-quorum {' '.join(args)} via node {via.node_id} failed ({proc.returncode}):\n"
+                f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+            )
+        return proc.stdout
+
+    def quorum_status(self, via: Broker | None = None) -> dict[str, str]:
+        """`describe --status` as {field: value}, e.g. LeaderId, LeaderEpoch, CurrentVoters."""
+        out = self.quorum_tool("describe", "--status", via=via)
+        return {m.group(1): m.group(2).strip() for m in re.finditer(r"^(\w+):\s*(.*)$", out, re.M)}
+
+    def leader_id(self, via: Broker | None = None) -> int:
+        """The active controller, as Kafka's tool reports it (LeaderId)."""
+        status = self.quorum_status(via)
+        if "LeaderId" not in status:
+            raise BrokerError(f"no LeaderId in kafka-metadata-quorum describe --status: {status}")
+        return int(status["LeaderId"])
+
+    def replication(self, via: Broker | None = None) -> list[dict[str, str]]:
+        """`describe --replication` as one dict per row (NodeId, LogEndOffset, Lag, Status, ...)."""
+        lines = [l for l in self.quorum_tool("describe", "--replication", via=via).splitlines() if l.strip()]
+        header = lines[0].split()
+        rows = [dict(zip(header, l.split())) for l in lines[1:]]
+        if not rows or "NodeId" not in header:
+            raise BrokerError(f"unexpected kafka-metadata-quorum describe --replication output: {lines}")
+        return rows
+
+
+# -- CreateTopics over a raw socket -----------------------------------------------------------------
+
+API_CREATE_TOPICS = 19
+
+
+@dataclass
+class CreateTopicResult:
+    name: str
+    error_code: int
+    error_message: str | None
+    seconds: float  # how long the node took to answer
+
+
+def create_topic_raw(bootstrap: str, name: str, partitions: int = 1, replication_factor: int = 1,
+                     timeout_ms: int = 10000, socket_timeout: float = 60.0) -> CreateTopicResult:
+    """CreateTopics v7 for one topic, sent to exactly the node at `bootstrap` (a client library would
+    send it to whichever broker its metadata names as controller)."""
+    header = kwire.request_header(API_CREATE_TOPICS, 7, 1, "sluice-e2e-cluster", flexible=True)
+    raw_name = name.encode()
+    topic = (
+        kwire._uvarint(len(raw_name) + 1) + raw_name
+        + struct.pack(">ih", partitions, replication_factor)
+        + kwire._uvarint(1)  # assignments: empty
+        + kwire._uvarint(1)  # configs: empty
+        + kwire._uvarint(0)  # tagged fields
+    )
+    body = kwire._uvarint(2) + topic + struct.pack(">ib", timeout_ms, 0) + kwire._uvarint(0)
+    start = time.monotonic()
+    with kwire.connect(bootstrap, timeout=socket_timeout) as sock:
+        sock.sendall(kwire.frame(header + body))
+        r = kwire.Reader(kwire.recv_frame(sock))
+    took = time.monotonic() - start
+    if r.int32() != 1:
+        raise kwire.ProtocolError("correlation id mismatch")
+    r.skip_tagged_fields()
+    r.int32()  # throttle
+    if _compact_array_len(r) != 1:
+        raise kwire.ProtocolError("CreateTopics answered for other than one topic")
+    got = _compact_string(r) or ""
+    r.take(16)  # topic id
+    error_code = r.int16()
+    message = _compact_string(r)
+    return CreateTopicResult(got, error_code, message, took)
