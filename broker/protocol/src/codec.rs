@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::error::ProtocolError;
-use crate::versions::supported_versions;
+use crate::versions::Surface;
 
 /// Kafka's UNSUPPORTED_VERSION error code.
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -22,9 +22,14 @@ pub struct Request {
     pub body: RequestKind,
 }
 
-/// Decode one frame into a request, checking the API and version against what this broker serves before
-/// touching the body.
-pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
+/// Decode one frame into a request, checking the API and version against what a client listener serves
+/// before touching the body.
+pub fn parse_request(frame: Bytes) -> Result<Request, ProtocolError> {
+    parse_request_on(Surface::Client, frame)
+}
+
+/// As `parse_request`, against what the listener `surface` serves.
+pub fn parse_request_on(surface: Surface, mut frame: Bytes) -> Result<Request, ProtocolError> {
     // api key, api version, correlation id: the part of every header version we must read before anything else.
     if frame.len() < 8 {
         return Err(ProtocolError::TooShort(frame.len()));
@@ -39,7 +44,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
         api_key: raw_key,
         correlation_id,
     })?;
-    let Some((min, max)) = supported_versions(api_key) else {
+    let Some((min, max)) = surface.versions(api_key) else {
         return Err(ProtocolError::UnknownApiKey {
             api_key: raw_key,
             correlation_id,

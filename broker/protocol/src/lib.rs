@@ -10,7 +10,7 @@ pub mod error;
 pub mod fetch;
 pub mod versions;
 
-pub use codec::{Request, encode_response, error_response, parse_request};
+pub use codec::{Request, encode_response, error_response, parse_request, parse_request_on};
 pub use error::ProtocolError;
 pub use fetch::{FetchPartition, FetchResponseLayout, FetchTopic, Piece};
-pub use versions::{api_versions_response, supported_versions};
+pub use versions::{Surface, api_versions_response, api_versions_response_on, supported_versions};

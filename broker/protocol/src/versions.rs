@@ -35,18 +35,57 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
-/// The (lowest, highest) version served for `key`, or `None` when the API is not served at all.
-pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|&(_, min, max)| (min, max))
+/// What the controller listener serves: Kafka's controller APIs that brokers send to the active controller
+/// (registration, heartbeats, forwarded admin requests), and ApiVersions. The quorum's own Raft messages use
+/// private keys routed before this table (`sluice_quorum::rpc`).
+pub const CONTROLLER_SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::Envelope, 0, 0),
+    (ApiKey::BrokerRegistration, 0, 4),
+    (ApiKey::BrokerHeartbeat, 0, 1),
+    (ApiKey::AllocateProducerIds, 0, 0),
+];
+
+/// Which listener a request came in on: each serves its own APIs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    Client,
+    Controller,
 }
 
-/// The ApiVersions answer. `error_code` is 0, or UNSUPPORTED_VERSION (35) for the KIP-511 fallback, where the
-/// answer is encoded as v0 so that a client newer than us can still read which versions we have.
+impl Surface {
+    fn table(self) -> &'static [(ApiKey, i16, i16)] {
+        match self {
+            Surface::Client => SUPPORTED,
+            Surface::Controller => CONTROLLER_SUPPORTED,
+        }
+    }
+
+    /// The (lowest, highest) version served for `key` here, or `None` when the API is not served here.
+    pub fn versions(self, key: ApiKey) -> Option<(i16, i16)> {
+        self.table()
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|&(_, min, max)| (min, max))
+    }
+}
+
+/// The (lowest, highest) version a client listener serves for `key`, or `None` when it is not served at all.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    Surface::Client.versions(key)
+}
+
+/// The ApiVersions answer of a client listener. `error_code` is 0, or UNSUPPORTED_VERSION (35) for the
+/// KIP-511 fallback, where the answer is encoded as v0 so that a client newer than us can still read which
+/// versions we have.
 pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
-    let api_keys = SUPPORTED
+    api_versions_response_on(Surface::Client, error_code)
+}
+
+/// The ApiVersions answer of one listener.
+pub fn api_versions_response_on(surface: Surface, error_code: i16) -> ApiVersionsResponse {
+    let api_keys = surface
+        .table()
         .iter()
         .map(|&(key, min, max)| {
             ApiVersion::default()
@@ -67,7 +106,7 @@ mod tests {
 
     #[test]
     fn every_advertised_range_is_decodable_by_kafka_protocol() {
-        for &(key, min, max) in SUPPORTED {
+        for &(key, min, max) in SUPPORTED.iter().chain(CONTROLLER_SUPPORTED) {
             let VersionRange {
                 min: lib_min,
                 max: lib_max,

@@ -80,6 +80,7 @@ pub enum ProposeError {
 pub struct QuorumNode {
     raft: Raft<Quorum>,
     state: StateMachine,
+    images: watch::Receiver<Arc<MetadataImage>>,
     identity: Arc<RwLock<Identity>>,
     timing: Timing,
 }
@@ -107,7 +108,10 @@ impl QuorumNode {
         }
         .validate()
         .map_err(raft_error)?;
-        let log = LogStore::open(&settings.dir, settings.log.clone())?;
+        let mut log = LogStore::open(&settings.dir, settings.log.clone())?;
+        let committed = openraft::storage::RaftLogStorage::read_committed(&mut log)
+            .await
+            .map_err(raft_error)?;
         let state = StateMachine::open(&settings.dir)?;
         let identity = Arc::new(RwLock::new(Identity {
             node_id: settings.node_id,
@@ -126,9 +130,19 @@ impl QuorumNode {
         )
         .await
         .map_err(raft_error)?;
+        // Everything this node knew committed is applied before anyone reads the image: a broker that
+        // reconciled its logs against a half-replayed image would delete partitions that exist.
+        if let Some(committed) = committed {
+            raft.wait(Some(Duration::from_secs(60)))
+                .applied_index_at_least(Some(committed.index), "replay of the committed metadata")
+                .await
+                .map_err(raft_error)?;
+        }
+        let images = state.subscribe().await;
         let node = QuorumNode {
             raft,
             state,
+            images,
             identity,
             timing,
         };
@@ -140,9 +154,31 @@ impl QuorumNode {
                 .iter()
                 .map(|(id, address)| (*id, BasicNode::new(address)))
                 .collect();
-            match node.raft.initialize(members).await {
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(raft_error(e)),
+            // Every voter started at once and standing at once splits the vote, round after round. So the
+            // lowest id proposes the membership (and stands) first; each other voter waits its turn and does
+            // so only if nobody has reached it by then, which keeps a quorum whose first voter is down from
+            // never forming.
+            let rank = settings
+                .voters
+                .keys()
+                .position(|id| *id == settings.node_id)
+                .unwrap_or(0) as u64;
+            let raft = node.raft.clone();
+            let wait = Duration::from_millis(rank * 2 * settings.timing.election_timeout_max_ms);
+            let initialize = async move {
+                tokio::time::sleep(wait).await;
+                if raft.is_initialized().await.unwrap_or(true) {
+                    return;
+                }
+                match raft.initialize(members).await {
+                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => tracing::warn!(error = %e, "proposing the initial voters failed"),
+                }
+            };
+            if rank == 0 {
+                initialize.await;
+            } else {
+                tokio::spawn(initialize);
             }
         }
         Ok(node)
@@ -157,6 +193,13 @@ impl QuorumNode {
             Ok(identity) => identity.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Whether this node leads, and in which term (Kafka's epoch).
+    pub fn leadership(&self) -> (bool, u64) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (m.state == ServerState::Leader, m.current_term)
     }
 
     /// The active controller as this node knows it.
@@ -174,8 +217,13 @@ impl QuorumNode {
     }
 
     /// Every image this node applies, newest last.
-    pub async fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.state.subscribe().await
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.clone()
+    }
+
+    /// The image this node applied last.
+    pub fn published_image(&self) -> Arc<MetadataImage> {
+        self.images.borrow().clone()
     }
 
     /// The underlying Raft, for what this type does not wrap yet (membership changes, snapshots).

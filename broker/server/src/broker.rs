@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
+use sluice_quorum::{MetadataBatch, ProposeError};
 use sluice_storage::{Log, LogConfig, LogManager, StoredRecord, TopicPartition};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,6 +18,7 @@ use crate::error::Error;
 use crate::fetch_waiters::FetchWaiters;
 use crate::group::{GroupConfig, GroupCoordinator, GroupError, OffsetLog};
 use crate::meta_properties;
+use crate::metadata;
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore};
 use crate::network;
 use crate::publisher;
@@ -25,7 +27,11 @@ use crate::request_memory::RequestMemory;
 pub use crate::metadata::now_ms;
 
 /// How many producer ids one metadata write reserves.
-const PRODUCER_ID_BLOCK: i64 = 1000;
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// How long a metadata change may take to commit through the quorum (cut short by the quorum when it has no
+/// majority).
+const METADATA_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler can reach.
 pub struct Broker {
@@ -41,6 +47,10 @@ pub struct Broker {
     pub advertised: (String, i32),
     /// Request bytes held across all connections (`queued.max.request.bytes`).
     pub request_memory: RequestMemory,
+    /// The controller service, on a node that is a voter of a controller quorum.
+    pub controller: Option<Arc<crate::controller::Controller>>,
+    /// The way to the active controller, on a node whose metadata is the quorum's.
+    pub channel: Option<crate::controller_channel::ControllerChannel>,
     /// Compressed produce batches being validated at once. A decoder's memory is set by the batch's own
     /// header (zstd's window, up to 16 MiB, lz4's block size, up to 4 MiB), not by its size, so without a
     /// bound a crowd of connections sending tiny compressed batches would cost that much each. Validation is
@@ -57,6 +67,15 @@ impl Broker {
     /// Format the data directories if they are empty, recover the logs, replay the metadata, and make sure every
     /// partition the metadata names has a log.
     pub fn open(config: BrokerConfig, cluster_id: Option<&str>) -> Result<Arc<Broker>, Error> {
+        Self::open_with(config, cluster_id, None)
+    }
+
+    /// As `open`, with the metadata from `quorum` (already started) instead of a local log.
+    fn open_with(
+        config: BrokerConfig,
+        cluster_id: Option<&str>,
+        quorum: Option<Arc<sluice_quorum::QuorumNode>>,
+    ) -> Result<Arc<Broker>, Error> {
         let dirs = config.log_dirs.clone();
         let meta = meta_properties::ensure_formatted(
             &dirs,
@@ -64,21 +83,51 @@ impl Broker {
             cluster_id.or(config.cluster_id.as_deref()),
         )?;
         let defaults = config.log.storage.clone();
-        let logs = Arc::new(LogManager::open(&dirs, defaults.clone())?);
-
-        let metadata_log = logs.get_or_create(
-            &TopicPartition {
-                topic: METADATA_TOPIC.into(),
-                partition: 0,
-            },
-            LogConfig {
-                retention_ms: None,
-                retention_bytes: None,
-                segment_bytes: 64 << 20,
-                ..defaults.clone()
-            },
-        )?;
-        let metadata = MetadataStore::open(metadata_log, config.node_id)?;
+        let (logs, metadata) = match &quorum {
+            None => {
+                let logs = Arc::new(LogManager::open(&dirs, defaults.clone())?);
+                let metadata_log = logs.get_or_create(
+                    &TopicPartition {
+                        topic: METADATA_TOPIC.into(),
+                        partition: 0,
+                    },
+                    LogConfig {
+                        retention_ms: None,
+                        retention_bytes: None,
+                        segment_bytes: 64 << 20,
+                        ..defaults.clone()
+                    },
+                )?;
+                (logs, MetadataStore::open(metadata_log, config.node_id)?)
+            }
+            Some(node) => {
+                let logs = Arc::new(LogManager::open_except(
+                    &dirs,
+                    defaults.clone(),
+                    Some(METADATA_TOPIC),
+                )?);
+                let image = node.published_image();
+                (logs, MetadataStore::raft(node.clone(), image))
+            }
+        };
+        let (controller, channel) = match &quorum {
+            None => (None, None),
+            Some(_) => {
+                let voters = config
+                    .controller_quorum_voters
+                    .iter()
+                    .map(|v| (v.id, crate::config::join_host_port(&v.host, v.port)))
+                    .collect();
+                (
+                    config.process_roles.controller.then(|| {
+                        Arc::new(crate::controller::Controller::new(
+                            config.broker_session_timeout_ms,
+                        ))
+                    }),
+                    Some(crate::controller_channel::ControllerChannel::new(voters)),
+                )
+            }
+        };
 
         // A controller-only node has no client listener; it names itself by its controller listener.
         let advertised = if config.process_roles.broker {
@@ -126,10 +175,15 @@ impl Broker {
             fetch_waiters: FetchWaiters::default(),
             advertised,
             request_memory: RequestMemory::new(config_queued_max),
+            controller,
+            channel,
             decompressions: tokio::sync::Semaphore::new(decompression_slots()),
         });
         if broker.config.process_roles.broker {
-            broker.ensure_offsets_topic()?;
+            // On a quorum, the offsets topic is created through the controller on first use (FindCoordinator).
+            if broker.metadata.quorum().is_none() {
+                broker.ensure_offsets_topic()?;
+            }
             publisher::reconcile(&broker, &broker.metadata.image())?;
             broker
                 .groups
@@ -140,12 +194,9 @@ impl Broker {
         Ok(broker)
     }
 
-    fn ensure_offsets_topic(&self) -> Result<(), Error> {
-        if self.metadata.image().topics.contains_key(CONSUMER_OFFSETS) {
-            return Ok(());
-        }
-        // Committed offsets are kept forever until compaction exists: time or size retention would drop the
-        // offsets of idle groups silently.
+    /// The record that creates `__consumer_offsets` over `brokers`. Committed offsets are kept forever until
+    /// compaction exists: time or size retention would drop the offsets of idle groups silently.
+    fn offsets_topic_record(&self, brokers: &[i32]) -> Result<MetadataRecord, Error> {
         let configs = BTreeMap::from([
             ("retention.ms".to_string(), "-1".to_string()),
             (
@@ -154,22 +205,107 @@ impl Broker {
             ),
         ]);
         let partitions = self.config.offsets_topic_num_partitions;
-        self.commit_local(&[MetadataRecord::TopicCreated {
+        let replication = self
+            .config
+            .offsets_topic_replication_factor
+            .min(i16::try_from(brokers.len()).unwrap_or(i16::MAX))
+            .max(1);
+        let assignment = sluice_metadata::placement::place(brokers, 0, partitions, replication)
+            .map_err(|e| Error::Metadata(format!("placing {CONSUMER_OFFSETS}: {e}")))?;
+        Ok(MetadataRecord::TopicCreated {
             name: CONSUMER_OFFSETS.into(),
             id: Uuid::new_v4(),
             partitions,
-            replication_factor: 1,
+            replication_factor: replication,
             configs,
             internal: true,
-            assignment: vec![vec![self.node_id]; usize::try_from(partitions).unwrap_or(0)],
-        }])
-        .map(|_| ())
+            assignment,
+        })
+    }
+
+    fn ensure_offsets_topic(&self) -> Result<(), Error> {
+        if self.metadata.image().topics.contains_key(CONSUMER_OFFSETS) {
+            return Ok(());
+        }
+        let record = self.offsets_topic_record(&[self.node_id])?;
+        self.commit_local(&[record]).map(|_| ())
+    }
+
+    /// Creates `__consumer_offsets` if nobody has yet (Kafka does it on the first FindCoordinator), through
+    /// the active controller.
+    pub async fn create_offsets_topic(&self) -> Result<(), Error> {
+        if self.is_active_controller() {
+            let _w = self.metadata.write_lock().await;
+            if self.metadata.image().topics.contains_key(CONSUMER_OFFSETS) {
+                return Ok(());
+            }
+            let record = self.offsets_topic_record(&self.placeable_brokers())?;
+            return self.propose(vec![record]).await.map(|_| ());
+        }
+        let Some(channel) = &self.channel else {
+            return Ok(());
+        };
+        use kafka_protocol::messages::create_topics_request::CreatableTopic;
+        let body = kafka_protocol::messages::CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(kafka_protocol::messages::TopicName(
+                        kafka_protocol::protocol::StrBytes::from_static_str(CONSUMER_OFFSETS),
+                    ))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1),
+            ])
+            .with_timeout_ms(30_000);
+        let request = sluice_protocol::Request {
+            header: kafka_protocol::messages::RequestHeader::default()
+                .with_request_api_key(kafka_protocol::messages::ApiKey::CreateTopics as i16)
+                .with_request_api_version(7)
+                .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "sluice-broker",
+                ))),
+            api_key: kafka_protocol::messages::ApiKey::CreateTopics,
+            version: 7,
+            body: kafka_protocol::messages::RequestKind::CreateTopics(body),
+        };
+        channel.forward(self, &request).await.map(|_| ())
     }
 
     /// Commits `records` to the metadata log and brings this node's logs in line; answers the offset of the
     /// last record. Callers validate against `metadata.image()` while holding `metadata.write_lock()`.
     pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<i64, Error> {
-        self.commit_local(&records)
+        let Some(quorum) = self.metadata.quorum() else {
+            return self.commit_local(&records);
+        };
+        let offset = quorum
+            .propose(MetadataBatch { records }, METADATA_WRITE_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                ProposeError::NotLeader { leader, .. } => Error::NotController(format!(
+                    "node {} is not the active controller (the leader is {leader:?})",
+                    self.node_id
+                )),
+                ProposeError::Timeout(_) => Error::Timeout(e.to_string()),
+                ProposeError::Stopped(m) => Error::Metadata(m),
+            })? as i64;
+        // Answer once this node's logs and image have the change, as with the local log.
+        if !self
+            .metadata
+            .wait_installed(offset, METADATA_WRITE_TIMEOUT)
+            .await
+        {
+            return Err(Error::Timeout(format!(
+                "metadata offset {offset} committed but not applied here in time"
+            )));
+        }
+        Ok(offset)
+    }
+
+    /// Whether metadata changes are decided here: a single node always; on a quorum, its leader.
+    pub fn is_active_controller(&self) -> bool {
+        match &self.controller {
+            Some(controller) => controller.is_active(self),
+            None => self.metadata.quorum().is_none(),
+        }
     }
 
     fn commit_local(&self, records: &[MetadataRecord]) -> Result<i64, Error> {
@@ -221,7 +357,7 @@ impl Broker {
         }
     }
 
-    /// A producer id never handed out before, in this process or an earlier one.
+    /// A producer id never handed out before, in this process or an earlier one, by this node or another.
     pub async fn allocate_producer_id(&self) -> Result<i64, Error> {
         {
             let mut ids = self.metadata.producer_ids.lock();
@@ -230,18 +366,37 @@ impl Broker {
                 return Ok(ids.0 - 1);
             }
         }
-        let _w = self.metadata.write_lock().await;
-        let reserved = {
-            let ids = self.metadata.producer_ids.lock();
-            ids.1
+        let start = match &self.channel {
+            Some(channel) if !self.is_active_controller() => {
+                let req = kafka_protocol::messages::AllocateProducerIdsRequest::default()
+                    .with_broker_id(kafka_protocol::messages::BrokerId(self.node_id));
+                let resp = channel
+                    .call(self, &req, crate::controller_channel::CALL_TIMEOUT)
+                    .await?;
+                if resp.error_code != 0 {
+                    return Err(Error::Metadata(format!(
+                        "the controller gave no producer ids: error {}",
+                        resp.error_code
+                    )));
+                }
+                resp.producer_id_start.0
+            }
+            _ => self.reserve_producer_ids().await?,
         };
+        let mut ids = self.metadata.producer_ids.lock();
+        *ids = (start + 1, start + PRODUCER_ID_BLOCK);
+        Ok(start)
+    }
+
+    /// On the deciding node: a block of `PRODUCER_ID_BLOCK` ids nobody has had, recorded before it is given out.
+    pub async fn reserve_producer_ids(&self) -> Result<i64, Error> {
+        let _w = self.metadata.write_lock().await;
+        let reserved = self.metadata.producer_ids.lock().1;
         let start = self.metadata.image().next_producer_id.max(reserved);
         self.propose(vec![MetadataRecord::ProducerIdsAllocated {
             next: start + PRODUCER_ID_BLOCK,
         }])
         .await?;
-        let mut ids = self.metadata.producer_ids.lock();
-        *ids = (start + 1, start + PRODUCER_ID_BLOCK);
         Ok(start)
     }
 
@@ -319,9 +474,10 @@ impl OffsetLog for OffsetsLog {
         partition: i32,
         visit: &mut dyn FnMut(StoredRecord<'_>) -> Result<(), GroupError>,
     ) -> Result<(), GroupError> {
-        let log = self
-            .log(partition)
-            .map_err(|message| GroupError::LogRead { partition, message })?;
+        // A partition placed on other brokers has nothing to load here.
+        let Ok(log) = self.log(partition) else {
+            return Ok(());
+        };
         log.lock().replay(visit)
     }
 }
@@ -333,6 +489,7 @@ pub struct Server {
     pub addresses: Vec<(String, std::net::SocketAddr)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    failed: tokio::sync::mpsc::Receiver<Error>,
 }
 
 impl Server {
@@ -362,9 +519,47 @@ impl Server {
             }
             sockets.push((listener.name.clone(), socket, local));
         }
-        let broker = Broker::open(config, cluster_id)?;
+        let quorum = if metadata::raft::uses_quorum(&config) {
+            if !config.process_roles.controller {
+                return Err(Error::config(
+                    "process.roles",
+                    "a broker that is not also a controller cannot follow a controller quorum yet; \
+                     run it as broker,controller",
+                ));
+            }
+            let id = cluster_id
+                .map(str::to_string)
+                .or(config.cluster_id.clone())
+                .unwrap_or_else(|| metadata::raft::derived_cluster_id(&config));
+            Some((metadata::raft::open(&config, &id).await?, id))
+        } else {
+            None
+        };
+        let broker = match quorum {
+            None => Broker::open(config, cluster_id)?,
+            Some((node, id)) => Broker::open_with(config, Some(&id), Some(node))?,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (failed_tx, failed) = tokio::sync::mpsc::channel(1);
         let mut tasks = Vec::new();
+        if let Some(quorum) = broker.metadata.quorum() {
+            tasks.push(tokio::spawn(metadata::raft::follow(
+                broker.clone(),
+                quorum.subscribe(),
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::controller::sessions_task(
+                broker.clone(),
+                shutdown_rx.clone(),
+            )));
+            if broker.config.process_roles.broker {
+                tasks.push(tokio::spawn(crate::lifecycle::supervise(
+                    broker.clone(),
+                    shutdown_rx.clone(),
+                    failed_tx,
+                )));
+            }
+        }
         let mut addresses = Vec::new();
         for (name, socket, local) in sockets {
             info!(listener = %name, address = %local, "listening");
@@ -384,7 +579,16 @@ impl Server {
             addresses,
             shutdown,
             tasks,
+            failed,
         })
+    }
+
+    /// Resolves when the broker cannot go on (for example, its node id is live elsewhere), with why.
+    pub async fn failed(&mut self) -> Error {
+        match self.failed.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stop accepting, let in-flight requests finish, then flush and close every log.
@@ -394,6 +598,9 @@ impl Server {
             let _ = task.await;
         }
         self.broker.groups.shutdown().await;
+        if let Some(quorum) = self.broker.metadata.quorum() {
+            quorum.shutdown().await;
+        }
         self.broker.logs.close_all()?;
         info!("shutdown complete");
         Ok(())
@@ -422,10 +629,17 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
 
 /// Run the broker until SIGTERM or SIGINT, then shut down cleanly.
 pub async fn run(config: BrokerConfig, cluster_id: Option<String>) -> Result<(), Error> {
-    let server = Server::start(config, cluster_id.as_deref()).await?;
-    wait_for_signal().await;
+    let mut server = Server::start(config, cluster_id.as_deref()).await?;
+    let failure = tokio::select! {
+        () = wait_for_signal() => None,
+        e = server.failed() => Some(e),
+    };
     info!("shutting down: no new connections, finishing in-flight requests");
-    server.shutdown().await
+    server.shutdown().await?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn bind(listener: &Listener) -> Result<TcpListener, Error> {

@@ -178,6 +178,16 @@ pub struct BrokerConfig {
     pub controller_listener_names: Vec<String>,
     pub controller_quorum_voters: Vec<QuorumVoter>,
     pub controller_quorum_bootstrap_servers: Vec<HostPort>,
+    /// Raft timing of the controller quorum: the election timeout's lower bound, and how long a leader may go
+    /// without hearing from a majority before writes fail at once.
+    pub controller_quorum_election_timeout_ms: u64,
+    pub controller_quorum_fetch_timeout_ms: u64,
+    /// A broker not heard from for this long is fenced by the active controller.
+    pub broker_session_timeout_ms: u64,
+    pub broker_heartbeat_interval_ms: u64,
+    /// How long a broker keeps trying to register before it gives up and exits.
+    pub initial_broker_registration_timeout_ms: u64,
+    pub broker_rack: Option<String>,
     pub log_dirs: Vec<PathBuf>,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -250,6 +260,28 @@ const BROKER_KEYS: &[BrokerKey] = &[
         None,
         ConfigType::List,
     ),
+    key(
+        "controller.quorum.election.timeout.ms",
+        Some("1000"),
+        ConfigType::Int,
+    ),
+    key(
+        "controller.quorum.fetch.timeout.ms",
+        Some("2000"),
+        ConfigType::Int,
+    ),
+    key("broker.session.timeout.ms", Some("9000"), ConfigType::Int),
+    key(
+        "broker.heartbeat.interval.ms",
+        Some("2000"),
+        ConfigType::Int,
+    ),
+    key(
+        "initial.broker.registration.timeout.ms",
+        Some("60000"),
+        ConfigType::Int,
+    ),
+    key("broker.rack", None, ConfigType::String),
     key("log.dirs", None, ConfigType::List),
     key("log.dir", Some("./data"), ConfigType::String),
     key("num.partitions", Some("1"), ConfigType::Int),
@@ -549,6 +581,24 @@ impl BrokerConfig {
             )? as u32,
             group_min_session_timeout_ms: min_session,
             group_max_session_timeout_ms: max_session,
+            controller_quorum_election_timeout_ms: v.int(
+                "controller.quorum.election.timeout.ms",
+                1,
+                INT_MAX,
+            )? as u64,
+            controller_quorum_fetch_timeout_ms: v.int(
+                "controller.quorum.fetch.timeout.ms",
+                1,
+                INT_MAX,
+            )? as u64,
+            broker_session_timeout_ms: v.int("broker.session.timeout.ms", 1, INT_MAX)? as u64,
+            broker_heartbeat_interval_ms: v.int("broker.heartbeat.interval.ms", 1, INT_MAX)? as u64,
+            initial_broker_registration_timeout_ms: v.int(
+                "initial.broker.registration.timeout.ms",
+                1,
+                INT_MAX,
+            )? as u64,
+            broker_rack: v.get("broker.rack").map(str::to_string),
             cluster_id: v
                 .get("cluster.id")
                 .map(|id| validate_cluster_id("cluster.id", id))
@@ -1195,7 +1245,7 @@ fn parse_host_port(s: &str) -> Option<(String, u16)> {
     Some((host.to_owned(), port.parse().ok()?))
 }
 
-fn join_host_port(host: &str, port: u16) -> String {
+pub fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

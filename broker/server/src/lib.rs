@@ -3,10 +3,13 @@
 
 pub mod broker;
 pub mod config;
+pub mod controller;
+pub mod controller_channel;
 pub mod error;
 pub mod fetch_waiters;
 pub mod group;
 pub mod handlers;
+pub mod lifecycle;
 pub mod meta_properties;
 pub mod metadata;
 pub mod network;

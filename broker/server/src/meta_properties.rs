@@ -210,6 +210,11 @@ pub fn random_kafka_uuid() -> String {
     }
 }
 
+/// A given UUID in Kafka's text form.
+pub fn kafka_uuid(id: &uuid::Uuid) -> String {
+    base64url(id.as_bytes())
+}
+
 /// Unpadded base64url (RFC 4648 §5).
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use sluice_protocol::{ProtocolError, encode_response, error_response, parse_request};
+use sluice_protocol::{ProtocolError, Surface, encode_response, error_response, parse_request_on};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -155,7 +155,31 @@ async fn connection(
         // Held until the request has been answered, below.
         let _reservation = reservation;
 
-        let request = match parse_request(frame) {
+        // The quorum's own messages, on a controller listener, before Kafka's parsing.
+        if info.controller
+            && frame.len() >= 2
+            && sluice_quorum::rpc::is_quorum_api_key(i16::from_be_bytes([frame[0], frame[1]]))
+        {
+            let Some(quorum) = broker.metadata.quorum() else {
+                debug!(peer = %info.peer, "a quorum message to a node without a quorum; closing");
+                return Ok(());
+            };
+            match quorum.answer_frame(frame).await {
+                Ok(reply) => stream.write_all(&reply).await?,
+                Err(e) => {
+                    warn!(peer = %info.peer, error = %e, "malformed quorum message; closing connection");
+                    return Ok(());
+                }
+            }
+            continue;
+        }
+
+        let surface = if info.controller {
+            Surface::Controller
+        } else {
+            Surface::Client
+        };
+        let request = match parse_request_on(surface, frame) {
             Ok(request) => request,
             Err(ProtocolError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
@@ -163,7 +187,8 @@ async fn connection(
                 ..
             }) => {
                 // KIP-511: answer a too-new ApiVersions in v0 so the client learns what we do support.
-                let body = ResponseKind::ApiVersions(sluice_protocol::api_versions_response(
+                let body = ResponseKind::ApiVersions(sluice_protocol::api_versions_response_on(
+                    surface,
                     sluice_protocol::codec::UNSUPPORTED_VERSION,
                 ));
                 let out = encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
@@ -192,7 +217,12 @@ async fn connection(
 
         let correlation_id = request.header.correlation_id;
         let (api_key, version) = (request.api_key, request.version);
-        match handlers::handle(&broker, &info, request).await {
+        let response = if info.controller {
+            crate::controller::handle(&broker, &info, request).await
+        } else {
+            handlers::handle(&broker, &info, request).await
+        };
+        match response {
             Response::Message(body) => {
                 let out = encode_response(correlation_id, api_key, version, &body)
                     .map_err(std::io::Error::other)?;

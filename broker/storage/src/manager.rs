@@ -33,6 +33,16 @@ impl LogManager {
         log_dirs: &[PathBuf],
         default_config: LogConfig,
     ) -> Result<LogManager, StorageError> {
+        Self::open_except(log_dirs, default_config, None)
+    }
+
+    /// As `open`, leaving the partitions of `skip_topic` alone: another owner (the controller quorum) keeps
+    /// their files, and two `Log`s over one directory would undo each other's writes.
+    pub fn open_except(
+        log_dirs: &[PathBuf],
+        default_config: LogConfig,
+        skip_topic: Option<&str>,
+    ) -> Result<LogManager, StorageError> {
         let mut logs = HashMap::new();
         for (i, log_dir) in log_dirs.iter().enumerate() {
             fs::create_dir_all(log_dir)?;
@@ -52,6 +62,9 @@ impl LogManager {
                     tracing::debug!(dir = %entry.path().display(), "ignoring non-partition directory");
                     continue;
                 };
+                if skip_topic == Some(tp.topic.as_str()) {
+                    continue;
+                }
                 if logs.contains_key(&tp) {
                     tracing::error!(partition = %tp, dir = %entry.path().display(), "partition exists in two log dirs; ignoring this copy");
                     continue;

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::storage_error_code;
 use crate::broker::Broker;
-use crate::metadata::{METADATA_TOPIC, MetadataRecord, validate_topic_name};
+use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, validate_topic_name};
 use sluice_metadata::placement;
 
 /// The most partitions one topic may have; beyond this a typo (an extra zero) costs hours of file handles.
@@ -96,6 +96,15 @@ pub async fn create_topics(
                 ResponseError::PolicyViolation,
                 "Excessively large number of partitions per request.".into(),
             ));
+            continue;
+        }
+        if name == CONSUMER_OFFSETS && broker.metadata.quorum().is_some() {
+            // Brokers create it through the controller on first use, with its own settings.
+            let created = broker.create_offsets_topic().await;
+            results.push(match created {
+                Ok(()) => result,
+                Err(e) => fail(result, e.kafka_error(), e.to_string()),
+            });
             continue;
         }
         if name == METADATA_TOPIC {

@@ -6,23 +6,48 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::metadata::CONSUMER_OFFSETS;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// This node coordinates every group. Transactions are not supported, so transaction coordinators are not
-/// available.
-pub fn find_coordinator(
+/// A group's coordinator is the leader of its `__consumer_offsets` partition, as in Kafka. Transactions are
+/// not supported, so transaction coordinators are not available.
+pub async fn find_coordinator(
     broker: &Arc<Broker>,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &broker.advertised;
+    if req.key_type == KEY_TYPE_GROUP
+        && !broker
+            .metadata
+            .image()
+            .topics
+            .contains_key(CONSUMER_OFFSETS)
+        && let Err(e) = broker.create_offsets_topic().await
+    {
+        tracing::warn!(error = %e, "creating {CONSUMER_OFFSETS} failed");
+    }
+    let image = broker.metadata.image();
+    let endpoints = broker.live_endpoints(listener);
     let answer = |key: StrBytes| {
-        let c = Coordinator::default().with_key(key);
+        let c = Coordinator::default().with_key(key.clone());
         if req.key_type == KEY_TYPE_GROUP {
-            c.with_node_id(BrokerId(broker.node_id))
-                .with_host(StrBytes::from_string(host.clone()))
-                .with_port(*port)
+            let partition = broker.groups.partition_for(key.as_str());
+            let leader = image
+                .topics
+                .get(CONSUMER_OFFSETS)
+                .and_then(|t| image.leader(t, partition));
+            match leader.and_then(|l| endpoints.iter().find(|e| e.0 == l)) {
+                Some((id, host, port, _)) => c
+                    .with_node_id(BrokerId(*id))
+                    .with_host(StrBytes::from_string(host.clone()))
+                    .with_port(*port),
+                None => c
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            }
         } else {
             c.with_node_id(BrokerId(-1))
                 .with_port(-1)

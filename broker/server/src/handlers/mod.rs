@@ -4,6 +4,7 @@
 mod admin;
 mod configs;
 mod fetch;
+mod forward;
 mod groups;
 mod list_offsets;
 mod metadata;
@@ -30,12 +31,36 @@ pub enum Response {
     Error(i16),
 }
 
+/// The requests that change cluster metadata: the active controller handles them, and any other node hands
+/// them on (Kafka's forwarding, KIP-590).
+pub fn is_forwardable(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::CreatePartitions
+            | ApiKey::AlterConfigs
+            | ApiKey::IncrementalAlterConfigs
+    )
+}
+
 pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Request) -> Response {
     let v = request.version;
-    // The controller listener is for the metadata quorum, not for clients: until the Raft quorum serves its own
-    // APIs there, it answers ApiVersions (probes, clients that dialled the wrong port) and refuses the rest.
-    if conn.controller && request.api_key != ApiKey::ApiVersions {
-        return Response::Error(ResponseError::UnsupportedVersion.code());
+    if is_forwardable(request.api_key)
+        && let Some(channel) = broker.channel.as_ref()
+        && !broker.is_active_controller()
+    {
+        let body = match channel.forward(broker, &request).await {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(api = ?request.api_key, error = %e, "forwarding to the controller failed");
+                match forward::refusal(&request.body, e.kafka_error().code(), &e.to_string()) {
+                    Some(body) => body,
+                    None => return Response::Error(e.kafka_error().code()),
+                }
+            }
+        };
+        return Response::Message(Box::new(body));
     }
     let client_id = request
         .header
@@ -65,9 +90,9 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(produce::init_producer_id(broker, r, v).await)
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, v))
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            groups::find_coordinator(broker, r, v, &conn.listener).await,
+        ),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
             broker
                 .groups

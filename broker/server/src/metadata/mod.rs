@@ -3,9 +3,10 @@
 //! start. The records, the image and the rules they follow are `sluice-metadata`'s; this module is the I/O.
 //! The Raft quorum replaces [`MetadataStore::commit`] with a quorum write and keeps everything else.
 
+pub mod raft;
 mod store;
 
 pub use sluice_metadata::{
     CONSUMER_OFFSETS, METADATA_TOPIC, MetadataImage, MetadataRecord, TopicMeta, validate_topic_name,
 };
-pub use store::{MetadataStore, now_ms};
+pub use store::{Backend, MetadataStore, now_ms};

@@ -11,15 +11,26 @@ use sluice_storage::Log;
 use super::{MetadataImage, MetadataRecord};
 use crate::error::Error;
 
+/// Where the metadata log lives.
+pub enum Backend {
+    /// This node's own `__cluster_metadata-0`, appended and fsynced here: a single node, one voter.
+    Local(Arc<Mutex<Log>>),
+    /// The controller quorum's Raft log: changes are proposed to the active controller, and the image
+    /// follows what this node's state machine applied (`metadata::raft`).
+    Raft(Arc<sluice_quorum::QuorumNode>),
+}
+
 /// The metadata log and the image it produces.
 pub struct MetadataStore {
     /// Replaced whole by each change: readers hold an `Arc` of the version they started with.
     image: RwLock<Arc<MetadataImage>>,
-    log: Arc<Mutex<Log>>,
+    pub backend: Backend,
     /// Held from validation to commit so two conflicting changes cannot both pass validation.
     writer: tokio::sync::Mutex<()>,
     /// Producer ids reserved by the last block write and not yet handed out: (next, end).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
+    /// The offset of the image installed last.
+    installed: tokio::sync::watch::Sender<i64>,
 }
 
 /// Records written before replicas were placed name none: on a single node, every partition is this node's.
@@ -63,13 +74,47 @@ impl MetadataStore {
             image.apply_at(&parsed, record.offset);
             Ok::<(), Error>(())
         })?;
+        Ok(Self::with_image(Backend::Local(log), Arc::new(image)))
+    }
+
+    /// A store over the quorum, starting from the image its state machine has so far.
+    pub fn raft(node: Arc<sluice_quorum::QuorumNode>, image: Arc<MetadataImage>) -> Self {
+        Self::with_image(Backend::Raft(node), image)
+    }
+
+    fn with_image(backend: Backend, image: Arc<MetadataImage>) -> Self {
         let next = image.next_producer_id;
-        Ok(MetadataStore {
-            image: RwLock::new(Arc::new(image)),
-            log,
+        let (installed, _) = tokio::sync::watch::channel(image.offset);
+        MetadataStore {
+            image: RwLock::new(image),
+            backend,
             writer: tokio::sync::Mutex::new(()),
             producer_ids: Mutex::new((next, next)),
-        })
+            installed,
+        }
+    }
+
+    /// Installs the image the publisher has brought this node's logs in line with.
+    pub fn set_image(&self, image: Arc<MetadataImage>) {
+        let offset = image.offset;
+        *self.image.write() = image;
+        self.installed.send_replace(offset);
+    }
+
+    /// Waits until the installed image includes `offset`; false if that took longer than `timeout`.
+    pub async fn wait_installed(&self, offset: i64, timeout: std::time::Duration) -> bool {
+        let mut installed = self.installed.subscribe();
+        tokio::time::timeout(timeout, installed.wait_for(|o| *o >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The quorum this node's metadata comes from, when there is one.
+    pub fn quorum(&self) -> Option<&Arc<sluice_quorum::QuorumNode>> {
+        match &self.backend {
+            Backend::Raft(node) => Some(node),
+            Backend::Local(_) => None,
+        }
     }
 
     /// The current image. Cheap: an `Arc` of an immutable version.
@@ -126,8 +171,13 @@ impl MetadataStore {
             },
         )
         .map_err(|e| Error::Metadata(format!("cannot encode metadata batch: {e}")))?;
+        let Backend::Local(log) = &self.backend else {
+            return Err(Error::Metadata(
+                "a local commit on a node whose metadata is the quorum's".into(),
+            ));
+        };
         let base = {
-            let mut log = self.log.lock();
+            let mut log = log.lock();
             let base = log.log_end_offset();
             log.append(&buf, 0, now)?;
             let end = log.log_end_offset();
@@ -140,7 +190,7 @@ impl MetadataStore {
             image.apply_at(r, base + i as i64);
         }
         let after = Arc::new(image);
-        *self.image.write() = after.clone();
+        self.set_image(after.clone());
         Ok((before, after))
     }
 }

@@ -1,0 +1,300 @@
+//! The controller service: what the active controller answers on the controller listener. Brokers register
+//! and heartbeat here (Kafka's BrokerRegistration and BrokerHeartbeat), get producer-id blocks
+//! (AllocateProducerIds), and hand over the admin requests their clients sent them (Envelope). Decisions are
+//! `sluice-metadata`'s pure `BrokerSessions`; this module turns them into proposals.
+//!
+//! Only the Raft leader acts; any other node answers NOT_CONTROLLER and the broker tries the leader.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, BrokerHeartbeatRequest,
+    BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse,
+    EnvelopeRequest, EnvelopeResponse, ProducerId, RequestKind, ResponseKind,
+};
+use parking_lot::Mutex;
+use sluice_metadata::sessions::{BrokerSessions, Change, Endpoint, Heartbeat, Registration};
+use sluice_protocol::Request;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::broker::{Broker, PRODUCER_ID_BLOCK, now_ms};
+use crate::handlers::{self, Response};
+use crate::metadata::MetadataRecord;
+use crate::network::ConnectionInfo;
+
+/// The tag of an EnvelopeResponse field only Sluice reads: the metadata offset the answer depends on, so the
+/// forwarding broker can wait until its own image has it (produce right after create finds the topic).
+pub const ENVELOPE_OFFSET_TAG: i32 = 10_000;
+
+pub struct Controller {
+    sessions: Mutex<BrokerSessions>,
+    /// The Raft term in which this node last took over the sessions (0: never).
+    active_term: AtomicU64,
+}
+
+impl Controller {
+    pub fn new(session_timeout_ms: u64) -> Controller {
+        Controller {
+            sessions: Mutex::new(BrokerSessions::new(
+                i64::try_from(session_timeout_ms).unwrap_or(i64::MAX),
+            )),
+            active_term: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this node is the active controller now. On the first call of a new term it takes over the
+    /// broker sessions, giving every broker a fresh one, so a failover fences nobody.
+    pub fn is_active(&self, broker: &Broker) -> bool {
+        let Some(quorum) = broker.metadata.quorum() else {
+            return true;
+        };
+        let (leading, term) = quorum.leadership();
+        if leading && self.active_term.swap(term, Ordering::SeqCst) != term {
+            let mut sessions = self.sessions.lock();
+            sessions.sync(&broker.metadata.image().brokers);
+            sessions.activate(now_ms());
+            info!(term, "this node is the active controller");
+        }
+        leading
+    }
+
+    async fn register(
+        &self,
+        broker: &Broker,
+        req: BrokerRegistrationRequest,
+    ) -> BrokerRegistrationResponse {
+        let resp = BrokerRegistrationResponse::default().with_broker_epoch(-1);
+        if !self.is_active(broker) {
+            return resp.with_error_code(ResponseError::NotController.code());
+        }
+        if req.cluster_id.as_str() != broker.cluster_id {
+            warn!(broker_id = req.broker_id.0, theirs = %req.cluster_id.as_str(), "registration for another cluster refused");
+            return resp.with_error_code(ResponseError::InconsistentClusterId.code());
+        }
+        let registration = Registration {
+            broker_id: req.broker_id.0,
+            incarnation: req.incarnation_id,
+            listeners: req
+                .listeners
+                .iter()
+                .map(|l| Endpoint {
+                    name: l.name.to_string(),
+                    host: l.host.to_string(),
+                    port: l.port,
+                    security_protocol: l.security_protocol,
+                })
+                .collect(),
+            rack: req.rack.as_ref().map(|r| r.to_string()),
+        };
+        let _w = broker.metadata.write_lock().await;
+        let decision = {
+            let mut sessions = self.sessions.lock();
+            sessions.sync(&broker.metadata.image().brokers);
+            sessions.register(registration, -1, now_ms())
+        };
+        let registered = match decision {
+            Ok(Change::Registered(b)) => b,
+            Ok(_) => return resp.with_error_code(ResponseError::UnknownServerError.code()),
+            Err(duplicate) => {
+                warn!(error = %duplicate, "registration refused");
+                return resp.with_error_code(ResponseError::DuplicateBrokerRegistration.code());
+            }
+        };
+        let kept_epoch = registered.epoch;
+        match broker
+            .propose(vec![MetadataRecord::BrokerRegistered {
+                broker: registered,
+            }])
+            .await
+        {
+            Ok(offset) => {
+                let epoch = if kept_epoch >= 0 { kept_epoch } else { offset };
+                info!(broker_id = req.broker_id.0, epoch, "broker registered");
+                resp.with_broker_epoch(epoch)
+            }
+            Err(e) => resp.with_error_code(e.kafka_error().code()),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        broker: &Broker,
+        req: BrokerHeartbeatRequest,
+    ) -> BrokerHeartbeatResponse {
+        let resp = BrokerHeartbeatResponse::default()
+            .with_is_fenced(true)
+            .with_is_caught_up(false);
+        if !self.is_active(broker) {
+            return resp.with_error_code(ResponseError::NotController.code());
+        }
+        let beat = Heartbeat {
+            broker_id: req.broker_id.0,
+            broker_epoch: req.broker_epoch,
+            metadata_offset: req.current_metadata_offset,
+            want_fence: req.want_fence,
+            want_shut_down: req.want_shut_down,
+        };
+        let decision = {
+            let mut sessions = self.sessions.lock();
+            sessions.sync(&broker.metadata.image().brokers);
+            sessions.heartbeat(beat, now_ms())
+        };
+        let (reply, change) = match decision {
+            Ok(d) => d,
+            Err(stale) => {
+                warn!(error = %stale, "heartbeat refused");
+                return resp.with_error_code(ResponseError::StaleBrokerEpoch.code());
+            }
+        };
+        if let Some(change) = change {
+            let record = match change {
+                Change::Fenced { broker_id } => MetadataRecord::BrokerFenced { broker_id },
+                Change::Unfenced { broker_id } => MetadataRecord::BrokerUnfenced { broker_id },
+                Change::Registered(b) => MetadataRecord::BrokerRegistered { broker: b },
+            };
+            let _w = broker.metadata.write_lock().await;
+            if let Err(e) = broker.propose(vec![record]).await {
+                return resp.with_error_code(e.kafka_error().code());
+            }
+        }
+        resp.with_is_caught_up(reply.is_caught_up)
+            .with_is_fenced(reply.is_fenced)
+            .with_should_shut_down(reply.should_shut_down)
+    }
+
+    /// Fences the brokers whose sessions ran out; called periodically on every controller, acts on the active
+    /// one.
+    pub async fn fence_expired(&self, broker: &Broker) {
+        if !self.is_active(broker) {
+            return;
+        }
+        let expired = {
+            let mut sessions = self.sessions.lock();
+            sessions.sync(&broker.metadata.image().brokers);
+            sessions.expired(now_ms())
+        };
+        for change in expired {
+            if let Change::Fenced { broker_id } = change {
+                let _w = broker.metadata.write_lock().await;
+                match broker
+                    .propose(vec![MetadataRecord::BrokerFenced { broker_id }])
+                    .await
+                {
+                    Ok(_) => warn!(broker_id, "broker session expired; fenced"),
+                    Err(e) => warn!(broker_id, error = %e, "fencing an expired broker failed"),
+                }
+            }
+        }
+    }
+
+    async fn allocate_producer_ids(
+        &self,
+        broker: &Broker,
+        _req: AllocateProducerIdsRequest,
+    ) -> AllocateProducerIdsResponse {
+        let resp = AllocateProducerIdsResponse::default().with_producer_id_start(ProducerId(-1));
+        if !self.is_active(broker) {
+            return resp.with_error_code(ResponseError::NotController.code());
+        }
+        match broker.reserve_producer_ids().await {
+            Ok(start) => resp
+                .with_producer_id_start(ProducerId(start))
+                .with_producer_id_len(PRODUCER_ID_BLOCK as i32),
+            Err(e) => resp.with_error_code(e.kafka_error().code()),
+        }
+    }
+
+    /// A request a broker received from a client and handed on: decoded, handled here as if it had arrived
+    /// on a client listener, and answered whole, with the offset its effects are at.
+    async fn envelope(
+        &self,
+        broker: &Arc<Broker>,
+        req: EnvelopeRequest,
+        peer: SocketAddr,
+    ) -> EnvelopeResponse {
+        let resp = EnvelopeResponse::default();
+        if !self.is_active(broker) {
+            return resp.with_error_code(ResponseError::NotController.code());
+        }
+        let inner = match sluice_protocol::parse_request(req.request_data) {
+            Ok(inner) => inner,
+            Err(e) => {
+                warn!(error = %e, "undecodable forwarded request");
+                return resp.with_error_code(ResponseError::InvalidRequest.code());
+            }
+        };
+        if !handlers::is_forwardable(inner.api_key) {
+            return resp.with_error_code(ResponseError::InvalidRequest.code());
+        }
+        let (correlation_id, api_key, version) =
+            (inner.header.correlation_id, inner.api_key, inner.version);
+        let conn = ConnectionInfo {
+            peer,
+            listener: "forwarded".into(),
+            controller: false,
+        };
+        let body = match handlers::handle(broker, &conn, inner).await {
+            Response::Message(body) => body,
+            _ => return resp.with_error_code(ResponseError::UnknownServerError.code()),
+        };
+        let Ok(frame) = sluice_protocol::encode_response(correlation_id, api_key, version, &body)
+        else {
+            return resp.with_error_code(ResponseError::UnknownServerError.code());
+        };
+        let mut resp = resp.with_response_data(Some(frame.freeze().slice(4..)));
+        resp.unknown_tagged_fields.insert(
+            ENVELOPE_OFFSET_TAG,
+            Bytes::copy_from_slice(&broker.metadata.image().offset.to_be_bytes()),
+        );
+        resp
+    }
+}
+
+/// Serves one request that came in on a controller listener.
+pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Request) -> Response {
+    if let RequestKind::ApiVersions(_) = request.body {
+        return Response::Message(Box::new(ResponseKind::ApiVersions(
+            sluice_protocol::api_versions_response_on(sluice_protocol::Surface::Controller, 0),
+        )));
+    }
+    // A single node on its local log has no quorum to serve.
+    let Some(controller) = broker.controller.as_ref() else {
+        return Response::Error(ResponseError::UnsupportedVersion.code());
+    };
+    let msg = match request.body {
+        RequestKind::BrokerRegistration(r) => {
+            ResponseKind::BrokerRegistration(controller.register(broker, r).await)
+        }
+        RequestKind::BrokerHeartbeat(r) => {
+            ResponseKind::BrokerHeartbeat(controller.heartbeat(broker, r).await)
+        }
+        RequestKind::AllocateProducerIds(r) => {
+            ResponseKind::AllocateProducerIds(controller.allocate_producer_ids(broker, r).await)
+        }
+        RequestKind::Envelope(r) => {
+            ResponseKind::Envelope(controller.envelope(broker, r, conn.peer).await)
+        }
+        _ => return Response::Error(ResponseError::UnsupportedVersion.code()),
+    };
+    Response::Message(Box::new(msg))
+}
+
+/// Fences expired brokers once a second until `shutdown`.
+pub async fn sessions_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let Some(controller) = broker.controller.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => controller.fence_expired(&broker).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}

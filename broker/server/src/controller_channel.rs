@@ -1,0 +1,181 @@
+//! The broker's way to the active controller: one connection (`sluice-kafka-client`) to the controller
+//! listener of whichever voter leads, found from this node's quorum, re-dialled when the leader moves. Calls
+//! retry NOT_CONTROLLER and lost connections until their deadline, as Kafka's broker-to-controller channel
+//! does. Client requests that change metadata are handed on whole, in an Envelope.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, EnvelopeRequest, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, Request as KafkaRequest};
+use sluice_kafka_client::Connection;
+use sluice_protocol::Request;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::broker::Broker;
+use crate::controller::ENVELOPE_OFFSET_TAG;
+use crate::error::Error;
+
+/// How long a call to the controller keeps trying (Kafka's broker-to-controller retry window is 60 s for
+/// forwarding; admin clients time out at 30 s by default, so trying longer only answers nobody).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct ControllerChannel {
+    /// Voter id → its controller listener.
+    voters: BTreeMap<i32, String>,
+    connection: tokio::sync::Mutex<Option<(i32, Connection)>>,
+}
+
+/// What a call that got through may still answer: "not me" sends the channel to the next leader.
+pub trait ErrorCode {
+    fn error_code(&self) -> i16;
+}
+
+macro_rules! error_code {
+    ($($t:ty),*) => {$(
+        impl ErrorCode for $t {
+            fn error_code(&self) -> i16 {
+                self.error_code
+            }
+        }
+    )*};
+}
+error_code!(
+    kafka_protocol::messages::BrokerRegistrationResponse,
+    kafka_protocol::messages::BrokerHeartbeatResponse,
+    kafka_protocol::messages::AllocateProducerIdsResponse,
+    kafka_protocol::messages::EnvelopeResponse
+);
+
+fn protocol(e: impl std::fmt::Display) -> Error {
+    Error::Metadata(format!("controller channel: {e}"))
+}
+
+impl ControllerChannel {
+    pub fn new(voters: BTreeMap<i32, String>) -> ControllerChannel {
+        ControllerChannel {
+            voters,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Sends `request` to the active controller, retrying until `timeout` while there is none, it moved, or a
+    /// connection broke. Errors other than NOT_CONTROLLER are the caller's to read in the response.
+    pub async fn call<R>(
+        &self,
+        broker: &Broker,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response, Error>
+    where
+        R: KafkaRequest,
+        R::Response: ErrorCode,
+    {
+        let deadline = Instant::now() + timeout;
+        let key = ApiKey::try_from(R::KEY).map_err(|()| protocol("unknown API key"))?;
+        let mut last = String::from("no active controller known");
+        while Instant::now() < deadline {
+            let Some(leader) = broker.metadata.quorum().and_then(|q| q.leader()) else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let leader = leader as i32;
+            let Some(address) = self.voters.get(&leader) else {
+                last = format!("the leader {leader} is not among controller.quorum.voters");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let mut slot = self.connection.lock().await;
+            if slot.as_ref().is_none_or(|(id, _)| *id != leader) {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, Connection::open(address, "sluice-broker"))
+                    .await
+                {
+                    Ok(Ok(conn)) => *slot = Some((leader, conn)),
+                    Ok(Err(e)) => {
+                        last = format!("controller {leader} at {address}: {e}");
+                        drop(slot);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some((_, conn)) = slot.as_mut() else {
+                continue;
+            };
+            let answer = match conn.versions.pick(key) {
+                Ok(version) => conn.send(request, version).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match answer {
+                Ok(response) if response.error_code() == ResponseError::NotController.code() => {
+                    last = format!("node {leader} is no longer the active controller");
+                }
+                Ok(response) => return Ok(response),
+                Err(e) => last = format!("controller {leader} at {address}: {e}"),
+            }
+            *slot = None;
+            drop(slot);
+            debug!(reason = %last, "retrying the controller");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(Error::Timeout(format!(
+            "no answer from the active controller within {timeout:?}: {last}"
+        )))
+    }
+
+    /// Hands a client's request to the active controller and answers what it answered, once this node's own
+    /// metadata includes what the controller changed.
+    pub async fn forward(&self, broker: &Broker, request: &Request) -> Result<ResponseKind, Error> {
+        let mut frame = BytesMut::new();
+        request
+            .header
+            .encode(
+                &mut frame,
+                request.api_key.request_header_version(request.version),
+            )
+            .map_err(protocol)?;
+        request
+            .body
+            .encode(&mut frame, request.version)
+            .map_err(protocol)?;
+        let envelope = EnvelopeRequest::default()
+            .with_request_data(frame.freeze())
+            .with_request_principal(Some(bytes::Bytes::from_static(b"User:ANONYMOUS")));
+        let started = Instant::now();
+        let resp = self.call(broker, &envelope, CALL_TIMEOUT).await?;
+        if resp.error_code != 0 {
+            return Err(Error::Metadata(format!(
+                "the controller refused a forwarded {:?}: error {}",
+                request.api_key, resp.error_code
+            )));
+        }
+        let mut data = resp
+            .response_data
+            .ok_or_else(|| protocol("forwarded request answered without a response"))?;
+        ResponseHeader::decode(
+            &mut data,
+            request.api_key.response_header_version(request.version),
+        )
+        .map_err(protocol)?;
+        let body =
+            ResponseKind::decode(request.api_key, &mut data, request.version).map_err(protocol)?;
+        if let Some(offset) = resp.unknown_tagged_fields.get(&ENVELOPE_OFFSET_TAG)
+            && let Ok(bytes) = <[u8; 8]>::try_from(offset.as_ref())
+        {
+            let offset = i64::from_be_bytes(bytes);
+            let left = CALL_TIMEOUT.saturating_sub(started.elapsed());
+            if !broker.metadata.wait_installed(offset, left).await {
+                debug!(
+                    offset,
+                    "this node's metadata did not reach the controller's in time"
+                );
+            }
+        }
+        Ok(body)
+    }
+}
