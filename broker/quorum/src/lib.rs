@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sluice_metadata::MetadataRecord;
 
 pub use log_store::LogStore;
-pub use node::{ProposeError, QuorumNode, Settings, Timing};
+pub use node::{ProposeError, QuorumNode, QuorumStatus, Settings, Timing, VoterStatus};
 pub use state_machine::StateMachine;
 
 /// A Kafka `node.id`, widened as openraft wants it.

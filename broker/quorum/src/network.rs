@@ -37,17 +37,27 @@ pub trait PeerConnection: Send + Sync + 'static {
     ) -> impl Future<Output = Result<PeerReply, std::io::Error>> + Send;
 }
 
+/// When each peer last answered an AppendEntries (heartbeats included), in ms since the Unix epoch: what
+/// DescribeQuorum reports as a voter's last fetch.
+pub type Contacts = Arc<std::sync::Mutex<std::collections::HashMap<NodeId, i64>>>;
+
 /// openraft's `RaftNetworkFactory` over a transport.
 pub struct Network<T> {
     transport: Arc<T>,
     identity: Arc<std::sync::RwLock<Identity>>,
+    contacts: Contacts,
 }
 
 impl<T> Network<T> {
-    pub fn new(transport: Arc<T>, identity: Arc<std::sync::RwLock<Identity>>) -> Self {
+    pub fn new(
+        transport: Arc<T>,
+        identity: Arc<std::sync::RwLock<Identity>>,
+        contacts: Contacts,
+    ) -> Self {
         Network {
             transport,
             identity,
+            contacts,
         }
     }
 }
@@ -60,6 +70,7 @@ impl<T: PeerTransport> RaftNetworkFactory<Quorum> for Network<T> {
             target,
             connection: self.transport.connect(target, node),
             identity: self.identity.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -69,6 +80,7 @@ pub struct Peer<C> {
     target: NodeId,
     connection: C,
     identity: Arc<std::sync::RwLock<Identity>>,
+    contacts: Contacts,
 }
 
 type Rpc<T, E = openraft::error::Infallible> =
@@ -124,7 +136,15 @@ impl<C: PeerConnection> RaftNetwork<Quorum> for Peer<C> {
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<NodeId>> {
         match self.call(RaftRequest::AppendEntries(rpc), &option).await {
-            Ok(PeerReply::AppendEntries(Ok(response))) => Ok(response),
+            Ok(PeerReply::AppendEntries(Ok(response))) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                if let Ok(mut contacts) = self.contacts.lock() {
+                    contacts.insert(self.target, now);
+                }
+                Ok(response)
+            }
             Ok(PeerReply::AppendEntries(Err(e))) => Err(self.remote(e)),
             Ok(other) => Err(unexpected(&other)),
             Err(e) => Err(unreachable(&e)),

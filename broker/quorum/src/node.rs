@@ -83,6 +83,30 @@ pub struct QuorumNode {
     images: watch::Receiver<Arc<MetadataImage>>,
     identity: Arc<RwLock<Identity>>,
     timing: Timing,
+    contacts: crate::network::Contacts,
+}
+
+/// The quorum as DescribeQuorum reports it, from the leader's point of view.
+#[derive(Clone, Debug)]
+pub struct QuorumStatus {
+    pub leader: Option<NodeId>,
+    /// The Raft term: Kafka's leader epoch.
+    pub term: u64,
+    /// The offset after the last committed entry.
+    pub high_watermark: i64,
+    pub voters: Vec<VoterStatus>,
+}
+
+#[derive(Clone, Debug)]
+pub struct VoterStatus {
+    pub id: NodeId,
+    pub address: String,
+    /// The offset after the last entry the leader knows this voter has (-1: unknown).
+    pub log_end_offset: i64,
+    /// When it last answered the leader, ms since the epoch (-1: never, or this is not the leader's view).
+    pub last_fetch_ms: i64,
+    /// When it was last known to hold everything committed (-1: not known).
+    pub last_caught_up_ms: i64,
 }
 
 fn raft_error(e: impl std::fmt::Display) -> QuorumError {
@@ -120,7 +144,8 @@ impl QuorumNode {
                 settings.voters.iter().map(|(id, a)| (*id, a.as_str())),
             ),
         }));
-        let network = Network::new(transport, identity.clone());
+        let contacts = crate::network::Contacts::default();
+        let network = Network::new(transport, identity.clone(), contacts.clone());
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
@@ -145,6 +170,7 @@ impl QuorumNode {
             images,
             identity,
             timing,
+            contacts,
         };
         if settings.voters.contains_key(&settings.node_id)
             && !node.raft.is_initialized().await.map_err(raft_error)?
@@ -192,6 +218,67 @@ impl QuorumNode {
         match self.identity.read() {
             Ok(identity) => identity.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The leader, term, high watermark and each voter's progress, as this node knows them (complete on the
+    /// leader).
+    pub fn describe(&self) -> QuorumStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let end = m.last_log_index.map_or(0, |i| i as i64 + 1);
+        let leading = m.state == ServerState::Leader;
+        // On the leader every entry up to its last is acknowledged or about to be; the committed index is
+        // what followers apply, and what a new leader's blank entry proves.
+        let high_watermark = m.last_applied.map_or(0, |l| l.index as i64 + 1);
+        let contacts = self.contacts.lock().map(|c| c.clone()).unwrap_or_default();
+        let membership = m.membership_config.membership().clone();
+        let voters = membership
+            .voter_ids()
+            .map(|id| {
+                let address = membership
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
+                if id == m.id {
+                    return VoterStatus {
+                        id,
+                        address,
+                        log_end_offset: end,
+                        last_fetch_ms: now,
+                        last_caught_up_ms: now,
+                    };
+                }
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(-1, |l| l.index as i64 + 1);
+                let fetched = if leading {
+                    contacts.get(&id).copied().unwrap_or(-1)
+                } else {
+                    -1
+                };
+                VoterStatus {
+                    id,
+                    address,
+                    log_end_offset: matched,
+                    last_fetch_ms: fetched,
+                    last_caught_up_ms: if matched >= high_watermark {
+                        fetched
+                    } else {
+                        -1
+                    },
+                }
+            })
+            .collect();
+        QuorumStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            high_watermark,
+            voters,
         }
     }
 

@@ -92,6 +92,11 @@ pub fn refusal(request: &RequestKind, code: i16, message: &str) -> Option<Respon
                     .collect(),
             ),
         ),
+        RequestKind::DescribeQuorum(_) => ResponseKind::DescribeQuorum(
+            kafka_protocol::messages::DescribeQuorumResponse::default()
+                .with_error_code(code)
+                .with_error_message(text()),
+        ),
         _ => return None,
     })
 }

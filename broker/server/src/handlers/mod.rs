@@ -9,6 +9,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod quorum;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub fn is_forwardable(key: ApiKey) -> bool {
             | ApiKey::CreatePartitions
             | ApiKey::AlterConfigs
             | ApiKey::IncrementalAlterConfigs
+            | ApiKey::DescribeQuorum
     )
 }
 
@@ -130,6 +132,9 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(admin::delete_records(broker, r, v))
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe_quorum(broker, r, v))
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v, &conn.listener))
