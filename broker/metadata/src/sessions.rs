@@ -177,7 +177,10 @@ impl BrokerSessions {
             });
         };
         let caught_up = beat.metadata_offset >= current.epoch;
-        let change = match (current.fenced, beat.want_fence) {
+        // A broker shutting down is fenced, and its session ends with it, so the next process under its id
+        // registers at once instead of waiting the session out.
+        let want_fence = beat.want_fence || beat.want_shut_down;
+        let change = match (current.fenced, want_fence) {
             (true, false) if caught_up => Some(Change::Unfenced { broker_id: id }),
             (false, true) => Some(Change::Fenced { broker_id: id }),
             _ => None,
@@ -187,7 +190,11 @@ impl BrokerSessions {
             Some(Change::Fenced { .. }) => true,
             _ => current.fenced,
         };
-        self.last_contact_ms.insert(id, now_ms);
+        if beat.want_shut_down {
+            self.last_contact_ms.remove(&id);
+        } else {
+            self.last_contact_ms.insert(id, now_ms);
+        }
         Ok((
             HeartbeatReply {
                 is_caught_up: caught_up,
@@ -451,5 +458,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!((reply.is_fenced, change), (true, None));
+    }
+
+    #[test]
+    fn a_broker_that_shuts_down_is_fenced_and_its_next_process_registers_at_once() {
+        let mut s = BrokerSessions::new(TIMEOUT);
+        registered(&mut s, 1, 7, 100, 0);
+        let (_, change) = s.heartbeat(beat(1, 100, 100), 1000).unwrap();
+        commit(&mut s, change.unwrap());
+        // While the session is live, another process under the same id is refused...
+        assert!(s.register(registration(1, 8), 200, 2000).is_err());
+        // ...until this one says it is going.
+        let going = Heartbeat {
+            want_shut_down: true,
+            ..beat(1, 100, 100)
+        };
+        let (reply, change) = s.heartbeat(going, 3000).unwrap();
+        assert!(reply.should_shut_down && reply.is_fenced);
+        assert_eq!(change, Some(Change::Fenced { broker_id: 1 }));
+        commit(&mut s, change.unwrap());
+        let change = s.register(registration(1, 8), 200, 3500).unwrap();
+        assert!(matches!(change, Change::Registered(b) if b.epoch == 200 && b.fenced));
     }
 }

@@ -210,7 +210,7 @@ impl Broker {
             .offsets_topic_replication_factor
             .min(i16::try_from(brokers.len()).unwrap_or(i16::MAX))
             .max(1);
-        let assignment = sluice_metadata::placement::place(brokers, 0, partitions, replication)
+        let assignment = sluice_metadata::placement::place(brokers, 0, partitions, replication, 0)
             .map_err(|e| Error::Metadata(format!("placing {CONSUMER_OFFSETS}: {e}")))?;
         Ok(MetadataRecord::TopicCreated {
             name: CONSUMER_OFFSETS.into(),

@@ -122,7 +122,7 @@ impl Controller {
         }
     }
 
-    async fn heartbeat(
+    pub(crate) async fn heartbeat(
         &self,
         broker: &Broker,
         req: BrokerHeartbeatRequest,

@@ -102,7 +102,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => {
+                say_goodbye(&broker, epoch, interval).await;
+                return Ok(());
+            }
         }
         let beat = BrokerHeartbeatRequest::default()
             .with_broker_id(BrokerId(broker.node_id))
@@ -125,6 +128,36 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
             Ok(_) => {}
             Err(e) => warn!(error = %e, "heartbeat not answered"),
         }
+    }
+}
+
+/// Tells the controller this broker is going (Kafka's controlled shutdown, without partitions to move yet): it
+/// is fenced at once rather than after its session runs out, and its next start registers at once.
+async fn say_goodbye(broker: &Broker, epoch: i64, interval: Duration) {
+    let beat = BrokerHeartbeatRequest::default()
+        .with_broker_id(BrokerId(broker.node_id))
+        .with_broker_epoch(epoch)
+        .with_current_metadata_offset(broker.metadata.image().offset)
+        .with_want_fence(true)
+        .with_want_shut_down(true);
+    // This node's own controller is asked directly: its listener is already closed.
+    let answered = match (&broker.controller, &broker.channel) {
+        // Bounded: the record commits before this node's own publisher (stopping too) would install it.
+        (Some(controller), _) if controller.is_active(broker) => {
+            tokio::time::timeout(interval, controller.heartbeat(broker, beat))
+                .await
+                .map_or(true, |r| r.error_code == 0)
+        }
+        (_, Some(channel)) => channel
+            .call(broker, &beat, interval)
+            .await
+            .is_ok_and(|r| r.error_code == 0),
+        _ => false,
+    };
+    if answered {
+        info!("the controller fenced this broker for its shutdown");
+    } else {
+        warn!("no controller answered the shutdown; this broker's session will run out instead");
     }
 }
 

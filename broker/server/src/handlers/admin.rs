@@ -55,6 +55,11 @@ pub async fn create_topics(
             }
         })
         .sum();
+    // One write for the whole request: every topic it creates is one batch in the metadata log, validated
+    // against the image plus the topics accepted before it in this request.
+    let write_lock = broker.metadata.write_lock().await;
+    let mut pending: Vec<(usize, String, MetadataRecord)> = Vec::new();
+    let mut offsets_topic_at: Vec<usize> = Vec::new();
     for topic in req.topics {
         let name = topic.name.0.as_str().to_string();
         let mut result = CreatableTopicResult::default()
@@ -99,12 +104,10 @@ pub async fn create_topics(
             continue;
         }
         if name == CONSUMER_OFFSETS && broker.metadata.quorum().is_some() {
-            // Brokers create it through the controller on first use, with its own settings.
-            let created = broker.create_offsets_topic().await;
-            results.push(match created {
-                Ok(()) => result,
-                Err(e) => fail(result, e.kafka_error(), e.to_string()),
-            });
+            // Brokers create it through the controller on first use, with its own settings (below, once
+            // this request's write lock is released).
+            offsets_topic_at.push(results.len());
+            results.push(result);
             continue;
         }
         if name == METADATA_TOPIC {
@@ -115,12 +118,13 @@ pub async fn create_topics(
             ));
             continue;
         }
-        let _w = broker.metadata.write_lock().await;
         if let Err(e) = validate_topic_name(&name) {
             results.push(fail(result, ResponseError::InvalidTopicException, e));
             continue;
         }
-        if broker.metadata.image().topics.contains_key(&name) {
+        if broker.metadata.image().topics.contains_key(&name)
+            || pending.iter().any(|(_, n, _)| *n == name)
+        {
             results.push(fail(
                 result,
                 ResponseError::TopicAlreadyExists,
@@ -148,7 +152,13 @@ pub async fn create_topics(
         }
         let brokers = broker.placeable_brokers();
         let assignment: Vec<Vec<i32>> = if topic.assignments.is_empty() {
-            match placement::place(&brokers, 0, partitions, replication) {
+            match placement::place(
+                &brokers,
+                0,
+                partitions,
+                replication,
+                rand::random::<u32>() as usize,
+            ) {
                 Ok(a) => a,
                 Err(e) => {
                     results.push(fail(
@@ -209,15 +219,36 @@ pub async fn create_topics(
             internal: false,
             assignment,
         };
-        match broker.propose(vec![record]).await {
+        if version >= 7 {
+            result.topic_id = id;
+        }
+        pending.push((results.len(), name, record));
+        results.push(result);
+    }
+    if !pending.is_empty() {
+        let records = pending.iter().map(|(_, _, r)| r.clone()).collect();
+        match broker.propose(records).await {
             Ok(_) => {
-                tracing::info!(topic = %name, partitions, "created topic");
-                if version >= 7 {
-                    result.topic_id = id;
+                for (_, name, _) in &pending {
+                    tracing::info!(topic = %name, "created topic");
                 }
-                results.push(result);
             }
-            Err(e) => results.push(fail(result, e.kafka_error(), e.to_string())),
+            Err(e) => {
+                for (i, _, _) in &pending {
+                    let r = &mut results[*i];
+                    r.error_code = e.kafka_error().code();
+                    r.error_message = msg(e.to_string());
+                    r.topic_id = Uuid::nil();
+                }
+            }
+        }
+    }
+    drop(write_lock);
+    for i in offsets_topic_at {
+        if let Err(e) = broker.create_offsets_topic().await {
+            let r = &mut results[i];
+            r.error_code = e.kafka_error().code();
+            r.error_message = msg(e.to_string());
         }
     }
     CreateTopicsResponse::default().with_topics(results)
@@ -336,11 +367,13 @@ pub async fn create_partitions(
             Some(_) if req.validate_only => None,
             Some(t) => {
                 let replication = t.assignment.first().map_or(1, |r| r.len() as i16);
+                let brokers = broker.placeable_brokers();
                 match placement::place(
-                    &broker.placeable_brokers(),
+                    &brokers,
                     t.partitions,
                     topic.count - t.partitions,
                     replication,
+                    placement::start_of(&brokers, &t.assignment),
                 ) {
                     Err(e) => Some((ResponseError::InvalidReplicationFactor, e.to_string())),
                     Ok(assignment) => {

@@ -159,8 +159,14 @@ async fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16
     }
     let partitions = broker.config.num_partitions;
     let replication = broker.config.default_replication_factor;
-    let assignment = placement::place(&broker.placeable_brokers(), 0, partitions, replication)
-        .map_err(|_| ResponseError::InvalidReplicationFactor.code())?;
+    let assignment = placement::place(
+        &broker.placeable_brokers(),
+        0,
+        partitions,
+        replication,
+        rand::random::<u32>() as usize,
+    )
+    .map_err(|_| ResponseError::InvalidReplicationFactor.code())?;
     let record = MetadataRecord::TopicCreated {
         name: name.to_string(),
         id: Uuid::new_v4(),
