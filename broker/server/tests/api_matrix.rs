@@ -289,6 +289,15 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
             ]),
         ),
         ApiKey::DescribeCluster => R::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::DescribeQuorum => R::DescribeQuorum(
+            kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![
+                kafka_protocol::messages::describe_quorum_request::TopicData::default()
+                    .with_topic_name(TopicName(s("__cluster_metadata")))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::describe_quorum_request::PartitionData::default(),
+                    ]),
+            ]),
+        ),
         other => panic!("the version table lists {other:?} but this test has no request for it"),
     }
 }
