@@ -16,7 +16,7 @@
 //! - A broker not heard from for `broker.session.timeout.ms` is fenced, and a new incarnation may then
 //!   register under its id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -105,6 +105,10 @@ pub struct BrokerSessions {
     brokers: BTreeMap<i32, RegisteredBroker>,
     /// When each broker was last heard from, on this controller's clock.
     last_contact_ms: HashMap<i32, i64>,
+    /// Brokers this controller has heard from itself. A session it only inherited at activation keeps the
+    /// broker unfenced through a failover, but does not make a new process under that id a duplicate: after
+    /// a whole-cluster restart every broker comes back as a new process at once.
+    heard: HashSet<i32>,
 }
 
 impl BrokerSessions {
@@ -113,6 +117,7 @@ impl BrokerSessions {
             session_timeout_ms,
             brokers: BTreeMap::new(),
             last_contact_ms: HashMap::new(),
+            heard: HashSet::new(),
         }
     }
 
@@ -135,13 +140,14 @@ impl BrokerSessions {
             if current.registration.incarnation == registration.incarnation {
                 // The same process again (a retry after a lost answer): same epoch, details refreshed.
                 self.last_contact_ms.insert(id, now_ms);
+                self.heard.insert(id);
                 return Ok(Change::Registered(RegisteredBroker {
                     registration,
                     epoch: current.epoch,
                     fenced: current.fenced,
                 }));
             }
-            if let Some(since_ms) = self.live(id, now_ms) {
+            if let Some(since_ms) = self.live(id, now_ms).filter(|_| self.heard.contains(&id)) {
                 return Err(DuplicateRegistration {
                     broker_id: id,
                     live_incarnation: current.registration.incarnation,
@@ -151,6 +157,7 @@ impl BrokerSessions {
             }
         }
         self.last_contact_ms.insert(id, now_ms);
+        self.heard.insert(id);
         Ok(Change::Registered(RegisteredBroker {
             registration,
             epoch: new_epoch,
@@ -192,8 +199,10 @@ impl BrokerSessions {
         };
         if beat.want_shut_down {
             self.last_contact_ms.remove(&id);
+            self.heard.remove(&id);
         } else {
             self.last_contact_ms.insert(id, now_ms);
+            self.heard.insert(id);
         }
         Ok((
             HeartbeatReply {
@@ -223,9 +232,15 @@ impl BrokerSessions {
         self.brokers = brokers.clone();
     }
 
-    /// This node became the active controller: every registered broker gets a full session from now.
+    /// This node became the active controller: every unfenced broker gets a full session from now.
     pub fn activate(&mut self, now_ms: i64) {
-        self.last_contact_ms = self.brokers.keys().map(|&id| (id, now_ms)).collect();
+        self.last_contact_ms = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| (b.registration.broker_id, now_ms))
+            .collect();
+        self.heard.clear();
     }
 
     /// Applies a committed change (on every node, in log order).
@@ -479,5 +494,24 @@ mod tests {
         commit(&mut s, change.unwrap());
         let change = s.register(registration(1, 8), 200, 3500).unwrap();
         assert!(matches!(change, Change::Registered(b) if b.epoch == 200 && b.fenced));
+    }
+
+    #[test]
+    fn after_a_failover_a_new_process_may_take_over_an_inherited_session() {
+        let mut s = BrokerSessions::new(TIMEOUT);
+        registered(&mut s, 1, 7, 100, 0);
+        let (_, change) = s.heartbeat(beat(1, 100, 100), 1000).unwrap();
+        commit(&mut s, change.unwrap());
+        // A new active controller: the broker keeps a session (it is not fenced for the failover)...
+        s.activate(5000);
+        assert!(s.expired(5000 + TIMEOUT - 1).is_empty());
+        // ...but that session is only inherited, so a restarted process (the whole cluster came back) registers.
+        assert!(s.register(registration(1, 8), 300, 5100).is_ok());
+        // Once heard from, the usual rule holds again.
+        let mut s = BrokerSessions::new(TIMEOUT);
+        registered(&mut s, 1, 7, 100, 0);
+        s.activate(5000);
+        s.heartbeat(beat(1, 100, 100), 5200).unwrap();
+        assert!(s.register(registration(1, 8), 300, 5300).is_err());
     }
 }

@@ -489,6 +489,8 @@ pub struct Server {
     pub addresses: Vec<(String, std::net::SocketAddr)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Registration and heartbeats: it says goodbye to the controller first, while the quorum still runs.
+    lifecycle: Option<tokio::task::JoinHandle<()>>,
     failed: tokio::sync::mpsc::Receiver<Error>,
 }
 
@@ -542,6 +544,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (failed_tx, failed) = tokio::sync::mpsc::channel(1);
         let mut tasks = Vec::new();
+        let mut lifecycle = None;
         if let Some(quorum) = broker.metadata.quorum() {
             tasks.push(tokio::spawn(metadata::raft::follow(
                 broker.clone(),
@@ -553,7 +556,7 @@ impl Server {
                 shutdown_rx.clone(),
             )));
             if broker.config.process_roles.broker {
-                tasks.push(tokio::spawn(crate::lifecycle::supervise(
+                lifecycle = Some(tokio::spawn(crate::lifecycle::supervise(
                     broker.clone(),
                     shutdown_rx.clone(),
                     failed_tx,
@@ -579,6 +582,7 @@ impl Server {
             addresses,
             shutdown,
             tasks,
+            lifecycle,
             failed,
         })
     }
@@ -594,13 +598,19 @@ impl Server {
     /// Stop accepting, let in-flight requests finish, then flush and close every log.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.shutdown.send(true);
+        if let Some(lifecycle) = self.lifecycle {
+            let _ = lifecycle.await;
+        }
+        // Then the quorum: a request still waiting for a commit (there may be no majority left) fails now
+        // instead of holding the shutdown for its whole timeout.
+        if let Some(quorum) = self.broker.metadata.quorum() {
+            quorum.shutdown().await;
+            self.broker.metadata.stop_installing();
+        }
         for task in self.tasks {
             let _ = task.await;
         }
         self.broker.groups.shutdown().await;
-        if let Some(quorum) = self.broker.metadata.quorum() {
-            quorum.shutdown().await;
-        }
         self.broker.logs.close_all()?;
         info!("shutdown complete");
         Ok(())

@@ -78,6 +78,10 @@ impl ControllerChannel {
         let key = ApiKey::try_from(R::KEY).map_err(|()| protocol("unknown API key"))?;
         let mut last = String::from("no active controller known");
         while Instant::now() < deadline {
+            if broker.metadata.stopping() {
+                last = "this node is shutting down".into();
+                break;
+            }
             let Some(leader) = broker.metadata.quorum().and_then(|q| q.leader()) else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;

@@ -59,7 +59,8 @@ fn main() -> anyhow::Result<()> {
     let Some(args) = parse_args()? else {
         return Ok(());
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     if args.json_logs {
         tracing_subscriber::fmt()
             .json()

@@ -126,8 +126,9 @@ pub async fn follow(
             }
         }
         tokio::select! {
-            changed = images.changed() => if changed.is_err() { return },
-            _ = shutdown.changed() => return,
+            changed = images.changed() => if changed.is_err() { break },
+            _ = shutdown.changed() => break,
         }
     }
+    broker.metadata.stop_installing();
 }

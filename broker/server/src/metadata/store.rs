@@ -29,8 +29,8 @@ pub struct MetadataStore {
     writer: tokio::sync::Mutex<()>,
     /// Producer ids reserved by the last block write and not yet handed out: (next, end).
     pub(crate) producer_ids: Mutex<(i64, i64)>,
-    /// The offset of the image installed last.
-    installed: tokio::sync::watch::Sender<i64>,
+    /// The offset of the image installed last, and whether installing has stopped (shutdown).
+    installed: tokio::sync::watch::Sender<(i64, bool)>,
 }
 
 /// Records written before replicas were placed name none: on a single node, every partition is this node's.
@@ -84,7 +84,7 @@ impl MetadataStore {
 
     fn with_image(backend: Backend, image: Arc<MetadataImage>) -> Self {
         let next = image.next_producer_id;
-        let (installed, _) = tokio::sync::watch::channel(image.offset);
+        let (installed, _) = tokio::sync::watch::channel((image.offset, false));
         MetadataStore {
             image: RwLock::new(image),
             backend,
@@ -98,15 +98,31 @@ impl MetadataStore {
     pub fn set_image(&self, image: Arc<MetadataImage>) {
         let offset = image.offset;
         *self.image.write() = image;
-        self.installed.send_replace(offset);
+        self.installed.send_modify(|(o, _)| *o = offset);
+    }
+
+    /// Whether the node is shutting down (no image will be installed any more).
+    pub fn stopping(&self) -> bool {
+        self.installed.borrow().1
+    }
+
+    /// No image will be installed any more: waiters give up now instead of at their timeouts.
+    pub fn stop_installing(&self) {
+        self.installed.send_modify(|(_, stopped)| *stopped = true);
     }
 
     /// Waits until the installed image includes `offset`; false if that took longer than `timeout`.
     pub async fn wait_installed(&self, offset: i64, timeout: std::time::Duration) -> bool {
         let mut installed = self.installed.subscribe();
-        tokio::time::timeout(timeout, installed.wait_for(|o| *o >= offset))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        match tokio::time::timeout(
+            timeout,
+            installed.wait_for(|(o, stopped)| *o >= offset || *stopped),
+        )
+        .await
+        {
+            Ok(Ok(state)) => state.0 >= offset,
+            _ => false,
+        }
     }
 
     /// The quorum this node's metadata comes from, when there is one.
