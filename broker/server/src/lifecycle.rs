@@ -98,6 +98,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
         epoch = register(&broker, incarnation, give_up) => epoch?,
         _ = shutdown.changed() => return Ok(()),
     };
+    // The controller unfences a broker whose heartbeat shows it has applied its own registration: wait for
+    // that here, so the first heartbeat (sent at once) unfences it rather than the next one.
+    broker.metadata.wait_installed(epoch, interval).await;
     let mut tick = tokio::time::interval(interval);
     loop {
         tokio::select! {
@@ -121,6 +124,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
                 let give_up = Instant::now()
                     + Duration::from_millis(broker.config.initial_broker_registration_timeout_ms);
                 epoch = register(&broker, incarnation, give_up).await?;
+                broker.metadata.wait_installed(epoch, interval).await;
+                tick.reset_immediately();
             }
             Ok(resp) if resp.error_code != 0 => {
                 warn!(error = resp.error_code, "heartbeat refused");
