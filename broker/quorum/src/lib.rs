@@ -3,7 +3,7 @@
 //! `__cluster_metadata-0`), the vote and commit point in small fsynced files, and the state machine that
 //! applies committed entries to a `sluice_metadata::MetadataImage`, with snapshots; the messages controllers
 //! send each other and their transports (TCP, and an in-memory router with faults); and `QuorumNode`, one
-//! controller, which proposes changes and answers its peers. The wiring into the broker comes next (see
+//! controller, which proposes changes and answers its peers. `sluice-server` runs one per voter (see
 //! `docs/design/controller-quorum.md`).
 
 mod files;

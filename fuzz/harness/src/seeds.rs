@@ -33,6 +33,7 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
         _ => return None,
     })
 }
