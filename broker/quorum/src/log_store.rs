@@ -171,6 +171,34 @@ impl Inner {
     }
 }
 
+/// The entries of `range` as one run from its start, or none; what replication reads. Openraft takes the
+/// first entry returned to be the one at the start of the range and sends the run after the entry before it. A replication task of a
+/// leader that just stepped down can still read after a purge removed the start of its range; handing it the
+/// entries that remain would make it send entries that do not follow its `prev_log_id` (a follower of the
+/// same term accepts those and trips openraft's own assertion). An empty answer makes the task send a
+/// heartbeat instead (openraft 0.9 handles it so, after a 10 ms pause). Other readers keep the plain range
+/// read: openraft's storage contract lets them ask for ranges that start before the first entry.
+fn contiguous_from_start<RB: RangeBounds<u64>>(
+    entries: &BTreeMap<u64, Entry<Quorum>>,
+    range: RB,
+) -> Vec<Entry<Quorum>> {
+    use std::ops::Bound;
+    let mut expected = match range.start_bound() {
+        Bound::Included(&i) => Some(i),
+        Bound::Excluded(&i) => i.checked_add(1),
+        Bound::Unbounded => entries.keys().next().copied(),
+    };
+    let mut run = Vec::new();
+    for (&index, entry) in entries.range(range) {
+        if Some(index) != expected {
+            break;
+        }
+        run.push(entry.clone());
+        expected = index.checked_add(1);
+    }
+    run
+}
+
 impl RaftLogReader<Quorum> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -178,6 +206,15 @@ impl RaftLogReader<Quorum> for LogStore {
     ) -> Result<Vec<Entry<Quorum>>, StorageError<NodeId>> {
         let inner = self.inner.lock().await;
         Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<Quorum>>, StorageError<NodeId>> {
+        let inner = self.inner.lock().await;
+        Ok(contiguous_from_start(&inner.entries, start..end))
     }
 }
 
@@ -265,5 +302,50 @@ impl RaftLogStorage<Quorum> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.inner.lock().await.purge(log_id).map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn log(indexes: &[u64]) -> BTreeMap<u64, Entry<Quorum>> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let entry = Entry {
+                    log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                    payload: EntryPayload::Blank,
+                };
+                (i, entry)
+            })
+            .collect()
+    }
+
+    fn indexes(run: &[Entry<Quorum>]) -> Vec<u64> {
+        run.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn a_read_gives_the_run_from_the_start_of_its_range() {
+        let entries = log(&[3, 4, 5, 6]);
+        assert_eq!(indexes(&contiguous_from_start(&entries, 4..6)), [4, 5]);
+        assert_eq!(indexes(&contiguous_from_start(&entries, 4..10)), [4, 5, 6]);
+        assert_eq!(indexes(&contiguous_from_start(&entries, ..)), [3, 4, 5, 6]);
+        assert_eq!(indexes(&contiguous_from_start(&entries, 3..=3)), [3]);
+    }
+
+    #[test]
+    fn a_read_whose_start_was_purged_gives_nothing() {
+        // What a stale replication task sees after a purge: entries 3.. remain, it asks for 1..5.
+        let entries = log(&[3, 4, 5]);
+        assert!(contiguous_from_start(&entries, 1..5).is_empty());
+    }
+
+    #[test]
+    fn a_read_stops_at_a_hole() {
+        let entries = log(&[1, 2, 4, 5]);
+        assert_eq!(indexes(&contiguous_from_start(&entries, 1..6)), [1, 2]);
     }
 }
