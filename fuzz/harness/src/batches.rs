@@ -30,6 +30,9 @@ pub struct BatchSpec {
     pub spoil: Option<(u16, u8)>,
 }
 
+/// The largest timestamp magnitude a generated record gets.
+const TIMESTAMP_BOUND: i64 = 1 << 61;
+
 impl BatchSpec {
     /// The batch's bytes, with its first offset at `base_offset`; `None` when the encoder refuses it (no
     /// records).
@@ -70,9 +73,13 @@ impl BatchSpec {
                 } else {
                     base_sequence.wrapping_add(i as i32)
                 },
+                // Kept within ±2^61 so that no two timestamps of a batch are further apart than an i64
+                // holds: the encoder subtracts them (a wrapped timestamp made it overflow).
                 timestamp: self
                     .timestamp
-                    .wrapping_add(i as i64 * self.timestamp_step as i64),
+                    .clamp(-TIMESTAMP_BOUND, TIMESTAMP_BOUND)
+                    .saturating_add(i as i64 * self.timestamp_step as i64)
+                    .clamp(-TIMESTAMP_BOUND, TIMESTAMP_BOUND),
                 key: key.clone().map(Bytes::from),
                 value: value.clone().map(Bytes::from),
                 headers: Default::default(),
