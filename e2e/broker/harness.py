@@ -57,6 +57,9 @@ class Broker:
     # and Kafka formats its storage with a fresh cluster id.
     node_id = 1
     cluster_id: str | None = None
+    # `process.roles`: e2e/cluster also runs controller-only and broker-only nodes. A controller-only node
+    # has no client listener (`bootstrap` names nothing that answers Metadata).
+    roles = "broker,controller"
 
     def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None):
         self.name = name
@@ -166,16 +169,21 @@ class Broker:
     # -- what differs between implementations ----------------------------------------------------
 
     def properties(self) -> dict[str, str]:
+        listeners = []
+        if "broker" in self.roles:
+            listeners.append(f"PLAINTEXT://127.0.0.1:{self.port}")
+        if "controller" in self.roles:
+            listeners.append(f"CONTROLLER://127.0.0.1:{self.controller_port}")
         props = {
             "node.id": str(self.node_id),
-            "process.roles": "broker,controller",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "process.roles": self.roles,
+            "listeners": ",".join(listeners),
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(self.data_dir),
             "offsets.topic.replication.factor": "1",
+            **({"advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}"} if "broker" in self.roles else {}),
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
         }

@@ -1,4 +1,5 @@
-"""A cluster of N combined nodes (`process.roles=broker,controller`) for e2e/cluster, built from the
+"""A cluster of N combined nodes (`process.roles=broker,controller`), or of N controllers beside M brokers
+(`process.roles=controller` and `broker`), for e2e/cluster, built from the
 single-broker harness of e2e/broker (`harness.SluiceBroker` / `harness.KafkaBroker`, picked by
 `SLUICE_PEER`): node ids 1..N, each with a PLAINTEXT client listener and a CONTROLLER listener on free
 loopback ports, and the same static `controller.quorum.voters` on every node. Kafka's nodes are all
@@ -134,13 +135,15 @@ def metadata(bootstrap: str, timeout: float = 5.0) -> ClusterMetadata:
 
 class Cluster:
     """N combined nodes, ids 1..N; `nodes[i - 1]` is node i (a harness.Broker, with its own
-    start/stop/kill9/restart, ports and data dir, all kept across restarts)."""
+    start/stop/kill9/restart, ports and data dir, all kept across restarts). With `brokers=M`, nodes 1..N
+    are controller-only and N+1..N+M broker-only."""
 
     def __init__(
         self,
         name: str,
         log_dir: Path,
         size: int = 3,
+        brokers: int = 0,
         session_timeout_ms: int = 4000,
         heartbeat_interval_ms: int = 500,
         extra_config: dict[str, object] | None = None,
@@ -150,15 +153,17 @@ class Cluster:
         self.session_timeout_ms = session_timeout_ms
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"sluice-e2e-cluster-{name}-"))
         self.nodes: list[Broker] = []
-        for i in range(1, size + 1):
+        for i in range(1, size + brokers + 1):
             node = harness.make_broker(f"node-{i}", log_dir)
             node.node_id = i
             node.cluster_id = self.cluster_id
+            if brokers:
+                node.roles = "controller" if i <= size else "broker"
             if isinstance(node, KafkaBroker):
                 node.heap = KAFKA_NODE_HEAP
             self.nodes.append(node)
         # Every port is known only now, so the voters (the same on every node) are set last.
-        self.voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        self.voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.controllers)
         for node in self.nodes:
             node.extra_config = {
                 "controller.quorum.voters": self.voters,
@@ -176,8 +181,20 @@ class Cluster:
         return [n for n in self.nodes if n.is_alive()]
 
     @property
+    def controllers(self) -> list[Broker]:
+        return [n for n in self.nodes if "controller" in n.roles]
+
+    @property
+    def brokers(self) -> list[Broker]:
+        """The nodes with a client listener."""
+        return [n for n in self.nodes if "broker" in n.roles]
+
+    def live_brokers(self) -> list[Broker]:
+        return [n for n in self.brokers if n.is_alive()]
+
+    @property
     def bootstrap(self) -> str:
-        return ",".join(n.bootstrap for n in self.nodes)
+        return ",".join(n.bootstrap for n in self.brokers)
 
     # -- processes ---------------------------------------------------------------------------------
 
@@ -194,7 +211,7 @@ class Cluster:
         self.start(node_ids, timeout)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        live = self.live()
+        live = self.live_brokers()
         want = {n.node_id: ("127.0.0.1", n.port) for n in live}
 
         def ready():
@@ -231,8 +248,14 @@ class Cluster:
 
     def stop_all(self, timeout: float = 30.0) -> list[int]:
         """SIGTERM every live node at once and wait; nodes still running after `timeout` are killed
-        (returned). One at a time would hang: Kafka's last node waits for a quorum that is gone."""
-        running = self.live()
+        (returned). One at a time would hang: Kafka's last node waits for a quorum that is gone.
+        Broker-only nodes go first: Kafka's controlled shutdown of a broker needs the controllers."""
+        killed = []
+        if self.controllers != self.brokers:
+            killed += self._stop([n for n in self.live() if "controller" not in n.roles], timeout)
+        return killed + self._stop(self.live(), timeout)
+
+    def _stop(self, running: list[Broker], timeout: float) -> list[int]:
         for n in running:
             n._note("stopping with SIGTERM (whole cluster)")
             n.proc.send_signal(signal.SIGTERM)
@@ -272,7 +295,7 @@ class Cluster:
     def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S) -> str:
         """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS` (Kafka's own tool, from the jars
         the harness resolves, against either peer); returns its stdout, raises if it fails."""
-        via = via or self.live()[0]
+        via = via or self.live_brokers()[0]
         log4j = self.work_dir / "tool-log4j2.properties"
         if not log4j.exists():
             log4j.write_text("status = error\nrootLogger.level = ERROR\n")

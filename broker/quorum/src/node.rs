@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use sluice_metadata::MetadataImage;
 use sluice_storage::LogConfig;
 use tokio::sync::watch;
@@ -84,6 +84,8 @@ pub struct QuorumNode {
     identity: Arc<RwLock<Identity>>,
     timing: Timing,
     contacts: crate::network::Contacts,
+    /// Openraft takes one membership change at a time: learners joining at once take turns here.
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 /// The quorum as DescribeQuorum reports it, from the leader's point of view.
@@ -95,6 +97,8 @@ pub struct QuorumStatus {
     /// The offset after the last committed entry.
     pub high_watermark: i64,
     pub voters: Vec<VoterStatus>,
+    /// Learners: broker-only nodes, which follow the log without voting (Kafka's observers).
+    pub observers: Vec<VoterStatus>,
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +111,19 @@ pub struct VoterStatus {
     pub last_fetch_ms: i64,
     /// When it was last known to hold everything committed (-1: not known).
     pub last_caught_up_ms: i64,
+}
+
+/// A write openraft refused: NOT_CONTROLLER with the leader it names, or the quorum stopped.
+fn write_refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ProposeError::NotLeader {
+                leader: forward.leader_id,
+                address: forward.leader_node.map(|n| n.addr),
+            }
+        }
+        e => ProposeError::Stopped(e.to_string()),
+    }
 }
 
 fn raft_error(e: impl std::fmt::Display) -> QuorumError {
@@ -171,6 +188,7 @@ impl QuorumNode {
             identity,
             timing,
             contacts,
+            membership_changes: tokio::sync::Mutex::new(()),
         };
         if settings.voters.contains_key(&settings.node_id)
             && !node.raft.is_initialized().await.map_err(raft_error)?
@@ -235,50 +253,132 @@ impl QuorumNode {
         let high_watermark = m.last_applied.map_or(0, |l| l.index as i64 + 1);
         let contacts = self.contacts.lock().map(|c| c.clone()).unwrap_or_default();
         let membership = m.membership_config.membership().clone();
-        let voters = membership
-            .voter_ids()
-            .map(|id| {
-                let address = membership
-                    .get_node(&id)
-                    .map(|n| n.addr.clone())
-                    .unwrap_or_default();
-                if id == m.id {
-                    return VoterStatus {
-                        id,
-                        address,
-                        log_end_offset: end,
-                        last_fetch_ms: now,
-                        last_caught_up_ms: now,
-                    };
-                }
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(-1, |l| l.index as i64 + 1);
-                let fetched = if leading {
-                    contacts.get(&id).copied().unwrap_or(-1)
-                } else {
-                    -1
-                };
-                VoterStatus {
+        let progress = |id: NodeId| {
+            let address = membership
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default();
+            if id == m.id {
+                return VoterStatus {
                     id,
                     address,
-                    log_end_offset: matched,
-                    last_fetch_ms: fetched,
-                    last_caught_up_ms: if matched >= high_watermark {
-                        fetched
-                    } else {
-                        -1
-                    },
-                }
-            })
-            .collect();
+                    log_end_offset: end,
+                    last_fetch_ms: now,
+                    last_caught_up_ms: now,
+                };
+            }
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map_or(-1, |l| l.index as i64 + 1);
+            let fetched = if leading {
+                contacts.get(&id).copied().unwrap_or(-1)
+            } else {
+                -1
+            };
+            VoterStatus {
+                id,
+                address,
+                log_end_offset: matched,
+                last_fetch_ms: fetched,
+                last_caught_up_ms: if matched >= high_watermark {
+                    fetched
+                } else {
+                    -1
+                },
+            }
+        };
+        let voters = membership.voter_ids().map(progress).collect();
+        let observers = membership.learner_ids().map(progress).collect();
         QuorumStatus {
             leader: m.current_leader,
             term: m.current_term,
             high_watermark,
             voters,
+            observers,
+        }
+    }
+
+    /// Whether `id` is a voter of the membership this node knows.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    }
+
+    /// On the leader: makes `id` a learner reached at `address` (a broker-only node, which follows the log
+    /// without voting), or moves a learner to its new address. Nothing to do for a voter or a learner already
+    /// there. Answers once the membership change is committed; replication to it goes on in the background.
+    pub async fn ensure_learner(
+        &self,
+        id: NodeId,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<(), ProposeError> {
+        let known = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            if m.state != ServerState::Leader {
+                return Err(self.not_leader(&m));
+            }
+            let membership = m.membership_config.membership();
+            if membership.voter_ids().any(|v| v == id) {
+                return Ok(());
+            }
+            membership.get_node(&id).map(|n| n.addr.clone())
+        };
+        if known.as_deref() == Some(address) {
+            return Ok(());
+        }
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, BasicNode::new(address))]));
+        match tokio::time::timeout(timeout, self.change_membership(change)).await {
+            Err(_) => Err(ProposeError::Timeout(timeout)),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(write_refused(e)),
+        }
+    }
+
+    /// One membership change, after any other this node is making; one still committing from before (a new
+    /// leader's, say) is waited out.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
+        let _turn = self.membership_changes.lock().await;
+        loop {
+            match self.raft.change_membership(change.clone(), true).await {
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    openraft::error::ChangeMembershipError::InProgress(_),
+                ))) => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    /// On the leader: stops replicating to the learner `id` (a broker unregistered for good). Voters are
+    /// left alone: they leave only through a voter change.
+    pub async fn forget_learner(&self, id: NodeId, timeout: Duration) -> Result<(), ProposeError> {
+        {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            if m.state != ServerState::Leader {
+                return Err(self.not_leader(&m));
+            }
+            let membership = m.membership_config.membership();
+            if membership.voter_ids().any(|v| v == id) || membership.get_node(&id).is_none() {
+                return Ok(());
+            }
+        }
+        let change = ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id]));
+        match tokio::time::timeout(timeout, self.change_membership(change)).await {
+            Err(_) => Err(ProposeError::Timeout(timeout)),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(write_refused(e)),
         }
     }
 
@@ -344,13 +444,7 @@ impl QuorumNode {
         match tokio::time::timeout(timeout, self.raft.client_write(batch)).await {
             Err(_) => Err(ProposeError::Timeout(timeout)),
             Ok(Ok(written)) => Ok(written.data.index),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Err(ProposeError::NotLeader {
-                    leader: forward.leader_id,
-                    address: forward.leader_node.map(|n| n.addr),
-                })
-            }
-            Ok(Err(e)) => Err(ProposeError::Stopped(e.to_string())),
+            Ok(Err(e)) => Err(write_refused(e)),
         }
     }
 

@@ -117,6 +117,95 @@ async fn losing_the_leader_elects_another_within_seconds_and_loses_nothing_commi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_follows_every_change_without_voting() {
+    let mut cluster = Cluster::start(3, 7).await;
+    let leader = cluster.leader(WAIT).await;
+    cluster
+        .node(leader)
+        .propose(topic("before"), WRITE)
+        .await
+        .unwrap();
+
+    // Node 4 is no voter (a broker-only node): it opens, and waits until the leader adds it.
+    cluster.open(4).await;
+    let follower = *cluster.voters.keys().find(|id| **id != leader).unwrap();
+    assert!(matches!(
+        cluster
+            .node(follower)
+            .ensure_learner(4, "broker-4:9092", WRITE)
+            .await,
+        Err(ProposeError::NotLeader { .. })
+    ));
+    let quorum = cluster.node(leader).clone();
+    quorum
+        .ensure_learner(4, "broker-4:9092", WRITE)
+        .await
+        .unwrap();
+    let end = quorum.metrics().borrow().last_log_index;
+    // Again at the same address: nothing to change, no membership entry.
+    quorum
+        .ensure_learner(4, "broker-4:9092", WRITE)
+        .await
+        .unwrap();
+    assert_eq!(quorum.metrics().borrow().last_log_index, end);
+    let after = quorum.propose(topic("after"), WRITE).await.unwrap();
+    cluster.applied_everywhere(after, WAIT).await;
+    assert_eq!(
+        topics(&cluster.node(4).image().await),
+        ["after".to_string(), "before".to_string()].into()
+    );
+    assert!(!cluster.node(4).is_voter(4));
+    assert_eq!(cluster.node(4).leader(), Some(leader));
+    let status = quorum.describe();
+    let ids = |v: &[sluice_quorum::VoterStatus]| v.iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(&status.voters), [1, 2, 3]);
+    assert_eq!(ids(&status.observers), [4]);
+    assert_eq!(status.observers[0].address, "broker-4:9092");
+
+    // The learner does not count towards a majority: with both other voters down, nothing commits.
+    let others: Vec<u64> = cluster
+        .voters
+        .keys()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &others {
+        cluster.crash(*id).await;
+    }
+    assert!(matches!(
+        quorum.propose(topic("no-quorum"), WRITE).await,
+        Err(ProposeError::Timeout(_))
+    ));
+    for id in &others {
+        cluster.open(*id).await;
+    }
+    let leader = cluster.leader_among(&[1, 2, 3], WAIT).await;
+    let quorum = cluster.node(leader).clone();
+
+    // A learner that moved is followed at its new address; one forgotten is replicated to no more.
+    quorum
+        .ensure_learner(4, "broker-4b:9092", WRITE)
+        .await
+        .unwrap();
+    assert_eq!(quorum.describe().observers[0].address, "broker-4b:9092");
+    quorum.forget_learner(4, WRITE).await.unwrap();
+    assert!(quorum.describe().observers.is_empty());
+    let last = quorum.propose(topic("unseen"), WRITE).await.unwrap();
+    for id in [1, 2, 3] {
+        cluster
+            .node(id)
+            .raft()
+            .wait(Some(WAIT))
+            .applied_index_at_least(Some(last), "the write after the learner left")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!topics(&cluster.node(4).image().await).contains("unseen"));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_majority_writes_fail_with_a_timeout_and_work_again_once_it_is_back() {
     let mut cluster = Cluster::start(3, 3).await;
     let leader = cluster.leader(WAIT).await;

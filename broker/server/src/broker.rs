@@ -31,7 +31,7 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// How long a metadata change may take to commit through the quorum (cut short by the quorum when it has no
 /// majority).
-const METADATA_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const METADATA_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything a request handler can reach.
 pub struct Broker {
@@ -242,18 +242,34 @@ impl Broker {
             let record = self.offsets_topic_record(&self.placeable_brokers())?;
             return self.propose(vec![record]).await.map(|_| ());
         }
+        self.create_topic_at_controller(CONSUMER_OFFSETS, -1, -1)
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks the active controller, elsewhere, to create `name` (-1: its defaults), as Kafka's brokers do for
+    /// topics they create on use; answers the topic's error code (0, or TOPIC_ALREADY_EXISTS when another
+    /// broker was first) once this node's image has what the controller committed.
+    pub async fn create_topic_at_controller(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<i16, Error> {
         let Some(channel) = &self.channel else {
-            return Ok(());
+            return Err(Error::NotController(
+                "no controller quorum to create topics through".into(),
+            ));
         };
         use kafka_protocol::messages::create_topics_request::CreatableTopic;
         let body = kafka_protocol::messages::CreateTopicsRequest::default()
             .with_topics(vec![
                 CreatableTopic::default()
                     .with_name(kafka_protocol::messages::TopicName(
-                        kafka_protocol::protocol::StrBytes::from_static_str(CONSUMER_OFFSETS),
+                        kafka_protocol::protocol::StrBytes::from_string(name.to_string()),
                     ))
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1),
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(replication_factor),
             ])
             .with_timeout_ms(30_000);
         let request = sluice_protocol::Request {
@@ -267,7 +283,14 @@ impl Broker {
             version: 7,
             body: kafka_protocol::messages::RequestKind::CreateTopics(body),
         };
-        channel.forward(self, &request).await.map(|_| ())
+        match channel.forward(self, &request).await? {
+            kafka_protocol::messages::ResponseKind::CreateTopics(resp) => {
+                Ok(resp.topics.first().map_or(0, |t| t.error_code))
+            }
+            other => Err(Error::Metadata(format!(
+                "the controller answered CreateTopics with {other:?}"
+            ))),
+        }
     }
 
     /// Commits `records` to the metadata log and brings this node's logs in line; answers the offset of the
@@ -522,13 +545,6 @@ impl Server {
             sockets.push((listener.name.clone(), socket, local));
         }
         let quorum = if metadata::raft::uses_quorum(&config) {
-            if !config.process_roles.controller {
-                return Err(Error::config(
-                    "process.roles",
-                    "a broker that is not also a controller cannot follow a controller quorum yet; \
-                     run it as broker,controller",
-                ));
-            }
             let id = cluster_id
                 .map(str::to_string)
                 .or(config.cluster_id.clone())

@@ -23,10 +23,11 @@ use sluice_protocol::Request;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::broker::{Broker, PRODUCER_ID_BLOCK, now_ms};
+use crate::broker::{Broker, METADATA_WRITE_TIMEOUT, PRODUCER_ID_BLOCK, now_ms};
 use crate::handlers::{self, Response};
 use crate::metadata::MetadataRecord;
 use crate::network::ConnectionInfo;
+use sluice_quorum::ProposeError;
 
 /// The tag of an EnvelopeResponse field only Sluice reads: the metadata offset the answer depends on, so the
 /// forwarding broker can wait until its own image has it (produce right after create finds the topic).
@@ -92,6 +93,24 @@ impl Controller {
                 .collect(),
             rack: req.rack.as_ref().map(|r| r.to_string()),
         };
+        // A broker that is not a voter follows the log as a learner, reached at its first listener. It joins
+        // before its registration commits, so the registration reaches it.
+        if let Some(quorum) = broker.metadata.quorum()
+            && let Some(l) = registration.listeners.first()
+        {
+            let address = crate::config::join_host_port(&l.host, l.port);
+            if let Err(e) = quorum
+                .ensure_learner(req.broker_id.0 as u64, &address, METADATA_WRITE_TIMEOUT)
+                .await
+            {
+                warn!(broker_id = req.broker_id.0, error = %e, "cannot add the broker as a learner");
+                let code = match e {
+                    ProposeError::NotLeader { .. } => ResponseError::NotController,
+                    _ => ResponseError::RequestTimedOut,
+                };
+                return resp.with_error_code(code.code());
+            }
+        }
         let _w = broker.metadata.write_lock().await;
         let decision = {
             let mut sessions = self.sessions.lock();

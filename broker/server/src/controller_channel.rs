@@ -1,5 +1,7 @@
 //! The broker's way to the active controller: one connection (`sluice-kafka-client`) to the controller
-//! listener of whichever voter leads, found from this node's quorum, re-dialled when the leader moves. Calls
+//! listener of whichever voter leads, found from this node's quorum, re-dialled when the leader moves. A node
+//! that knows no leader yet (a broker-only node before the leader has reached it) tries the voters in turn.
+//! Calls
 //! retry NOT_CONTROLLER and lost connections until their deadline, as Kafka's broker-to-controller channel
 //! does. Client requests that change metadata are handed on whole, in an Envelope.
 
@@ -27,7 +29,12 @@ pub struct ControllerChannel {
     /// Voter id → its controller listener.
     voters: BTreeMap<i32, String>,
     connection: tokio::sync::Mutex<Option<(i32, Connection)>>,
+    /// The voter to try next while no leader is known.
+    guess: std::sync::atomic::AtomicUsize,
 }
+
+/// How long dialling a voter that may not lead may take, so a dead one does not hold up trying the next.
+const GUESS_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a call that got through may still answer: "not me" sends the channel to the next leader.
 pub trait ErrorCode {
@@ -59,7 +66,19 @@ impl ControllerChannel {
         ControllerChannel {
             voters,
             connection: tokio::sync::Mutex::new(None),
+            guess: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// The next voter to try while no leader is known; each call moves on by one.
+    fn next_guess(&self) -> Option<i32> {
+        if self.voters.is_empty() {
+            return None;
+        }
+        let n = self
+            .guess
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.voters.keys().nth(n % self.voters.len()).copied()
     }
 
     /// Sends `request` to the active controller, retrying until `timeout` while there is none, it moved, or a
@@ -82,11 +101,17 @@ impl ControllerChannel {
                 last = "this node is shutting down".into();
                 break;
             }
-            let Some(leader) = broker.metadata.quorum().and_then(|q| q.leader()) else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+            let known = broker.metadata.quorum().and_then(|q| q.leader());
+            let leader = match known {
+                Some(leader) => leader as i32,
+                None => match self.next_guess() {
+                    Some(voter) => voter,
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
             };
-            let leader = leader as i32;
             let Some(address) = self.voters.get(&leader) else {
                 last = format!("the leader {leader} is not among controller.quorum.voters");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -94,7 +119,10 @@ impl ControllerChannel {
             };
             let mut slot = self.connection.lock().await;
             if slot.as_ref().is_none_or(|(id, _)| *id != leader) {
-                let remaining = deadline.saturating_duration_since(Instant::now());
+                let mut remaining = deadline.saturating_duration_since(Instant::now());
+                if known.is_none() {
+                    remaining = remaining.min(GUESS_DIAL_TIMEOUT);
+                }
                 match tokio::time::timeout(remaining, Connection::open(address, "sluice-broker"))
                     .await
                 {
@@ -103,6 +131,10 @@ impl ControllerChannel {
                         last = format!("controller {leader} at {address}: {e}");
                         drop(slot);
                         tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(_) if known.is_none() => {
+                        last = format!("controller {leader} at {address}: no connection in time");
                         continue;
                     }
                     Err(_) => break,

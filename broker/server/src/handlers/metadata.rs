@@ -153,6 +153,29 @@ fn error_entry(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTop
 
 /// Create a topic a client asked metadata for, with the broker's defaults (`auto.create.topics.enable`).
 async fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16> {
+    if !broker.is_active_controller() {
+        let code = broker
+            .create_topic_at_controller(
+                name,
+                broker.config.num_partitions,
+                broker.config.default_replication_factor,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(topic = name, error = %e, "auto-creating topic failed");
+                e.kafka_error().code()
+            })?;
+        if code != 0 && code != ResponseError::TopicAlreadyExists.code() {
+            return Err(code);
+        }
+        return broker
+            .metadata
+            .image()
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or(ResponseError::UnknownTopicOrPartition.code());
+    }
     let _w = broker.metadata.write_lock().await;
     if let Some(t) = broker.metadata.image().topics.get(name) {
         return Ok(t.clone());

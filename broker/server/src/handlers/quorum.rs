@@ -1,5 +1,6 @@
 //! DescribeQuorum (KIP-595/KIP-836), what `kafka-metadata-quorum describe` shows: the active controller, its
-//! epoch, the high watermark of `__cluster_metadata` and each voter's progress. Answered by the active
+//! epoch, the high watermark of `__cluster_metadata` and each voter's and observer's (broker-only node's)
+//! progress. Answered by the active
 //! controller; other brokers forward it there. A single node on its local log is its own only voter.
 
 use std::sync::Arc;
@@ -29,17 +30,15 @@ pub fn describe_quorum(
     let (partition, nodes) = match broker.metadata.quorum() {
         Some(quorum) => {
             let status = quorum.describe();
-            let voters = status
-                .voters
-                .iter()
-                .map(|v| {
-                    ReplicaState::default()
-                        .with_replica_id(BrokerId(v.id as i32))
-                        .with_log_end_offset(v.log_end_offset)
-                        .with_last_fetch_timestamp(v.last_fetch_ms)
-                        .with_last_caught_up_timestamp(v.last_caught_up_ms)
-                })
-                .collect();
+            let replica = |v: &sluice_quorum::VoterStatus| {
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(v.id as i32))
+                    .with_log_end_offset(v.log_end_offset)
+                    .with_last_fetch_timestamp(v.last_fetch_ms)
+                    .with_last_caught_up_timestamp(v.last_caught_up_ms)
+            };
+            let voters = status.voters.iter().map(replica).collect();
+            let observers = status.observers.iter().map(replica).collect();
             let nodes = status
                 .voters
                 .iter()
@@ -64,7 +63,8 @@ pub fn describe_quorum(
                     .with_leader_id(BrokerId(status.leader.map_or(-1, |l| l as i32)))
                     .with_leader_epoch(i32::try_from(status.term).unwrap_or(i32::MAX))
                     .with_high_watermark(status.high_watermark)
-                    .with_current_voters(voters),
+                    .with_current_voters(voters)
+                    .with_observers(observers),
                 nodes,
             )
         }

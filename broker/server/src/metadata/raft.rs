@@ -20,10 +20,13 @@ use crate::config::BrokerConfig;
 use crate::error::Error;
 use crate::publisher;
 
-/// Whether this node's metadata comes from a quorum of several controllers. A single voter keeps its local
-/// log: the single-node behaviour, layout and start-up time stay exactly as they were.
+/// Whether this node's metadata comes from a controller quorum: several voters, or a node that is not one
+/// combined broker and controller on its own (a broker-only node follows the controllers; a controller-only
+/// voter serves brokers that follow it). The single combined node keeps its local log: the single-node
+/// behaviour, layout and start-up time stay exactly as they were.
 pub fn uses_quorum(config: &BrokerConfig) -> bool {
-    config.controller_quorum_voters.len() > 1
+    let roles = &config.process_roles;
+    config.controller_quorum_voters.len() > 1 || !(roles.broker && roles.controller)
 }
 
 /// The cluster id of a static quorum with none configured: derived from the voters, so every node started
@@ -74,7 +77,7 @@ pub async fn open(config: &BrokerConfig, cluster_id: &str) -> Result<Arc<QuorumN
         cluster_id: Some(cluster_id.to_string()),
         voters,
         timing: Timing {
-            heartbeat_ms: (election / 4).max(10),
+            heartbeat_ms: (election / 10).max(10),
             election_timeout_min_ms: election,
             election_timeout_max_ms: election * 2,
             quorum_lost_ms: config.controller_quorum_fetch_timeout_ms,
