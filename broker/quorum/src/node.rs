@@ -48,8 +48,12 @@ pub struct Settings {
     /// The metadata log's directory (`__cluster_metadata-0`): segments, vote, commit point, snapshot.
     pub dir: PathBuf,
     pub cluster_id: Option<String>,
-    /// The static `controller.quorum.voters`, id → `host:port` of the controller listener.
+    /// The static `controller.quorum.voters`, id → `host:port` of the controller listener. Empty for a
+    /// dynamic quorum (`controller.quorum.bootstrap.servers`), whose voters live only in the log.
     pub voters: BTreeMap<NodeId, String>,
+    /// The voters a fresh log starts with. `None`: the static `voters`. A dynamic quorum's first controller
+    /// starts with itself alone (Kafka's `--standalone`); the others with none, and wait to be added.
+    pub initial_voters: Option<BTreeMap<NodeId, String>>,
     pub timing: Timing,
     /// A snapshot after this many entries since the last one.
     pub snapshot_every: u64,
@@ -74,6 +78,15 @@ pub enum ProposeError {
     Timeout(Duration),
     #[error("the controller quorum stopped: {0}")]
     Stopped(String),
+    /// DUPLICATE_VOTER: the node to add votes already.
+    #[error("node {0} is already a voter")]
+    DuplicateVoter(NodeId),
+    /// VOTER_NOT_FOUND: the node to remove is not a voter.
+    #[error("node {0} is not a voter")]
+    VoterNotFound(NodeId),
+    /// INVALID_REQUEST: a change the quorum cannot make (removing its last voter).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One controller. Cheap to share behind an `Arc`.
@@ -124,6 +137,16 @@ fn write_refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> P
         }
         e => ProposeError::Stopped(e.to_string()),
     }
+}
+
+/// Openraft refused a membership change because another is still committing: worth retrying.
+fn membership_in_progress(e: &RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> bool {
+    matches!(
+        e,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            openraft::error::ChangeMembershipError::InProgress(_),
+        ))
+    )
 }
 
 fn raft_error(e: impl std::fmt::Display) -> QuorumError {
@@ -190,11 +213,11 @@ impl QuorumNode {
             contacts,
             membership_changes: tokio::sync::Mutex::new(()),
         };
-        if settings.voters.contains_key(&settings.node_id)
+        let initial = settings.initial_voters.as_ref().unwrap_or(&settings.voters);
+        if initial.contains_key(&settings.node_id)
             && !node.raft.is_initialized().await.map_err(raft_error)?
         {
-            let members: BTreeMap<NodeId, BasicNode> = settings
-                .voters
+            let members: BTreeMap<NodeId, BasicNode> = initial
                 .iter()
                 .map(|(id, address)| (*id, BasicNode::new(address)))
                 .collect();
@@ -202,8 +225,7 @@ impl QuorumNode {
             // lowest id proposes the membership (and stands) first; each other voter waits its turn and does
             // so only if nobody has reached it by then, which keeps a quorum whose first voter is down from
             // never forming.
-            let rank = settings
-                .voters
+            let rank = initial
                 .keys()
                 .position(|id| *id == settings.node_id)
                 .unwrap_or(0) as u64;
@@ -349,15 +371,111 @@ impl QuorumNode {
         &self,
         change: ChangeMembers<NodeId, BasicNode>,
     ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
+        self.change_membership_retaining(change, true).await
+    }
+
+    /// `change_membership`; `retain`: a voter removed stays a learner.
+    async fn change_membership_retaining(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
         let _turn = self.membership_changes.lock().await;
+        self.change_membership_in_turn(change, retain).await
+    }
+
+    /// `change_membership` for a caller that already holds `membership_changes`.
+    async fn change_membership_in_turn(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
         loop {
-            match self.raft.change_membership(change.clone(), true).await {
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                    openraft::error::ChangeMembershipError::InProgress(_),
-                ))) => tokio::time::sleep(Duration::from_millis(50)).await,
+            match self.raft.change_membership(change.clone(), retain).await {
+                Err(e) if membership_in_progress(&e) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 other => return other.map(drop),
             }
         }
+    }
+
+    /// On the leader: makes `id`, reached at `address`, a voter (KIP-853's AddRaftVoter). It first follows as a
+    /// learner until it holds the log, so the quorum never waits on a voter that is still catching up, then
+    /// joins the voters. Answers once the new voter set is committed; `timeout` bounds the whole change.
+    pub async fn add_voter(
+        &self,
+        id: NodeId,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<(), ProposeError> {
+        self.leader_membership(|membership| {
+            if membership.voter_ids().any(|v| v == id) {
+                return Err(ProposeError::DuplicateVoter(id));
+            }
+            Ok(())
+        })?;
+        let add = async {
+            let _turn = self.membership_changes.lock().await;
+            loop {
+                match self
+                    .raft
+                    .add_learner(id, BasicNode::new(address), true)
+                    .await
+                {
+                    Err(e) if membership_in_progress(&e) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    other => break other.map(drop).map_err(write_refused)?,
+                }
+            }
+            let promote = ChangeMembers::AddVoterIds(std::collections::BTreeSet::from([id]));
+            self.change_membership_in_turn(promote, true)
+                .await
+                .map_err(write_refused)
+        };
+        tokio::time::timeout(timeout, add)
+            .await
+            .unwrap_or(Err(ProposeError::Timeout(timeout)))
+    }
+
+    /// On the leader: takes `id` out of the voters (KIP-853's RemoveRaftVoter). Another node stays a learner,
+    /// as a removed Kafka controller stays an observer, until it is forgotten. The leader removing itself
+    /// leaves the membership altogether: openraft lets a learner go on leading, so only that makes it step
+    /// down once the change commits, and the others elect a leader among themselves (Kafka's leader resigns
+    /// the same way). A combined node registers again as a broker and is a learner once more.
+    pub async fn remove_voter(&self, id: NodeId, timeout: Duration) -> Result<(), ProposeError> {
+        self.leader_membership(|membership| {
+            if !membership.voter_ids().any(|v| v == id) {
+                return Err(ProposeError::VoterNotFound(id));
+            }
+            if membership.voter_ids().count() == 1 {
+                return Err(ProposeError::Invalid(format!(
+                    "node {id} is the only voter; a quorum cannot remove its last voter"
+                )));
+            }
+            Ok(())
+        })?;
+        let change = ChangeMembers::RemoveVoters(std::collections::BTreeSet::from([id]));
+        let retain = id != self.node_id();
+        match tokio::time::timeout(timeout, self.change_membership_retaining(change, retain)).await
+        {
+            Err(_) => Err(ProposeError::Timeout(timeout)),
+            Ok(result) => result.map_err(write_refused),
+        }
+    }
+
+    /// Checks, on the leader, the membership this node knows; NOT_CONTROLLER elsewhere.
+    fn leader_membership(
+        &self,
+        check: impl FnOnce(&openraft::Membership<NodeId, BasicNode>) -> Result<(), ProposeError>,
+    ) -> Result<(), ProposeError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader {
+            return Err(self.not_leader(&m));
+        }
+        check(m.membership_config.membership())
     }
 
     /// On the leader: stops replicating to the learner `id` (a broker unregistered for good). Voters are

@@ -206,6 +206,125 @@ async fn a_learner_follows_every_change_without_voting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_quorum_grows_from_one_voter_to_three_and_shrinks_back() {
+    let mut cluster = Cluster::start_dynamic(3, 5).await;
+    // Node 1 alone is the quorum; 2 and 3 run but have no voters and never stand.
+    assert_eq!(cluster.leader_among(&[1], WAIT).await, 1);
+    let first = cluster
+        .node(1)
+        .propose(topic("alone"), WRITE)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in [2, 3] {
+        assert_eq!(cluster.node(id).leader(), None, "node {id} joined unasked");
+        assert!(!cluster.node(1).is_voter(id));
+    }
+    let voters = |cluster: &Cluster| -> Vec<u64> {
+        cluster
+            .node(1)
+            .describe()
+            .voters
+            .iter()
+            .map(|v| v.id)
+            .collect()
+    };
+
+    // One voter at a time, each holding the log before it votes.
+    for id in [2, 3] {
+        cluster
+            .node(1)
+            .add_voter(id, &cluster.voters[&id].clone(), WAIT)
+            .await
+            .unwrap();
+        assert!(cluster.node(id).image().await.topics.contains_key("alone"));
+    }
+    assert_eq!(voters(&cluster), vec![1, 2, 3]);
+    match cluster
+        .node(1)
+        .add_voter(2, "controller-2:9093", WRITE)
+        .await
+    {
+        Err(ProposeError::DuplicateVoter(2)) => {}
+        other => panic!("adding a voter twice: {other:?}"),
+    }
+    let three = cluster
+        .node(1)
+        .propose(topic("three"), WRITE)
+        .await
+        .unwrap();
+    cluster.applied_everywhere(three, WAIT).await;
+
+    // Three voters survive the loss of the one that started alone.
+    cluster.crash(1).await;
+    let leader = cluster.leader_among(&[2, 3], WAIT).await;
+    let after = cluster
+        .node(leader)
+        .propose(topic("after-1"), WRITE)
+        .await
+        .unwrap();
+    cluster.open(1).await;
+    cluster.applied_everywhere(after, WAIT).await;
+
+    // Shrink back to node 1 alone. The leader is one of 2 and 3 (1 came back as a follower) and removes
+    // itself first: it leads until the change commits, then leaves, and the other two elect one of themselves.
+    let leader = cluster.leader(WAIT).await;
+    assert_ne!(leader, 1, "node 1 came back as a follower");
+    let other = 5 - leader; // the one of 2 and 3 that is not the leader
+    cluster
+        .node(leader)
+        .remove_voter(leader, WRITE)
+        .await
+        .unwrap();
+    let next = cluster.leader_among(&[1, other], WAIT).await;
+    assert!(!cluster.node(next).is_voter(leader));
+    cluster.crash(leader).await; // it left the quorum; nothing of it is needed any more
+    cluster.node(next).remove_voter(other, WRITE).await.unwrap();
+    if next == other {
+        cluster.leader_among(&[1], WAIT).await;
+        cluster.crash(other).await;
+    }
+    assert_eq!(cluster.leader(WAIT).await, 1);
+    assert_eq!(voters(&cluster), vec![1]);
+    match cluster.node(1).remove_voter(1, WRITE).await {
+        Err(ProposeError::Invalid(_)) => {}
+        other => panic!("removing the last voter: {other:?}"),
+    }
+    match cluster.node(1).remove_voter(leader, WRITE).await {
+        Err(ProposeError::VoterNotFound(id)) if id == leader => {}
+        other => panic!("removing a non-voter: {other:?}"),
+    }
+    // Alone again, node 1 commits by itself and nothing committed on the way was lost. A voter removed by
+    // another follows on as a learner; one that removed itself while leading has left.
+    let end = cluster
+        .node(1)
+        .propose(topic("alone-again"), WRITE)
+        .await
+        .unwrap();
+    assert!(end > first);
+    let learners: Vec<u64> = cluster
+        .node(1)
+        .describe()
+        .observers
+        .iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(learners, if next == 1 { vec![other] } else { vec![] });
+    cluster.applied_everywhere(end, WAIT).await;
+    let images = cluster.images().await;
+    for (id, image) in &images {
+        assert_eq!(
+            topics(image),
+            ["after-1", "alone", "alone-again", "three"]
+                .map(String::from)
+                .into(),
+            "node {id}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_majority_writes_fail_with_a_timeout_and_work_again_once_it_is_back() {
     let mut cluster = Cluster::start(3, 3).await;
     let leader = cluster.leader(WAIT).await;
@@ -395,6 +514,7 @@ async fn three_voters_over_tcp_on_loopback() {
             dir: dir.path().join(format!("node-{id}")),
             cluster_id: Some("tcp-cluster".into()),
             voters: voters.clone(),
+            initial_voters: None,
             timing: common::timing(),
             snapshot_every: 5000,
             keep_after_snapshot: 1000,

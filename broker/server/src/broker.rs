@@ -308,7 +308,10 @@ impl Broker {
                     self.node_id
                 )),
                 ProposeError::Timeout(_) => Error::Timeout(e.to_string()),
-                ProposeError::Stopped(m) => Error::Metadata(m),
+                e @ (ProposeError::Stopped(_)
+                | ProposeError::DuplicateVoter(_)
+                | ProposeError::VoterNotFound(_)
+                | ProposeError::Invalid(_)) => Error::Metadata(e.to_string()),
             })? as i64;
         // Answer once this node's logs and image have the change, as with the local log.
         if !self

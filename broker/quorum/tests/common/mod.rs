@@ -43,7 +43,10 @@ pub fn topics(image: &MetadataImage) -> BTreeSet<String> {
 pub struct Cluster {
     pub router: Arc<MemoryRouter>,
     pub dir: tempfile::TempDir,
+    /// Every node's address (its controller listener).
     pub voters: BTreeMap<NodeId, String>,
+    /// A dynamic quorum: node 1 starts as the only voter, the others join when added.
+    pub dynamic: bool,
     pub nodes: BTreeMap<NodeId, Arc<QuorumNode>>,
     pub snapshot_every: u64,
     pub keep_after_snapshot: u64,
@@ -68,9 +71,30 @@ impl Cluster {
             router: MemoryRouter::new(seed),
             dir,
             voters,
+            dynamic: false,
             nodes: BTreeMap::new(),
             snapshot_every,
             keep_after_snapshot: keep,
+        };
+        for id in 1..=size {
+            cluster.open(id).await;
+        }
+        cluster
+    }
+
+    /// A dynamic quorum of `size` nodes: node 1 starts as its only voter (Kafka's `--standalone`), the others
+    /// start with no voters and wait to be added.
+    pub async fn start_dynamic(size: u64, seed: u64) -> Cluster {
+        let mut cluster = Cluster {
+            router: MemoryRouter::new(seed),
+            dir: tempfile::tempdir().unwrap(),
+            voters: (1..=size)
+                .map(|id| (id, format!("controller-{id}:9093")))
+                .collect(),
+            dynamic: true,
+            nodes: BTreeMap::new(),
+            snapshot_every: 5000,
+            keep_after_snapshot: 1000,
         };
         for id in 1..=size {
             cluster.open(id).await;
@@ -83,7 +107,18 @@ impl Cluster {
             node_id: id,
             dir: self.dir.path().join(format!("node-{id}")),
             cluster_id: Some("test-cluster".into()),
-            voters: self.voters.clone(),
+            voters: if self.dynamic {
+                BTreeMap::new()
+            } else {
+                self.voters.clone()
+            },
+            initial_voters: self.dynamic.then(|| {
+                self.voters
+                    .iter()
+                    .filter(|(voter, _)| **voter == 1 && id == 1)
+                    .map(|(voter, address)| (*voter, address.clone()))
+                    .collect()
+            }),
             timing: timing(),
             snapshot_every: self.snapshot_every,
             keep_after_snapshot: self.keep_after_snapshot,

@@ -76,6 +76,7 @@ pub async fn open(config: &BrokerConfig, cluster_id: &str) -> Result<Arc<QuorumN
         dir: quorum_dir(config),
         cluster_id: Some(cluster_id.to_string()),
         voters,
+        initial_voters: None,
         timing: Timing {
             heartbeat_ms: (election / 10).max(10),
             election_timeout_min_ms: election,
