@@ -119,6 +119,7 @@ async fn run(seed: u64) -> usize {
                         }
                         Err(ProposeError::NotLeader { .. } | ProposeError::Timeout(_))
                         | Err(ProposeError::Stopped(_)) => observed.lock().unwrap().unacked += 1,
+                        Err(e) => panic!("a write refused as a voter change: {e}"),
                     }
                 });
             }
