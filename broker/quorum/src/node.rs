@@ -358,7 +358,7 @@ impl QuorumNode {
             return Ok(());
         }
         let change = ChangeMembers::SetNodes(BTreeMap::from([(id, BasicNode::new(address))]));
-        match tokio::time::timeout(timeout, self.change_membership(change)).await {
+        match tokio::time::timeout(timeout, self.change_membership(change, true)).await {
             Err(_) => Err(ProposeError::Timeout(timeout)),
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(write_refused(e)),
@@ -366,16 +366,8 @@ impl QuorumNode {
     }
 
     /// One membership change, after any other this node is making; one still committing from before (a new
-    /// leader's, say) is waited out.
+    /// leader's, say) is waited out. `retain`: a voter removed stays a learner.
     async fn change_membership(
-        &self,
-        change: ChangeMembers<NodeId, BasicNode>,
-    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
-        self.change_membership_retaining(change, true).await
-    }
-
-    /// `change_membership`; `retain`: a voter removed stays a learner.
-    async fn change_membership_retaining(
         &self,
         change: ChangeMembers<NodeId, BasicNode>,
         retain: bool,
@@ -458,8 +450,7 @@ impl QuorumNode {
         })?;
         let change = ChangeMembers::RemoveVoters(std::collections::BTreeSet::from([id]));
         let retain = id != self.node_id();
-        match tokio::time::timeout(timeout, self.change_membership_retaining(change, retain)).await
-        {
+        match tokio::time::timeout(timeout, self.change_membership(change, retain)).await {
             Err(_) => Err(ProposeError::Timeout(timeout)),
             Ok(result) => result.map_err(write_refused),
         }
@@ -493,7 +484,7 @@ impl QuorumNode {
             }
         }
         let change = ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id]));
-        match tokio::time::timeout(timeout, self.change_membership(change)).await {
+        match tokio::time::timeout(timeout, self.change_membership(change, true)).await {
             Err(_) => Err(ProposeError::Timeout(timeout)),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(write_refused(e)),
