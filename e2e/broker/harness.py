@@ -60,6 +60,9 @@ class Broker:
     # `process.roles`: e2e/cluster also runs controller-only and broker-only nodes. A controller-only node
     # has no client listener (`bootstrap` names nothing that answers Metadata).
     roles = "broker,controller"
+    # Kafka's format flags for a controller of a dynamic quorum (`--standalone`, `--no-initial-controllers`):
+    # Kafka's StorageTool takes them before the first start, Sluice's binary on every start.
+    format_flags: tuple[str, ...] = ()
 
     def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None):
         self.name = name
@@ -180,13 +183,21 @@ class Broker:
             "listeners": ",".join(listeners),
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(self.data_dir),
             "offsets.topic.replication.factor": "1",
             **({"advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}"} if "broker" in self.roles else {}),
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
         }
+        # A dynamic quorum (KIP-853) names its controllers by bootstrap servers instead of voters, and each
+        # controller advertises its controller listener, which is how the others reach it.
+        if "controller.quorum.bootstrap.servers" in self.extra_config:
+            if "controller" in self.roles:
+                props["advertised.listeners"] = ",".join(
+                    [*([f"PLAINTEXT://127.0.0.1:{self.port}"] if "broker" in self.roles else []),
+                     f"CONTROLLER://127.0.0.1:{self.controller_port}"])
+        else:
+            props["controller.quorum.voters"] = f"1@127.0.0.1:{self.controller_port}"
         props.update(self.extra_config)
         return props
 
@@ -244,7 +255,7 @@ class SluiceBroker(Broker):
         return path
 
     def command(self) -> list[str]:
-        return [str(self.binary()), str(self.props_path)]
+        return [str(self.binary()), str(self.props_path), *self.format_flags]
 
 
 class KafkaBroker(Broker):
@@ -298,10 +309,11 @@ class KafkaBroker(Broker):
         )
         if (self.data_dir / "meta.properties").exists():
             return
-        # `kafka-storage.sh format -t ID -c server.properties`; no --standalone because the quorum is
-        # given statically by controller.quorum.voters.
+        # `kafka-storage.sh format -t ID -c server.properties`, with the format flags of a dynamic quorum's
+        # controller; a static quorum (controller.quorum.voters) takes none.
         cluster_id = self.cluster_id or random_cluster_id()
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props_path), heap="256m")
+        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.props_path),
+                         *self.format_flags, heap="256m")
         with open(self.log_path, "ab") as log:
             rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=120).returncode
         if rc != 0:

@@ -147,6 +147,8 @@ class Cluster:
         session_timeout_ms: int = 4000,
         heartbeat_interval_ms: int = 500,
         extra_config: dict[str, object] | None = None,
+        roles: dict[int, str] | None = None,
+        dynamic: bool = False,
     ):
         self.peer = harness.peer_name()
         self.cluster_id = harness.random_cluster_id()
@@ -159,14 +161,23 @@ class Cluster:
             node.cluster_id = self.cluster_id
             if brokers:
                 node.roles = "controller" if i <= size else "broker"
+            if roles and i in roles:
+                node.roles = roles[i]
             if isinstance(node, KafkaBroker):
                 node.heap = KAFKA_NODE_HEAP
             self.nodes.append(node)
         # Every port is known only now, so the voters (the same on every node) are set last.
         self.voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.controllers)
+        # A dynamic quorum (KIP-853) names every controller as a bootstrap server; its voters live in the log,
+        # starting with those the format flags give (each node's `format_flags`).
+        self.dynamic = dynamic
+        quorum = (
+            {"controller.quorum.bootstrap.servers": ",".join(f"127.0.0.1:{n.controller_port}" for n in self.controllers)}
+            if dynamic else {"controller.quorum.voters": self.voters}
+        )
         for node in self.nodes:
             node.extra_config = {
-                "controller.quorum.voters": self.voters,
+                **quorum,
                 "inter.broker.listener.name": "PLAINTEXT",
                 "broker.session.timeout.ms": str(session_timeout_ms),
                 "broker.heartbeat.interval.ms": str(heartbeat_interval_ms),
@@ -292,9 +303,12 @@ class Cluster:
 
     # -- Kafka's kafka-metadata-quorum tool ----------------------------------------------------------
 
-    def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S) -> str:
+    def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S,
+                    node_config: Broker | None = None) -> str:
         """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS` (Kafka's own tool, from the jars
-        the harness resolves, against either peer); returns its stdout, raises if it fails."""
+        the harness resolves, against either peer); returns its stdout, raises if it fails. `node_config`:
+        a node whose server.properties is the tool's --command-config (add-controller reads the new
+        controller's id, listeners and metadata directory id from there)."""
         via = via or self.live_brokers()[0]
         log4j = self.work_dir / "tool-log4j2.properties"
         if not log4j.exists():
@@ -303,6 +317,10 @@ class Cluster:
         config = self.work_dir / "tool.properties"
         if not config.exists():
             config.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n")
+        if node_config is not None:
+            config = self.work_dir / f"tool-node-{node_config.node_id}.properties"
+            config.write_text(node_config.props_path.read_text()
+                              + "request.timeout.ms=30000\ndefault.api.timeout.ms=60000\n")
         cmd = [
             "java",
             "-Xmx128m",

@@ -39,13 +39,49 @@ pub struct Applied {
     pub index: u64,
 }
 
+/// A member of the quorum as its membership holds it: the `host:port` its controller listener is reached at, and
+/// the directory id of its metadata log dir (KIP-853). The id tells a controller whose disk was replaced from the
+/// one that voted; a static quorum's voters have none. Serialized as openraft's `Member` was, plus the id,
+/// so a log written before the id existed still reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<uuid::Uuid>,
+}
+
+impl Member {
+    pub fn new(addr: impl ToString) -> Member {
+        Member {
+            addr: addr.to_string(),
+            directory_id: None,
+        }
+    }
+
+    pub fn with_directory(addr: impl ToString, directory_id: Option<uuid::Uuid>) -> Member {
+        Member {
+            addr: addr.to_string(),
+            directory_id,
+        }
+    }
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.directory_id {
+            Some(d) => write!(f, "{}@{d}", self.addr),
+            None => f.write_str(&self.addr),
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     /// The quorum's openraft types.
     pub Quorum:
         D = MetadataBatch,
         R = Applied,
         NodeId = NodeId,
-        Node = openraft::BasicNode,
+        Node = Member,
         SnapshotData = Cursor<Vec<u8>>,
 );
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use openraft::BasicNode;
+use crate::Member;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -163,7 +163,7 @@ pub struct MemoryConnection {
 impl PeerTransport for MemoryRouter {
     type Connection = MemoryConnection;
 
-    fn connect(self: &Arc<Self>, target: NodeId, _node: &BasicNode) -> MemoryConnection {
+    fn connect(self: &Arc<Self>, target: NodeId, _node: &Member) -> MemoryConnection {
         MemoryConnection {
             router: self.clone(),
             target,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
+use crate::Member;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -25,7 +25,7 @@ pub trait PeerTransport: Send + Sync + 'static {
     type Connection: PeerConnection;
 
     /// A connection to `target` at `node.addr`; it may connect lazily.
-    fn connect(self: &Arc<Self>, target: NodeId, node: &BasicNode) -> Self::Connection;
+    fn connect(self: &Arc<Self>, target: NodeId, node: &Member) -> Self::Connection;
 }
 
 pub trait PeerConnection: Send + Sync + 'static {
@@ -65,7 +65,7 @@ impl<T> Network<T> {
 impl<T: PeerTransport> RaftNetworkFactory<Quorum> for Network<T> {
     type Network = Peer<T::Connection>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         Peer {
             target,
             connection: self.transport.connect(target, node),
@@ -84,13 +84,13 @@ pub struct Peer<C> {
 }
 
 type Rpc<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+    Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
 
-fn unreachable<E: std::error::Error>(e: &std::io::Error) -> RPCError<NodeId, BasicNode, E> {
+fn unreachable<E: std::error::Error>(e: &std::io::Error) -> RPCError<NodeId, Member, E> {
     RPCError::Unreachable(Unreachable::new(e))
 }
 
-fn unexpected<E: std::error::Error>(reply: &PeerReply) -> RPCError<NodeId, BasicNode, E> {
+fn unexpected<E: std::error::Error>(reply: &PeerReply) -> RPCError<NodeId, Member, E> {
     let message = match reply {
         PeerReply::Refused {
             error_code,
@@ -124,7 +124,7 @@ impl<C: PeerConnection> Peer<C> {
     fn remote<E: std::error::Error>(
         &self,
         e: RaftError<NodeId, E>,
-    ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    ) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
         RPCError::RemoteError(RemoteError::new(self.target, e))
     }
 }

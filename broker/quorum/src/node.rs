@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use sluice_metadata::MetadataImage;
 use sluice_storage::LogConfig;
 use tokio::sync::watch;
 
 use crate::network::{Network, PeerTransport};
 use crate::rpc::{self, Identity, PeerMessage, PeerReply, RaftRequest};
-use crate::{LogStore, MetadataBatch, NodeId, Quorum, QuorumError, StateMachine};
+use crate::{LogStore, Member, MetadataBatch, NodeId, Quorum, QuorumError, StateMachine};
 
 /// Raft timing. Kafka's `controller.quorum.election.timeout.ms` (1000) is the lower bound of the election
 /// timeout; openraft draws each node's timeout at random between the two bounds, so two followers rarely stand
@@ -51,9 +51,10 @@ pub struct Settings {
     /// The static `controller.quorum.voters`, id → `host:port` of the controller listener. Empty for a
     /// dynamic quorum (`controller.quorum.bootstrap.servers`), whose voters live only in the log.
     pub voters: BTreeMap<NodeId, String>,
-    /// The voters a fresh log starts with. `None`: the static `voters`. A dynamic quorum's first controller
-    /// starts with itself alone (Kafka's `--standalone`); the others with none, and wait to be added.
-    pub initial_voters: Option<BTreeMap<NodeId, String>>,
+    /// The voters a fresh log starts with. `None`: the static `voters`, without directory ids. A dynamic
+    /// quorum's first controller starts with itself alone (Kafka's `--standalone`), or every node with the same
+    /// list (`--initial-controllers`); a node that joins later starts with none and waits to be added.
+    pub initial_voters: Option<BTreeMap<NodeId, Member>>,
     pub timing: Timing,
     /// A snapshot after this many entries since the last one.
     pub snapshot_every: u64,
@@ -118,6 +119,8 @@ pub struct QuorumStatus {
 pub struct VoterStatus {
     pub id: NodeId,
     pub address: String,
+    /// The directory id of its metadata log dir (KIP-853), where the membership holds one.
+    pub directory_id: Option<uuid::Uuid>,
     /// The offset after the last entry the leader knows this voter has (-1: unknown).
     pub log_end_offset: i64,
     /// When it last answered the leader, ms since the epoch (-1: never, or this is not the leader's view).
@@ -127,7 +130,7 @@ pub struct VoterStatus {
 }
 
 /// A write openraft refused: NOT_CONTROLLER with the leader it names, or the quorum stopped.
-fn write_refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+fn write_refused(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ProposeError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
             ProposeError::NotLeader {
@@ -140,7 +143,7 @@ fn write_refused(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> P
 }
 
 /// Openraft refused a membership change because another is still committing: worth retrying.
-fn membership_in_progress(e: &RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> bool {
+fn membership_in_progress(e: &RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> bool {
     matches!(
         e,
         RaftError::APIError(ClientWriteError::ChangeMembershipError(
@@ -213,14 +216,17 @@ impl QuorumNode {
             contacts,
             membership_changes: tokio::sync::Mutex::new(()),
         };
-        let initial = settings.initial_voters.as_ref().unwrap_or(&settings.voters);
+        let initial = settings.initial_voters.clone().unwrap_or_else(|| {
+            settings
+                .voters
+                .iter()
+                .map(|(id, address)| (*id, Member::new(address)))
+                .collect()
+        });
         if initial.contains_key(&settings.node_id)
             && !node.raft.is_initialized().await.map_err(raft_error)?
         {
-            let members: BTreeMap<NodeId, BasicNode> = initial
-                .iter()
-                .map(|(id, address)| (*id, BasicNode::new(address)))
-                .collect();
+            let members = initial.clone();
             // Every voter started at once and standing at once splits the vote, round after round. So the
             // lowest id proposes the membership (and stands) first; each other voter waits its turn and does
             // so only if nobody has reached it by then, which keeps a quorum whose first voter is down from
@@ -276,14 +282,13 @@ impl QuorumNode {
         let contacts = self.contacts.lock().map(|c| c.clone()).unwrap_or_default();
         let membership = m.membership_config.membership().clone();
         let progress = |id: NodeId| {
-            let address = membership
-                .get_node(&id)
-                .map(|n| n.addr.clone())
-                .unwrap_or_default();
+            let member = membership.get_node(&id).cloned().unwrap_or_default();
+            let (address, directory_id) = (member.addr, member.directory_id);
             if id == m.id {
                 return VoterStatus {
                     id,
                     address,
+                    directory_id,
                     log_end_offset: end,
                     last_fetch_ms: now,
                     last_caught_up_ms: now,
@@ -302,6 +307,7 @@ impl QuorumNode {
             VoterStatus {
                 id,
                 address,
+                directory_id,
                 log_end_offset: matched,
                 last_fetch_ms: fetched,
                 last_caught_up_ms: if matched >= high_watermark {
@@ -357,7 +363,7 @@ impl QuorumNode {
         if known.as_deref() == Some(address) {
             return Ok(());
         }
-        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, BasicNode::new(address))]));
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, Member::new(address))]));
         match tokio::time::timeout(timeout, self.change_membership(change, true)).await {
             Err(_) => Err(ProposeError::Timeout(timeout)),
             Ok(Ok(())) => Ok(()),
@@ -369,9 +375,9 @@ impl QuorumNode {
     /// leader's, say) is waited out. `retain`: a voter removed stays a learner.
     async fn change_membership(
         &self,
-        change: ChangeMembers<NodeId, BasicNode>,
+        change: ChangeMembers<NodeId, Member>,
         retain: bool,
-    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>> {
         let _turn = self.membership_changes.lock().await;
         self.change_membership_in_turn(change, retain).await
     }
@@ -379,9 +385,9 @@ impl QuorumNode {
     /// `change_membership` for a caller that already holds `membership_changes`.
     async fn change_membership_in_turn(
         &self,
-        change: ChangeMembers<NodeId, BasicNode>,
+        change: ChangeMembers<NodeId, Member>,
         retain: bool,
-    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
+    ) -> Result<(), RaftError<NodeId, ClientWriteError<NodeId, Member>>> {
         loop {
             match self.raft.change_membership(change.clone(), retain).await {
                 Err(e) if membership_in_progress(&e) => {
@@ -398,7 +404,7 @@ impl QuorumNode {
     pub async fn add_voter(
         &self,
         id: NodeId,
-        address: &str,
+        member: Member,
         timeout: Duration,
     ) -> Result<(), ProposeError> {
         self.leader_membership(|membership| {
@@ -407,14 +413,26 @@ impl QuorumNode {
             }
             Ok(())
         })?;
+        let stale = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .is_some_and(|n| *n != member)
+        };
         let add = async {
             let _turn = self.membership_changes.lock().await;
-            loop {
-                match self
-                    .raft
-                    .add_learner(id, BasicNode::new(address), true)
+            // A learner known by another address or disk (a controller that followed as a learner before it
+            // was added) is moved to the one asked for first: adding a node that exists keeps the old entry.
+            if stale {
+                let set = ChangeMembers::SetNodes(BTreeMap::from([(id, member.clone())]));
+                self.change_membership_in_turn(set, true)
                     .await
-                {
+                    .map_err(write_refused)?;
+            }
+            loop {
+                match self.raft.add_learner(id, member.clone(), true).await {
                     Err(e) if membership_in_progress(&e) => {
                         tokio::time::sleep(Duration::from_millis(50)).await
                     }
@@ -436,9 +454,24 @@ impl QuorumNode {
     /// leaves the membership altogether: openraft lets a learner go on leading, so only that makes it step
     /// down once the change commits, and the others elect a leader among themselves (Kafka's leader resigns
     /// the same way). A combined node registers again as a broker and is a learner once more.
-    pub async fn remove_voter(&self, id: NodeId, timeout: Duration) -> Result<(), ProposeError> {
+    /// `directory_id`, when given, must be the voter's (`None` in the membership matches the nil id), so a
+    /// request naming a controller's old disk removes nothing.
+    pub async fn remove_voter(
+        &self,
+        id: NodeId,
+        directory_id: Option<uuid::Uuid>,
+        timeout: Duration,
+    ) -> Result<(), ProposeError> {
         self.leader_membership(|membership| {
-            if !membership.voter_ids().any(|v| v == id) {
+            let voter = membership
+                .get_node(&id)
+                .filter(|_| membership.voter_ids().any(|v| v == id));
+            let Some(voter) = voter else {
+                return Err(ProposeError::VoterNotFound(id));
+            };
+            if let Some(wanted) = directory_id
+                && voter.directory_id.unwrap_or_default() != wanted
+            {
                 return Err(ProposeError::VoterNotFound(id));
             }
             if membership.voter_ids().count() == 1 {
@@ -456,11 +489,38 @@ impl QuorumNode {
         }
     }
 
-    /// Checks, on the leader, the membership this node knows; NOT_CONTROLLER elsewhere.
-    fn leader_membership(
+    /// On the leader: moves the voter `id` to the address in `member` (KIP-853's UpdateRaftVoter, sent by a
+    /// controller whose listener moved). The directory id must be the voter's: another disk is another voter.
+    pub async fn update_voter(
         &self,
-        check: impl FnOnce(&openraft::Membership<NodeId, BasicNode>) -> Result<(), ProposeError>,
+        id: NodeId,
+        member: Member,
+        timeout: Duration,
     ) -> Result<(), ProposeError> {
+        let unchanged = self.leader_membership(|membership| {
+            let voter = membership
+                .get_node(&id)
+                .filter(|_| membership.voter_ids().any(|v| v == id));
+            match voter {
+                Some(v) if v.directory_id == member.directory_id => Ok(*v == member),
+                _ => Err(ProposeError::VoterNotFound(id)),
+            }
+        })?;
+        if unchanged {
+            return Ok(());
+        }
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, member)]));
+        match tokio::time::timeout(timeout, self.change_membership(change, true)).await {
+            Err(_) => Err(ProposeError::Timeout(timeout)),
+            Ok(result) => result.map_err(write_refused),
+        }
+    }
+
+    /// Checks, on the leader, the membership this node knows; NOT_CONTROLLER elsewhere.
+    fn leader_membership<T>(
+        &self,
+        check: impl FnOnce(&openraft::Membership<NodeId, Member>) -> Result<T, ProposeError>,
+    ) -> Result<T, ProposeError> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         if m.state != ServerState::Leader {
@@ -503,7 +563,25 @@ impl QuorumNode {
         self.raft.metrics().borrow().current_leader
     }
 
-    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+    /// The active controller as this node knows it, with the address the membership gives it.
+    pub fn leader_member(&self) -> Option<(NodeId, Member)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, member))
+    }
+
+    /// This node's entry in the membership it knows, and whether it votes there.
+    pub fn own_member(&self) -> Option<(Member, bool)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let member = membership.get_node(&m.id)?.clone();
+        Some((member, membership.voter_ids().any(|v| v == m.id)))
+    }
+
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, Member>> {
         self.raft.metrics()
     }
 
@@ -557,7 +635,7 @@ impl QuorumNode {
         }
     }
 
-    fn not_leader(&self, metrics: &RaftMetrics<NodeId, BasicNode>) -> ProposeError {
+    fn not_leader(&self, metrics: &RaftMetrics<NodeId, Member>) -> ProposeError {
         let leader = metrics.current_leader;
         let address = leader.and_then(|id| {
             metrics

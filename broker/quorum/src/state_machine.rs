@@ -4,14 +4,15 @@
 //! (`raft-snapshot.json`, replaced atomically). At open the state is the snapshot's, and openraft re-applies
 //! the committed entries after it.
 
+use crate::Member;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    AnyError, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use sluice_metadata::MetadataImage;
@@ -23,7 +24,7 @@ const SNAPSHOT: &str = "raft-snapshot.json";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, BasicNode>,
+    meta: SnapshotMeta<NodeId, Member>,
     /// The image, as JSON.
     data: Vec<u8>,
 }
@@ -31,7 +32,7 @@ struct StoredSnapshot {
 struct Inner {
     dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    membership: StoredMembership<NodeId, Member>,
     image: MetadataImage,
     snapshot: Option<StoredSnapshot>,
     snapshots_built: u64,
@@ -52,7 +53,7 @@ pub struct StateMachine {
 }
 
 fn snapshot_error(
-    meta: Option<&SnapshotMeta<NodeId, BasicNode>>,
+    meta: Option<&SnapshotMeta<NodeId, Member>>,
     e: &QuorumError,
 ) -> StorageError<NodeId> {
     StorageIOError::write_snapshot(meta.map(|m| m.signature()), AnyError::new(e)).into()
@@ -137,7 +138,7 @@ impl RaftStateMachine<Quorum> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>>
     {
         let inner = self.inner.lock().await;
         Ok((inner.last_applied, inner.membership.clone()))
@@ -186,7 +187,7 @@ impl RaftStateMachine<Quorum> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use crate::Member;
 use bytes::{Bytes, BytesMut};
-use openraft::BasicNode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -40,7 +40,7 @@ pub struct TcpConnection {
 impl PeerTransport for TcpTransport {
     type Connection = TcpConnection;
 
-    fn connect(self: &Arc<Self>, _target: NodeId, node: &BasicNode) -> TcpConnection {
+    fn connect(self: &Arc<Self>, _target: NodeId, node: &Member) -> TcpConnection {
         TcpConnection {
             address: node.addr.clone(),
             stream: None,

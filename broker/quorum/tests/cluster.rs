@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, topic, topics};
+use openraft::Vote;
 use openraft::raft::VoteRequest;
-use openraft::{BasicNode, Vote};
 use sluice_quorum::network::{PeerConnection, PeerTransport};
 use sluice_quorum::rpc::{
     self, Identity, PeerHeader, PeerMessage, PeerReply, RaftRequest, voters_fingerprint,
 };
 use sluice_quorum::tcp::{self, TcpTransport};
+use sluice_quorum::{Member, NodeId};
 use sluice_quorum::{ProposeError, QuorumNode, Settings};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -234,7 +235,7 @@ async fn a_dynamic_quorum_grows_from_one_voter_to_three_and_shrinks_back() {
     for id in [2, 3] {
         cluster
             .node(1)
-            .add_voter(id, &cluster.voters[&id].clone(), WAIT)
+            .add_voter(id, cluster.member(id, &cluster.voters[&id]), WAIT)
             .await
             .unwrap();
         assert!(cluster.node(id).image().await.topics.contains_key("alone"));
@@ -242,7 +243,7 @@ async fn a_dynamic_quorum_grows_from_one_voter_to_three_and_shrinks_back() {
     assert_eq!(voters(&cluster), vec![1, 2, 3]);
     match cluster
         .node(1)
-        .add_voter(2, "controller-2:9093", WRITE)
+        .add_voter(2, cluster.member(2, "controller-2:9093"), WRITE)
         .await
     {
         Err(ProposeError::DuplicateVoter(2)) => {}
@@ -271,26 +272,41 @@ async fn a_dynamic_quorum_grows_from_one_voter_to_three_and_shrinks_back() {
     let leader = cluster.leader(WAIT).await;
     assert_ne!(leader, 1, "node 1 came back as a follower");
     let other = 5 - leader; // the one of 2 and 3 that is not the leader
+    // A request naming another disk of the voter removes nothing.
+    match cluster
+        .node(leader)
+        .remove_voter(other, Some(uuid::Uuid::from_u128(99)), WRITE)
+        .await
+    {
+        Err(ProposeError::VoterNotFound(id)) if id == other => {}
+        r => panic!("removing a voter by a wrong directory id: {r:?}"),
+    }
+    assert!(cluster.node(leader).is_voter(other));
+    let directory = |id: NodeId| Some(uuid::Uuid::from_u128(id as u128));
     cluster
         .node(leader)
-        .remove_voter(leader, WRITE)
+        .remove_voter(leader, directory(leader), WRITE)
         .await
         .unwrap();
     let next = cluster.leader_among(&[1, other], WAIT).await;
     assert!(!cluster.node(next).is_voter(leader));
     cluster.crash(leader).await; // it left the quorum; nothing of it is needed any more
-    cluster.node(next).remove_voter(other, WRITE).await.unwrap();
+    cluster
+        .node(next)
+        .remove_voter(other, directory(other), WRITE)
+        .await
+        .unwrap();
     if next == other {
         cluster.leader_among(&[1], WAIT).await;
         cluster.crash(other).await;
     }
     assert_eq!(cluster.leader(WAIT).await, 1);
     assert_eq!(voters(&cluster), vec![1]);
-    match cluster.node(1).remove_voter(1, WRITE).await {
+    match cluster.node(1).remove_voter(1, None, WRITE).await {
         Err(ProposeError::Invalid(_)) => {}
         other => panic!("removing the last voter: {other:?}"),
     }
-    match cluster.node(1).remove_voter(leader, WRITE).await {
+    match cluster.node(1).remove_voter(leader, None, WRITE).await {
         Err(ProposeError::VoterNotFound(id)) if id == leader => {}
         other => panic!("removing a non-voter: {other:?}"),
     }
@@ -555,7 +571,7 @@ async fn three_voters_over_tcp_on_loopback() {
     // Over the real socket: a message from a node started with other voters, or of another cluster, is
     // refused with Kafka's error for it; the same message from a peer in good standing is answered.
     let target = nodes[&1].identity();
-    let mut connection = transport.connect(1, &BasicNode::new(&voters[&1]));
+    let mut connection = transport.connect(1, &Member::new(&voters[&1]));
     let ask = |from: Identity| PeerMessage {
         header: PeerHeader { from, to: 1 },
         request: RaftRequest::Vote(VoteRequest::new(Vote::new(1, 2), None)),

@@ -15,8 +15,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Config, Raft};
+use openraft::{Config, Raft};
 use sluice_metadata::MetadataRecord;
+use sluice_quorum::Member;
 use sluice_quorum::{LogStore, MetadataBatch, NodeId, Quorum, StateMachine};
 use sluice_storage::{Log, LogConfig, StorageError};
 
@@ -26,12 +27,12 @@ struct NoPeer;
 
 impl RaftNetworkFactory<Quorum> for Alone {
     type Network = NoPeer;
-    async fn new_client(&mut self, _: NodeId, _: &BasicNode) -> NoPeer {
+    async fn new_client(&mut self, _: NodeId, _: &Member) -> NoPeer {
         NoPeer
     }
 }
 
-fn unreachable<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+fn unreachable<E: std::error::Error>() -> RPCError<NodeId, Member, E> {
     RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
         "a single voter has no peers",
     )))
@@ -42,7 +43,7 @@ impl RaftNetwork<Quorum> for NoPeer {
         &mut self,
         _: AppendEntriesRequest<Quorum>,
         _: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         Err(unreachable())
     }
 
@@ -52,7 +53,7 @@ impl RaftNetwork<Quorum> for NoPeer {
         _: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
     > {
         Err(unreachable())
     }
@@ -61,7 +62,7 @@ impl RaftNetwork<Quorum> for NoPeer {
         &mut self,
         _: VoteRequest<NodeId>,
         _: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         Err(unreachable())
     }
 }
@@ -112,7 +113,7 @@ async fn a_single_voter_commits_restarts_and_keeps_what_it_committed() {
     let wait = Some(Duration::from_secs(10));
     let last = {
         let (raft, sm) = start(dir.path()).await;
-        raft.initialize(BTreeMap::from([(1, BasicNode::new("127.0.0.1:9093"))]))
+        raft.initialize(BTreeMap::from([(1, Member::new("127.0.0.1:9093"))]))
             .await
             .unwrap();
         raft.wait(wait)

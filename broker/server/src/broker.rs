@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::bootstrap::Format;
 use crate::config::{BrokerConfig, Listener};
 use crate::error::Error;
 use crate::fetch_waiters::FetchWaiters;
@@ -113,10 +114,16 @@ impl Broker {
         let (controller, channel) = match &quorum {
             None => (None, None),
             Some(_) => {
-                let voters = config
+                let bootstrap = config
                     .controller_quorum_voters
                     .iter()
-                    .map(|v| (v.id, crate::config::join_host_port(&v.host, v.port)))
+                    .map(|v| crate::config::join_host_port(&v.host, v.port))
+                    .chain(
+                        config
+                            .controller_quorum_bootstrap_servers
+                            .iter()
+                            .map(|s| crate::config::join_host_port(&s.host, s.port)),
+                    )
                     .collect();
                 (
                     config.process_roles.controller.then(|| {
@@ -124,7 +131,7 @@ impl Broker {
                             config.broker_session_timeout_ms,
                         ))
                     }),
-                    Some(crate::controller_channel::ControllerChannel::new(voters)),
+                    Some(crate::controller_channel::ControllerChannel::new(bootstrap)),
                 )
             }
         };
@@ -522,10 +529,20 @@ pub struct Server {
 
 impl Server {
     /// Bind the client listeners, open the broker and start serving.
-    pub async fn start(
+    pub async fn start(config: BrokerConfig, cluster_id: Option<&str>) -> Result<Server, Error> {
+        let format = Format {
+            cluster_id: cluster_id.map(str::to_string),
+            ..Format::default()
+        };
+        Self::start_formatted(config, format).await
+    }
+
+    /// As `start`, with Kafka's format flags for a fresh node (`bootstrap`).
+    pub async fn start_formatted(
         mut config: BrokerConfig,
-        cluster_id: Option<&str>,
+        format: Format,
     ) -> Result<Server, Error> {
+        let cluster_id = format.cluster_id.as_deref();
         // Bind first: a listener on port 0 gets its real port here, and clients must be told that one.
         let mut sockets = Vec::new();
         let mut to_bind: Vec<Listener> = Vec::new();
@@ -547,12 +564,9 @@ impl Server {
             }
             sockets.push((listener.name.clone(), socket, local));
         }
+        let me = controller_member(&config, &sockets);
         let quorum = if metadata::raft::uses_quorum(&config) {
-            let id = cluster_id
-                .map(str::to_string)
-                .or(config.cluster_id.clone())
-                .unwrap_or_else(|| metadata::raft::derived_cluster_id(&config));
-            Some((metadata::raft::open(&config, &id).await?, id))
+            Some(metadata::raft::open_formatted(&config, &format, me.clone()).await?)
         } else {
             None
         };
@@ -574,6 +588,13 @@ impl Server {
                 broker.clone(),
                 shutdown_rx.clone(),
             )));
+            if !broker.config.process_roles.broker && crate::bootstrap::is_dynamic(&broker.config) {
+                tasks.push(tokio::spawn(crate::lifecycle::join_as_controller(
+                    broker.clone(),
+                    me,
+                    shutdown_rx.clone(),
+                )));
+            }
             if broker.config.process_roles.broker {
                 lifecycle = Some(tokio::spawn(crate::lifecycle::supervise(
                     broker.clone(),
@@ -656,9 +677,44 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
+/// This node as the quorum's membership names it: its first controller listener, as advertised if it is, with
+/// the port it was bound to where the configuration said 0. Only a controller's is ever used.
+fn controller_member(
+    config: &BrokerConfig,
+    sockets: &[(String, TcpListener, std::net::SocketAddr)],
+) -> String {
+    let Some(listener) = config.controller_listeners().first().copied() else {
+        return String::new();
+    };
+    let advertised = config.advertised_for(&listener.name).unwrap_or(listener);
+    let bound = sockets
+        .iter()
+        .find(|(name, _, _)| *name == listener.name)
+        .map(|(_, _, local)| *local);
+    let port = match (advertised.port, bound) {
+        (0, Some(local)) => local.port(),
+        (port, _) => port,
+    };
+    let host = match (advertised.host.as_str(), bound) {
+        ("" | "0.0.0.0" | "::", Some(local)) if local.ip().is_loopback() => local.ip().to_string(),
+        ("" | "0.0.0.0" | "::", _) => hostname(),
+        (host, _) => host.to_string(),
+    };
+    crate::config::join_host_port(&host, port)
+}
+
+/// The machine's host name, as Kafka advertises a listener bound to every interface.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// Run the broker until SIGTERM or SIGINT, then shut down cleanly.
-pub async fn run(config: BrokerConfig, cluster_id: Option<String>) -> Result<(), Error> {
-    let mut server = Server::start(config, cluster_id.as_deref()).await?;
+pub async fn run(config: BrokerConfig, format: Format) -> Result<(), Error> {
+    let mut server = Server::start_formatted(config, format).await?;
     let failure = tokio::select! {
         () = wait_for_signal() => None,
         e = server.failed() => Some(e),

@@ -630,10 +630,12 @@ impl BrokerConfig {
                     ));
                 }
             }
-            if !self
-                .controller_quorum_voters
-                .iter()
-                .any(|v| v.id == self.node_id)
+            // A dynamic quorum's voters live in the log (KIP-853); only static voters must name this node.
+            if !self.controller_quorum_voters.is_empty()
+                && !self
+                    .controller_quorum_voters
+                    .iter()
+                    .any(|v| v.id == self.node_id)
             {
                 return Err(Error::config(
                     "controller.quorum.voters",
@@ -2206,7 +2208,7 @@ mod tests {
             (
                 &[("controller.quorum.voters", "")],
                 "controller.quorum.voters",
-                "node.id 1",
+                "controller.quorum.bootstrap.servers",
             ),
             (
                 &[("listeners", "CONTROLLER://:9093")],

@@ -15,8 +15,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, BrokerHeartbeatRequest,
     BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse,
-    EnvelopeRequest, EnvelopeResponse, ProducerId, RequestKind, ResponseKind,
+    ControllerRegistrationRequest, ControllerRegistrationResponse, EnvelopeRequest,
+    EnvelopeResponse, ProducerId, RequestKind, ResponseKind,
 };
+use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use sluice_metadata::sessions::{BrokerSessions, Change, Endpoint, Heartbeat, Registration};
 use sluice_protocol::Request;
@@ -229,6 +231,52 @@ impl Controller {
         }
     }
 
+    /// ControllerRegistration (KIP-919): a controller that is not in the quorum's membership yet (one started
+    /// with `--no-initial-controllers`) follows the log as a learner from here on, reached at its controller
+    /// listener, so that `add-controller` finds it caught up.
+    async fn register_controller(
+        &self,
+        broker: &Broker,
+        req: ControllerRegistrationRequest,
+    ) -> ControllerRegistrationResponse {
+        let resp = ControllerRegistrationResponse::default();
+        if !self.is_active(broker) {
+            return resp.with_error_code(ResponseError::NotController.code());
+        }
+        let Some(quorum) = broker.metadata.quorum() else {
+            return resp;
+        };
+        let wanted = broker.config.controller_listener_names.first();
+        let Some(listener) = req
+            .listeners
+            .iter()
+            .find(|l| wanted.is_some_and(|w| l.name.as_str().eq_ignore_ascii_case(w)))
+        else {
+            return resp
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(StrBytes::from_string(format!(
+                    "controller {} named no endpoint for the controller listener {wanted:?}",
+                    req.controller_id
+                ))));
+        };
+        let address = crate::config::join_host_port(listener.host.as_str(), listener.port);
+        match quorum
+            .ensure_learner(req.controller_id as u64, &address, METADATA_WRITE_TIMEOUT)
+            .await
+        {
+            Ok(()) => resp,
+            Err(e) => {
+                warn!(controller_id = req.controller_id, error = %e, "cannot add the controller as a learner");
+                let code = match e {
+                    ProposeError::NotLeader { .. } => ResponseError::NotController,
+                    _ => ResponseError::RequestTimedOut,
+                };
+                resp.with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string())))
+            }
+        }
+    }
+
     /// A request a broker received from a client and handed on: decoded, handled here as if it had arrived
     /// on a client listener, and answered whole, with the offset its effects are at.
     async fn envelope(
@@ -299,6 +347,16 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::Envelope(r) => {
             ResponseKind::Envelope(controller.envelope(broker, r, conn.peer).await)
         }
+        RequestKind::ControllerRegistration(r) => {
+            ResponseKind::ControllerRegistration(controller.register_controller(broker, r).await)
+        }
+        // What `kafka-metadata-quorum --bootstrap-controller` asks: the quorum's APIs, served (or forwarded
+        // to the active controller) as on a broker listener, and DescribeCluster listing the controllers.
+        RequestKind::DescribeQuorum(_)
+        | RequestKind::DescribeCluster(_)
+        | RequestKind::AddRaftVoter(_)
+        | RequestKind::RemoveRaftVoter(_)
+        | RequestKind::UpdateRaftVoter(_) => return handlers::handle(broker, conn, request).await,
         _ => return Response::Error(ResponseError::UnsupportedVersion.code()),
     };
     Response::Message(Box::new(msg))

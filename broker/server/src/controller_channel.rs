@@ -1,11 +1,11 @@
 //! The broker's way to the active controller: one connection (`sluice-kafka-client`) to the controller
-//! listener of whichever voter leads, found from this node's quorum, re-dialled when the leader moves. A node
-//! that knows no leader yet (a broker-only node before the leader has reached it) tries the voters in turn.
-//! Calls
-//! retry NOT_CONTROLLER and lost connections until their deadline, as Kafka's broker-to-controller channel
-//! does. Client requests that change metadata are handed on whole, in an Envelope.
+//! listener of whichever voter leads, found from this node's quorum (the address its membership holds),
+//! re-dialled when the leader moves. A node that knows no leader yet (a broker-only node before the leader
+//! has reached it, a controller waiting to be added) tries `controller.quorum.voters` or
+//! `controller.quorum.bootstrap.servers` in turn. Calls retry NOT_CONTROLLER and lost connections until their
+//! deadline, as Kafka's broker-to-controller channel does. Client requests that change metadata are handed on
+//! whole, in an Envelope.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -26,10 +26,11 @@ use crate::error::Error;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ControllerChannel {
-    /// Voter id → its controller listener.
-    voters: BTreeMap<i32, String>,
-    connection: tokio::sync::Mutex<Option<(i32, Connection)>>,
-    /// The voter to try next while no leader is known.
+    /// Controller listeners to try while no leader is known (`host:port`).
+    bootstrap: Vec<String>,
+    /// The connection and the address it goes to.
+    connection: tokio::sync::Mutex<Option<(String, Connection)>>,
+    /// The bootstrap address to try next while no leader is known.
     guess: std::sync::atomic::AtomicUsize,
 }
 
@@ -54,7 +55,9 @@ error_code!(
     kafka_protocol::messages::BrokerRegistrationResponse,
     kafka_protocol::messages::BrokerHeartbeatResponse,
     kafka_protocol::messages::AllocateProducerIdsResponse,
-    kafka_protocol::messages::EnvelopeResponse
+    kafka_protocol::messages::EnvelopeResponse,
+    kafka_protocol::messages::ControllerRegistrationResponse,
+    kafka_protocol::messages::UpdateRaftVoterResponse
 );
 
 fn protocol(e: impl std::fmt::Display) -> Error {
@@ -62,23 +65,23 @@ fn protocol(e: impl std::fmt::Display) -> Error {
 }
 
 impl ControllerChannel {
-    pub fn new(voters: BTreeMap<i32, String>) -> ControllerChannel {
+    pub fn new(bootstrap: Vec<String>) -> ControllerChannel {
         ControllerChannel {
-            voters,
+            bootstrap,
             connection: tokio::sync::Mutex::new(None),
             guess: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
-    /// The next voter to try while no leader is known; each call moves on by one.
-    fn next_guess(&self) -> Option<i32> {
-        if self.voters.is_empty() {
+    /// The next address to try while no leader is known; each call moves on by one.
+    fn next_guess(&self) -> Option<String> {
+        if self.bootstrap.is_empty() {
             return None;
         }
         let n = self
             .guess
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.voters.keys().nth(n % self.voters.len()).copied()
+        self.bootstrap.get(n % self.bootstrap.len()).cloned()
     }
 
     /// Sends `request` to the active controller, retrying until `timeout` while there is none, it moved, or a
@@ -101,40 +104,35 @@ impl ControllerChannel {
                 last = "this node is shutting down".into();
                 break;
             }
-            let known = broker.metadata.quorum().and_then(|q| q.leader());
-            let leader = match known {
-                Some(leader) => leader as i32,
+            let known = broker.metadata.quorum().and_then(|q| q.leader_member());
+            let (leader, address) = match &known {
+                Some((id, member)) => (format!("controller {id}"), member.addr.clone()),
                 None => match self.next_guess() {
-                    Some(voter) => voter,
+                    Some(address) => ("a controller".to_string(), address),
                     None => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
             };
-            let Some(address) = self.voters.get(&leader) else {
-                last = format!("the leader {leader} is not among controller.quorum.voters");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
             let mut slot = self.connection.lock().await;
-            if slot.as_ref().is_none_or(|(id, _)| *id != leader) {
+            if slot.as_ref().is_none_or(|(to, _)| *to != address) {
                 let mut remaining = deadline.saturating_duration_since(Instant::now());
                 if known.is_none() {
                     remaining = remaining.min(GUESS_DIAL_TIMEOUT);
                 }
-                match tokio::time::timeout(remaining, Connection::open(address, "sluice-broker"))
+                match tokio::time::timeout(remaining, Connection::open(&address, "sluice-broker"))
                     .await
                 {
-                    Ok(Ok(conn)) => *slot = Some((leader, conn)),
+                    Ok(Ok(conn)) => *slot = Some((address.clone(), conn)),
                     Ok(Err(e)) => {
-                        last = format!("controller {leader} at {address}: {e}");
+                        last = format!("{leader} at {address}: {e}");
                         drop(slot);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                     Err(_) if known.is_none() => {
-                        last = format!("controller {leader} at {address}: no connection in time");
+                        last = format!("{leader} at {address}: no connection in time");
                         continue;
                     }
                     Err(_) => break,
@@ -148,11 +146,14 @@ impl ControllerChannel {
                 Err(e) => Err(e.to_string()),
             };
             match answer {
-                Ok(response) if response.error_code() == ResponseError::NotController.code() => {
-                    last = format!("node {leader} is no longer the active controller");
+                Ok(response)
+                    if response.error_code() == ResponseError::NotController.code()
+                        || response.error_code() == ResponseError::NotLeaderOrFollower.code() =>
+                {
+                    last = format!("{leader} at {address} is not the active controller");
                 }
                 Ok(response) => return Ok(response),
-                Err(e) => last = format!("controller {leader} at {address}: {e}"),
+                Err(e) => last = format!("{leader} at {address}: {e}"),
             }
             *slot = None;
             drop(slot);

@@ -1,6 +1,7 @@
 //! The Sluice broker: configuration, the network front, request handlers, cluster metadata and the consumer
 //! group coordinator, over the log storage of `sluice-storage` and the wire format of `sluice-protocol`.
 
+pub mod bootstrap;
 pub mod broker;
 pub mod config;
 pub mod controller;

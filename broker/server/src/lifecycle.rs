@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::broker_registration_request::Listener;
-use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerId, BrokerRegistrationRequest};
+use kafka_protocol::messages::{
+    BrokerHeartbeatRequest, BrokerId, BrokerRegistrationRequest, ControllerRegistrationRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -175,5 +177,68 @@ pub async fn supervise(
     if let Err(e) = run(broker, shutdown).await {
         error!(error = %e, "this broker cannot join the cluster");
         let _ = failed.send(e).await;
+    }
+}
+
+/// A controller of a dynamic quorum that its membership does not name yet (started with
+/// `--no-initial-controllers`, or a leader that removed itself) registers with the active controller
+/// (ControllerRegistration, KIP-919), which makes it a learner: it follows the log from then on, and
+/// `kafka-metadata-quorum add-controller` finds it caught up. `address`: its controller listener.
+pub async fn join_as_controller(
+    broker: Arc<Broker>,
+    address: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (Some(quorum), Some(channel)) =
+        (broker.metadata.quorum().cloned(), broker.channel.as_ref())
+    else {
+        return;
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return;
+    };
+    let name = broker
+        .config
+        .controller_listener_names
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let request = ControllerRegistrationRequest::default()
+        .with_controller_id(broker.node_id)
+        .with_incarnation_id(Uuid::new_v4())
+        .with_listeners(vec![
+            kafka_protocol::messages::controller_registration_request::Listener::default()
+                .with_name(StrBytes::from_string(name))
+                .with_host(StrBytes::from_string(
+                    host.trim_matches(['[', ']']).to_string(),
+                ))
+                .with_port(port.parse().unwrap_or_default())
+                .with_security_protocol(PLAINTEXT),
+        ]);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if quorum.own_member().is_some() {
+            continue;
+        }
+        match channel
+            .call(&broker, &request, Duration::from_secs(5))
+            .await
+        {
+            Ok(resp) if resp.error_code == 0 => {
+                info!(
+                    "registered with the active controller; following the metadata log as a learner"
+                )
+            }
+            Ok(resp) => warn!(
+                error_code = resp.error_code,
+                message = ?resp.error_message,
+                "the active controller refused this controller's registration"
+            ),
+            Err(e) => warn!(error = %e, "no active controller took this controller's registration"),
+        }
     }
 }

@@ -30,6 +30,27 @@ pub fn ensure_formatted(
     node_id: i32,
     cluster_id: Option<&str>,
 ) -> Result<MetaProperties, Error> {
+    ensure_formatted_with(log_dirs, node_id, cluster_id, None)
+}
+
+/// Whether any of `log_dirs` holds a `meta.properties` (this node started before).
+pub fn is_formatted(log_dirs: &[PathBuf]) -> Result<bool, Error> {
+    for dir in log_dirs {
+        if read(dir)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// As `ensure_formatted`; a fresh first log dir (where the metadata log lives) gets `first_directory_id`, as
+/// `kafka-storage format --initial-controllers` gives each controller the directory id the list names.
+pub fn ensure_formatted_with(
+    log_dirs: &[PathBuf],
+    node_id: i32,
+    cluster_id: Option<&str>,
+    first_directory_id: Option<uuid::Uuid>,
+) -> Result<MetaProperties, Error> {
     if log_dirs.is_empty() {
         return Err(Error::config(
             "log.dirs",
@@ -95,11 +116,15 @@ pub fn ensure_formatted(
             // Files written before Kafka 3.7 lack directory.id; Kafka adds one on start too.
             Some(Stored {
                 directory_id: None, ..
-            }) => write_new(dir, &cluster_id, node_id)?,
+            }) => write_new(dir, &cluster_id, node_id, random_kafka_uuid())?,
             None => {
                 warn_if_not_empty(dir);
                 tracing::info!(dir = %dir.display(), %cluster_id, node_id, "formatting log dir");
-                write_new(dir, &cluster_id, node_id)?
+                let directory_id = match first_directory_id {
+                    Some(id) if first.is_none() => kafka_uuid(&id),
+                    _ => random_kafka_uuid(),
+                };
+                write_new(dir, &cluster_id, node_id, directory_id)?
             }
         };
         first.get_or_insert(meta);
@@ -153,11 +178,16 @@ fn read(dir: &Path) -> Result<Option<Stored>, Error> {
     }))
 }
 
-fn write_new(dir: &Path, cluster_id: &str, node_id: i32) -> Result<MetaProperties, Error> {
+fn write_new(
+    dir: &Path,
+    cluster_id: &str,
+    node_id: i32,
+    directory_id: String,
+) -> Result<MetaProperties, Error> {
     let meta = MetaProperties {
         cluster_id: cluster_id.to_owned(),
         node_id,
-        directory_id: random_kafka_uuid(),
+        directory_id,
     };
     let text = format!(
         "#\n#Written by Sluice\nversion=1\ncluster.id={}\nnode.id={}\ndirectory.id={}\n",
@@ -215,6 +245,34 @@ pub fn kafka_uuid(id: &uuid::Uuid) -> String {
     base64url(id.as_bytes())
 }
 
+/// A UUID from Kafka's text form (`kafka_uuid`'s inverse); `None` if it is not 22 base64url characters.
+pub fn parse_kafka_uuid(text: &str) -> Option<uuid::Uuid> {
+    if text.len() != 22 {
+        return None;
+    }
+    let mut bits: u128 = 0;
+    for (i, c) in text.bytes().enumerate() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u128;
+        if i < 21 {
+            bits = (bits << 6) | v;
+        } else {
+            // The last character carries the final 2 bits; its low 4 bits are padding and must be zero.
+            if v & 0xf != 0 {
+                return None;
+            }
+            bits = (bits << 2) | (v >> 4);
+        }
+    }
+    Some(uuid::Uuid::from_u128(bits))
+}
+
 /// Unpadded base64url (RFC 4648 §5).
 fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -233,6 +291,26 @@ fn base64url(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_uuids_read_back_as_written() {
+        for _ in 0..100 {
+            let id = uuid::Uuid::new_v4();
+            assert_eq!(parse_kafka_uuid(&kafka_uuid(&id)), Some(id));
+        }
+        assert_eq!(
+            parse_kafka_uuid("AAAAAAAAAAAAAAAAAAAAAA"),
+            Some(uuid::Uuid::nil())
+        );
+        for bad in [
+            "",
+            "AAAA",
+            "AAAAAAAAAAAAAAAAAAAAAB",
+            "AAAAAAAAAAAAAAAAAAAA!A",
+        ] {
+            assert_eq!(parse_kafka_uuid(bad), None, "{bad}");
+        }
+    }
 
     const CLUSTER: &str = "MkU3OEVBNTcwNTJENDM2Qk";
 

@@ -155,10 +155,9 @@ async fn connection(
         // Held until the request has been answered, below.
         let _reservation = reservation;
 
-        // The quorum's own messages before Kafka's parsing: on a controller listener, or on any listener of a
-        // broker-only node (the leader replicates the log to it there, as to an openraft learner).
-        if (info.controller || !broker.config.process_roles.controller)
-            && frame.len() >= 2
+        // The quorum's own messages before Kafka's parsing, on any listener: a broker follows the log as a
+        // learner at its client listener (a combined node too, once it left the voters).
+        if frame.len() >= 2
             && sluice_quorum::rpc::is_quorum_api_key(i16::from_be_bytes([frame[0], frame[1]]))
         {
             let Some(quorum) = broker.metadata.quorum() else {

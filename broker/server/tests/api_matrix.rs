@@ -298,6 +298,23 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     ]),
             ]),
         ),
+        ApiKey::AddRaftVoter => R::AddRaftVoter(
+            AddRaftVoterRequest::default()
+                .with_voter_id(2)
+                .with_voter_directory_id(uuid::Uuid::from_u128(2))
+                .with_timeout_ms(1000)
+                .with_listeners(vec![
+                    add_raft_voter_request::Listener::default()
+                        .with_name(s("CONTROLLER"))
+                        .with_host(s("127.0.0.1"))
+                        .with_port(9),
+                ]),
+        ),
+        ApiKey::RemoveRaftVoter => R::RemoveRaftVoter(
+            RemoveRaftVoterRequest::default()
+                .with_voter_id(1)
+                .with_voter_directory_id(uuid::Uuid::from_u128(1)),
+        ),
         other => panic!("the version table lists {other:?} but this test has no request for it"),
     }
 }
@@ -375,6 +392,11 @@ fn every_api_answers_every_advertised_version() {
                             .all(|res| res.error_code == 0 && !res.configs.is_empty()),
                         "DescribeConfigs v{v}: {r:?}"
                     )
+                }
+                // A single node's voters are fixed, as a Kafka quorum's with kraft.version 0 are.
+                ResponseKind::AddRaftVoter(r) => assert_eq!(r.error_code, 35, "AddRaftVoter v{v}"),
+                ResponseKind::RemoveRaftVoter(r) => {
+                    assert_eq!(r.error_code, 35, "RemoveRaftVoter v{v}")
                 }
                 ResponseKind::InitProducerId(r) => {
                     assert_eq!(r.error_code, 0, "InitProducerId v{v}");

@@ -102,6 +102,11 @@ impl Cluster {
         cluster
     }
 
+    /// Node `id` as a dynamic quorum's membership holds it: its address and a directory id of its own.
+    pub fn member(&self, id: NodeId, address: &str) -> sluice_quorum::Member {
+        sluice_quorum::Member::with_directory(address, Some(uuid::Uuid::from_u128(id as u128)))
+    }
+
     pub fn settings(&self, id: NodeId) -> Settings {
         Settings {
             node_id: id,
@@ -116,7 +121,7 @@ impl Cluster {
                 self.voters
                     .iter()
                     .filter(|(voter, _)| **voter == 1 && id == 1)
-                    .map(|(voter, address)| (*voter, address.clone()))
+                    .map(|(voter, address)| (*voter, self.member(*voter, address)))
                     .collect()
             }),
             timing: timing(),

@@ -476,3 +476,59 @@ pub fn describe_cluster(
     resp.with_controller_id(BrokerId(broker.node_id))
         .with_brokers(brokers)
 }
+
+/// DescribeCluster on a controller listener (KIP-919, what `--bootstrap-controller` discovers): the voters
+/// at their controller listeners, and the active controller. Only endpoint type 2 (controllers) is asked here.
+pub fn describe_controllers(
+    broker: &Arc<Broker>,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let resp = DescribeClusterResponse::default()
+        .with_endpoint_type(2)
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_cluster_authorized_operations(i32::MIN);
+    if req.endpoint_type != 2 {
+        return resp
+            .with_error_code(ResponseError::MismatchedEndpointType.code())
+            .with_error_message(msg(
+                "this is a controller listener, which lists controllers; ask a broker listener for brokers",
+            ));
+    }
+    let (leader, voters) = match broker.metadata.quorum() {
+        Some(quorum) => {
+            let status = quorum.describe();
+            let voters = status
+                .voters
+                .iter()
+                .filter_map(|v| {
+                    let (host, port) = v.address.rsplit_once(':')?;
+                    Some((
+                        v.id as i32,
+                        host.trim_matches(['[', ']']).to_string(),
+                        port.parse().ok()?,
+                    ))
+                })
+                .collect();
+            (status.leader.map_or(-1, |l| l as i32), voters)
+        }
+        None => {
+            let me = broker
+                .config
+                .controller_listeners()
+                .first()
+                .map(|l| (broker.node_id, l.host.clone(), i32::from(l.port)));
+            (broker.node_id, me.into_iter().collect::<Vec<_>>())
+        }
+    };
+    let controllers = voters
+        .into_iter()
+        .map(|(id, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+        })
+        .collect();
+    resp.with_controller_id(BrokerId(leader))
+        .with_brokers(controllers)
+}

@@ -97,6 +97,16 @@ pub fn refusal(request: &RequestKind, code: i16, message: &str) -> Option<Respon
                 .with_error_code(code)
                 .with_error_message(text()),
         ),
+        RequestKind::AddRaftVoter(_) => ResponseKind::AddRaftVoter(
+            kafka_protocol::messages::AddRaftVoterResponse::default()
+                .with_error_code(code)
+                .with_error_message(text()),
+        ),
+        RequestKind::RemoveRaftVoter(_) => ResponseKind::RemoveRaftVoter(
+            kafka_protocol::messages::RemoveRaftVoterResponse::default()
+                .with_error_code(code)
+                .with_error_message(text()),
+        ),
         _ => return None,
     })
 }

@@ -43,6 +43,8 @@ pub fn is_forwardable(key: ApiKey) -> bool {
             | ApiKey::AlterConfigs
             | ApiKey::IncrementalAlterConfigs
             | ApiKey::DescribeQuorum
+            | ApiKey::AddRaftVoter
+            | ApiKey::RemoveRaftVoter
     )
 }
 
@@ -136,8 +138,20 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(quorum::describe_quorum(broker, r, v))
         }
+        RequestKind::DescribeCluster(r) if conn.controller => {
+            ResponseKind::DescribeCluster(admin::describe_controllers(broker, r))
+        }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v, &conn.listener))
+        }
+        RequestKind::AddRaftVoter(r) => {
+            ResponseKind::AddRaftVoter(quorum::add_raft_voter(broker, r).await)
+        }
+        RequestKind::RemoveRaftVoter(r) => {
+            ResponseKind::RemoveRaftVoter(quorum::remove_raft_voter(broker, r).await)
+        }
+        RequestKind::UpdateRaftVoter(r) => {
+            ResponseKind::UpdateRaftVoter(quorum::update_raft_voter(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe_configs(broker, r, v))

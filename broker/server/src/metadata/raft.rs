@@ -8,25 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_quorum::tcp::TcpTransport;
-use sluice_quorum::{QuorumNode, Settings, Timing};
+use sluice_quorum::{Member, QuorumNode, Settings, Timing};
 use sluice_storage::LogConfig;
 use tokio::sync::watch;
 use tracing::{error, info};
 use uuid::Uuid;
 
 use super::{METADATA_TOPIC, MetadataImage};
+use crate::bootstrap::{self, Format};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::Error;
-use crate::publisher;
+use crate::{meta_properties, publisher};
 
 /// Whether this node's metadata comes from a controller quorum: several voters, or a node that is not one
 /// combined broker and controller on its own (a broker-only node follows the controllers; a controller-only
 /// voter serves brokers that follow it). The single combined node keeps its local log: the single-node
 /// behaviour, layout and start-up time stay exactly as they were.
+/// A dynamic quorum (`controller.quorum.bootstrap.servers`) is on Raft even with one voter, so it can grow.
 pub fn uses_quorum(config: &BrokerConfig) -> bool {
     let roles = &config.process_roles;
-    config.controller_quorum_voters.len() > 1 || !(roles.broker && roles.controller)
+    config.controller_quorum_voters.len() != 1 || !(roles.broker && roles.controller)
 }
 
 /// The cluster id of a static quorum with none configured: derived from the voters, so every node started
@@ -63,8 +65,43 @@ pub fn quorum_dir(config: &BrokerConfig) -> PathBuf {
         .join(format!("{METADATA_TOPIC}-0"))
 }
 
+/// Formats a fresh node (`bootstrap`), then opens its controller. `address`: this node's controller listener,
+/// as a dynamic quorum's membership names it. Answers the node and the cluster id.
+pub async fn open_formatted(
+    config: &BrokerConfig,
+    format: &Format,
+    address: String,
+) -> Result<(Arc<QuorumNode>, String), Error> {
+    bootstrap::validate(
+        config,
+        format,
+        meta_properties::is_formatted(&config.log_dirs)?,
+    )?;
+    let mut cluster_id = format.cluster_id.clone().or(config.cluster_id.clone());
+    if !bootstrap::is_dynamic(config) {
+        cluster_id.get_or_insert_with(|| derived_cluster_id(config));
+    }
+    let meta = meta_properties::ensure_formatted_with(
+        &config.log_dirs,
+        config.node_id,
+        cluster_id.as_deref(),
+        bootstrap::listed_directory_id(config, format),
+    )?;
+    let me = Member::with_directory(
+        address,
+        meta_properties::parse_kafka_uuid(&meta.directory_id),
+    );
+    let initial = bootstrap::initial_voters(config, format, me);
+    let node = open(config, &meta.cluster_id, initial).await?;
+    Ok((node, meta.cluster_id))
+}
+
 /// Opens this node's controller and starts it talking to the other voters.
-pub async fn open(config: &BrokerConfig, cluster_id: &str) -> Result<Arc<QuorumNode>, Error> {
+pub async fn open(
+    config: &BrokerConfig,
+    cluster_id: &str,
+    initial_voters: Option<BTreeMap<u64, Member>>,
+) -> Result<Arc<QuorumNode>, Error> {
     let voters: BTreeMap<u64, String> = config
         .controller_quorum_voters
         .iter()
@@ -76,7 +113,7 @@ pub async fn open(config: &BrokerConfig, cluster_id: &str) -> Result<Arc<QuorumN
         dir: quorum_dir(config),
         cluster_id: Some(cluster_id.to_string()),
         voters,
-        initial_voters: None,
+        initial_voters,
         timing: Timing {
             heartbeat_ms: (election / 10).max(10),
             election_timeout_min_ms: election,
@@ -97,7 +134,7 @@ pub async fn open(config: &BrokerConfig, cluster_id: &str) -> Result<Arc<QuorumN
         .map_err(|e| Error::Metadata(format!("controller quorum: {e}")))?;
     info!(
         node_id = config.node_id,
-        voters = config.controller_quorum_voters.len(),
+        dynamic = bootstrap::is_dynamic(config),
         "controller quorum started"
     );
     Ok(Arc::new(node))
