@@ -151,6 +151,7 @@ class Cluster:
         dynamic: bool = False,
     ):
         self.peer = harness.peer_name()
+        self.log_dir = log_dir
         self.cluster_id = harness.random_cluster_id()
         self.session_timeout_ms = session_timeout_ms
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"sluice-e2e-cluster-{name}-"))
@@ -304,12 +305,15 @@ class Cluster:
     # -- Kafka's kafka-metadata-quorum tool ----------------------------------------------------------
 
     def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S,
-                    node_config: Broker | None = None) -> str:
+                    node_config: Broker | None = None, controller: Broker | None = None) -> str:
         """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS` (Kafka's own tool, from the jars
         the harness resolves, against either peer); returns its stdout, raises if it fails. `node_config`:
         a node whose server.properties is the tool's --command-config (add-controller reads the new
-        controller's id, listeners and metadata directory id from there)."""
-        via = via or self.live_brokers()[0]
+        controller's id, listeners and metadata directory id from there). `controller`: go through that
+        node's controller listener instead (`--bootstrap-controller`, KIP-919)."""
+        via = via or controller or self.live_brokers()[0]
+        bootstrap = (["--bootstrap-controller", f"127.0.0.1:{controller.controller_port}"] if controller
+                     else ["--bootstrap-server", via.bootstrap])
         log4j = self.work_dir / "tool-log4j2.properties"
         if not log4j.exists():
             log4j.write_text("status = error\nrootLogger.level = ERROR\n")
@@ -330,8 +334,7 @@ class Cluster:
             "-cp",
             KafkaBroker.classpath(),
             "org.apache.kafka.tools.MetadataQuorumCommand",
-            "--bootstrap-server",
-            via.bootstrap,
+            *bootstrap,
             "--command-config",
             str(config),
             *args,
@@ -344,9 +347,9 @@ class Cluster:
             )
         return proc.stdout
 
-    def quorum_status(self, via: Broker | None = None) -> dict[str, str]:
+    def quorum_status(self, via: Broker | None = None, controller: Broker | None = None) -> dict[str, str]:
         """`describe --status` as {field: value}, e.g. LeaderId, LeaderEpoch, CurrentVoters."""
-        out = self.quorum_tool("describe", "--status", via=via)
+        out = self.quorum_tool("describe", "--status", via=via, controller=controller)
         return {m.group(1): m.group(2).strip() for m in re.finditer(r"^(\w+):\s*(.*)$", out, re.M)}
 
     def leader_id(self, via: Broker | None = None) -> int:

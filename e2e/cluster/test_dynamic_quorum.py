@@ -1,8 +1,9 @@
 """A dynamic controller quorum (KIP-853) grown and shrunk with Kafka's own tool: node 1 (broker and
 controller) is formatted `--standalone`, nodes 2 and 3 (controllers only) `--no-initial-controllers`; they
-follow as observers until `kafka-metadata-quorum add-controller` makes each a voter, and `remove-controller`
-takes them out again. Metadata changes keep working throughout, and every acknowledged message is read back
-at the end."""
+follow as observers until `kafka-metadata-quorum add-controller` makes each a voter (a voter restarted on
+another port moves its own entry, UpdateRaftVoter), and `remove-controller`
+takes them out again (through a broker, and through a controller listener with `--bootstrap-controller`).
+Metadata changes keep working throughout, and every acknowledged message is read back at the end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 
 import pytest
 
+import harness
 from clients import unique
 from cluster_harness import create_topic_via, wait_listed, wait_until
 from harness import BrokerError
@@ -67,6 +69,11 @@ def test_a_quorum_grows_from_one_controller_to_three_and_shrinks_back(cluster_fa
     assert current[2]["endpoints"] == [f"CONTROLLER://127.0.0.1:{two.controller_port}"], current
     wait_until(lambda: caught_up(c, one, {1, 2, 3}), 30, "three voters with lag 0")
 
+    # The tool finds the same quorum through a controller listener (KIP-919's --bootstrap-controller).
+    through_controller = c.quorum_status(controller=three)
+    assert json.loads(through_controller["CurrentVoters"]) == json.loads(c.quorum_status(via=one)["CurrentVoters"])
+    assert through_controller["ClusterId"] == c.cluster_id, through_controller
+
     # Refusals, as Kafka names them: a voter added twice, a voter named by another disk.
     assert "DuplicateVoterException" in tool_refusal(c, "add-controller", via=one, node_config=two)
     refused = tool_refusal(c, "remove-controller", "--controller-id", "3",
@@ -74,18 +81,22 @@ def test_a_quorum_grows_from_one_controller_to_three_and_shrinks_back(cluster_fa
     assert "VoterNotFoundException" in refused, refused
     assert set(voters(c, one)) == {1, 2, 3}
 
-    # Three voters survive the loss of one: metadata changes still commit, and it catches up on return.
+    # Three voters survive the loss of one: metadata changes still commit. It comes back on another port, tells
+    # the leader (UpdateRaftVoter), and catches up there.
     three.kill9()
     while_down = unique("while-down")
     create_topic_via(one, while_down)
     acked += produce(one.bootstrap, topic, [f"three-{i}".encode() for i in range(200)])
+    three.controller_port = harness.free_port()
     c.start([3])
+    moved = [f"CONTROLLER://127.0.0.1:{three.controller_port}"]
+    wait_until(lambda: voters(c, one)[3]["endpoints"] == moved, 30, "controller 3's new endpoint among the voters")
     wait_until(lambda: caught_up(c, one, {1, 2, 3}), 30, "controller 3 back with lag 0")
 
     # Back to one voter, one change at a time; the removed controllers are observers until they stop.
-    for n in (three, two):
+    for n, through in ((three, {"controller": two}), (two, {"via": one})):
         c.quorum_tool("remove-controller", "--controller-id", str(n.node_id),
-                      "--controller-directory-id", directory_id(n), via=one)
+                      "--controller-directory-id", directory_id(n), **through)
         wait_until(lambda: n.node_id not in voters(c, one), 20, f"controller {n.node_id} out of the voters")
     assert set(voters(c, one)) == {1}
     two.stop()

@@ -574,11 +574,16 @@ impl QuorumNode {
 
     /// This node's entry in the membership it knows, and whether it votes there.
     pub fn own_member(&self) -> Option<(Member, bool)> {
+        self.member(self.raft.metrics().borrow().id)
+    }
+
+    /// Node `id`'s entry in the membership this node knows, and whether it votes there.
+    pub fn member(&self, id: NodeId) -> Option<(Member, bool)> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
-        let member = membership.get_node(&m.id)?.clone();
-        Some((member, membership.voter_ids().any(|v| v == m.id)))
+        let member = membership.get_node(&id)?.clone();
+        Some((member, membership.voter_ids().any(|v| v == id)))
     }
 
     pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, Member>> {

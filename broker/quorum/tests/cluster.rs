@@ -249,6 +249,21 @@ async fn a_dynamic_quorum_grows_from_one_voter_to_three_and_shrinks_back() {
         Err(ProposeError::DuplicateVoter(2)) => {}
         other => panic!("adding a voter twice: {other:?}"),
     }
+    // A voter's address moves only under its own directory id (UpdateRaftVoter).
+    let elsewhere = Member::with_directory("moved-2:9093", Some(uuid::Uuid::from_u128(99)));
+    match cluster.node(1).update_voter(2, elsewhere, WRITE).await {
+        Err(ProposeError::VoterNotFound(2)) => {}
+        other => panic!("moving a voter named by another disk: {other:?}"),
+    }
+    cluster
+        .node(1)
+        .update_voter(2, cluster.member(2, "moved-2:9093"), WRITE)
+        .await
+        .unwrap();
+    let moved = cluster.node(1).describe();
+    let two = moved.voters.iter().find(|v| v.id == 2).unwrap();
+    assert_eq!(two.address, "moved-2:9093");
+    assert_eq!(two.directory_id, Some(uuid::Uuid::from_u128(2)));
     let three = cluster
         .node(1)
         .propose(topic("three"), WRITE)

@@ -588,8 +588,10 @@ impl Server {
                 broker.clone(),
                 shutdown_rx.clone(),
             )));
-            if !broker.config.process_roles.broker && crate::bootstrap::is_dynamic(&broker.config) {
-                tasks.push(tokio::spawn(crate::lifecycle::join_as_controller(
+            if broker.config.process_roles.controller
+                && crate::bootstrap::is_dynamic(&broker.config)
+            {
+                tasks.push(tokio::spawn(crate::lifecycle::keep_controller_membership(
                     broker.clone(),
                     me,
                     shutdown_rx.clone(),

@@ -95,8 +95,23 @@ impl Controller {
                 .collect(),
             rack: req.rack.as_ref().map(|r| r.to_string()),
         };
+        let _w = broker.metadata.write_lock().await;
+        let decision = {
+            let mut sessions = self.sessions.lock();
+            sessions.sync(&broker.metadata.image().brokers);
+            sessions.register(registration.clone(), -1, now_ms())
+        };
+        let registered = match decision {
+            Ok(Change::Registered(b)) => b,
+            Ok(_) => return resp.with_error_code(ResponseError::UnknownServerError.code()),
+            Err(duplicate) => {
+                warn!(error = %duplicate, "registration refused");
+                return resp.with_error_code(ResponseError::DuplicateBrokerRegistration.code());
+            }
+        };
         // A broker that is not a voter follows the log as a learner, reached at its first listener. It joins
-        // before its registration commits, so the registration reaches it.
+        // before its registration commits, so the registration reaches it; and only once the registration is
+        // accepted, so a second process with a live broker's id never takes the live one's place in the quorum.
         if let Some(quorum) = broker.metadata.quorum()
             && let Some(l) = registration.listeners.first()
         {
@@ -113,20 +128,6 @@ impl Controller {
                 return resp.with_error_code(code.code());
             }
         }
-        let _w = broker.metadata.write_lock().await;
-        let decision = {
-            let mut sessions = self.sessions.lock();
-            sessions.sync(&broker.metadata.image().brokers);
-            sessions.register(registration, -1, now_ms())
-        };
-        let registered = match decision {
-            Ok(Change::Registered(b)) => b,
-            Ok(_) => return resp.with_error_code(ResponseError::UnknownServerError.code()),
-            Err(duplicate) => {
-                warn!(error = %duplicate, "registration refused");
-                return resp.with_error_code(ResponseError::DuplicateBrokerRegistration.code());
-            }
-        };
         let kept_epoch = registered.epoch;
         match broker
             .propose(vec![MetadataRecord::BrokerRegistered {
@@ -260,6 +261,20 @@ impl Controller {
                 ))));
         };
         let address = crate::config::join_host_port(listener.host.as_str(), listener.port);
+        // A controller already in the membership elsewhere is another process with its id: moving the entry
+        // would hand the live one's place in the quorum to it. (A voter that moved says so with UpdateRaftVoter,
+        // under its directory id; a learner that moved is moved by add-controller.)
+        if let Some((known, _)) = quorum.member(req.controller_id as u64)
+            && known.addr != address
+        {
+            warn!(controller_id = req.controller_id, known = %known.addr, theirs = %address, "controller registration refused");
+            return resp
+                .with_error_code(ResponseError::DuplicateBrokerRegistration.code())
+                .with_error_message(Some(StrBytes::from_string(format!(
+                    "node {} is in the quorum already, at {}",
+                    req.controller_id, known.addr
+                ))));
+        }
         match quorum
             .ensure_learner(req.controller_id as u64, &address, METADATA_WRITE_TIMEOUT)
             .await

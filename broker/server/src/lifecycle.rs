@@ -10,15 +10,17 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::broker_registration_request::Listener;
 use kafka_protocol::messages::{
     BrokerHeartbeatRequest, BrokerId, BrokerRegistrationRequest, ControllerRegistrationRequest,
+    UpdateRaftVoterRequest,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_quorum::Member;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, METADATA_WRITE_TIMEOUT};
 use crate::error::Error;
 
 /// PLAINTEXT: the only security protocol a listener may have until TLS and SASL exist.
@@ -180,11 +182,13 @@ pub async fn supervise(
     }
 }
 
-/// A controller of a dynamic quorum that its membership does not name yet (started with
-/// `--no-initial-controllers`, or a leader that removed itself) registers with the active controller
-/// (ControllerRegistration, KIP-919), which makes it a learner: it follows the log from then on, and
-/// `kafka-metadata-quorum add-controller` finds it caught up. `address`: its controller listener.
-pub async fn join_as_controller(
+/// A controller of a dynamic quorum keeps its entry in the membership right. One the membership does not name
+/// yet (started with `--no-initial-controllers`, or a leader that removed itself) registers with the active
+/// controller (ControllerRegistration, KIP-919), which makes it a learner: it follows the log from then on, and
+/// `kafka-metadata-quorum add-controller` finds it caught up. (A combined node registers as a broker instead.)
+/// A voter whose controller listener moved tells the active controller (UpdateRaftVoter), as Kafka's voters
+/// do, so the leader reaches it at the new address. `address`: its controller listener.
+pub async fn keep_controller_membership(
     broker: Arc<Broker>,
     address: String,
     mut shutdown: watch::Receiver<bool>,
@@ -197,22 +201,26 @@ pub async fn join_as_controller(
     let Some((host, port)) = address.rsplit_once(':') else {
         return;
     };
-    let name = broker
-        .config
-        .controller_listener_names
-        .first()
-        .cloned()
-        .unwrap_or_default();
-    let request = ControllerRegistrationRequest::default()
+    let (host, port) = (
+        StrBytes::from_string(host.trim_matches(['[', ']']).to_string()),
+        port.parse().unwrap_or_default(),
+    );
+    let name = StrBytes::from_string(
+        broker
+            .config
+            .controller_listener_names
+            .first()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let registration = ControllerRegistrationRequest::default()
         .with_controller_id(broker.node_id)
         .with_incarnation_id(Uuid::new_v4())
         .with_listeners(vec![
             kafka_protocol::messages::controller_registration_request::Listener::default()
-                .with_name(StrBytes::from_string(name))
-                .with_host(StrBytes::from_string(
-                    host.trim_matches(['[', ']']).to_string(),
-                ))
-                .with_port(port.parse().unwrap_or_default())
+                .with_name(name.clone())
+                .with_host(host.clone())
+                .with_port(port)
                 .with_security_protocol(PLAINTEXT),
         ]);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -221,24 +229,69 @@ pub async fn join_as_controller(
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if quorum.own_member().is_some() {
-            continue;
-        }
-        match channel
-            .call(&broker, &request, Duration::from_secs(5))
-            .await
-        {
-            Ok(resp) if resp.error_code == 0 => {
-                info!(
-                    "registered with the active controller; following the metadata log as a learner"
-                )
+        match quorum.own_member() {
+            None if !broker.config.process_roles.broker => {
+                match channel
+                    .call(&broker, &registration, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(resp) if resp.error_code == 0 => info!(
+                        "registered with the active controller; following the metadata log as a learner"
+                    ),
+                    Ok(resp) => warn!(
+                        error_code = resp.error_code,
+                        message = ?resp.error_message,
+                        "the active controller refused this controller's registration"
+                    ),
+                    Err(e) => {
+                        warn!(error = %e, "no active controller took this controller's registration")
+                    }
+                }
             }
-            Ok(resp) => warn!(
-                error_code = resp.error_code,
-                message = ?resp.error_message,
-                "the active controller refused this controller's registration"
-            ),
-            Err(e) => warn!(error = %e, "no active controller took this controller's registration"),
+            Some((member, true)) if member.addr != address => {
+                info!(old = %member.addr, new = %address, "this voter's controller listener moved; telling the active controller");
+                let Some(directory_id) = member.directory_id else {
+                    continue;
+                };
+                let moved = Member::with_directory(&address, Some(directory_id));
+                if quorum.leadership().0 {
+                    if let Err(e) = quorum
+                        .update_voter(broker.node_id as u64, moved, METADATA_WRITE_TIMEOUT)
+                        .await
+                    {
+                        warn!(error = %e, "updating this voter's address failed");
+                    }
+                    continue;
+                }
+                let update = UpdateRaftVoterRequest::default()
+                    .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+                    .with_current_leader_epoch(
+                        i32::try_from(quorum.leadership().1).unwrap_or(i32::MAX),
+                    )
+                    .with_voter_id(broker.node_id)
+                    .with_voter_directory_id(directory_id)
+                    .with_listeners(vec![
+                        kafka_protocol::messages::update_raft_voter_request::Listener::default()
+                            .with_name(name.clone())
+                            .with_host(host.clone())
+                            .with_port(port),
+                    ]);
+                match channel.call(&broker, &update, Duration::from_secs(5)).await {
+                    Ok(resp) if resp.error_code == 0 => {
+                        info!("the active controller has this voter's new address")
+                    }
+                    Ok(resp) => {
+                        warn!(
+                            error_code = resp.error_code,
+                            "the active controller refused this voter's new address"
+                        )
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "no active controller took this voter's new address")
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -34,6 +34,8 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
+        ApiKey::AddRaftVoter => RequestKind::AddRaftVoter(Default::default()),
+        ApiKey::RemoveRaftVoter => RequestKind::RemoveRaftVoter(Default::default()),
         _ => return None,
     })
 }
