@@ -218,6 +218,17 @@ fn directory(id: Uuid) -> Result<Uuid, (ResponseError, String)> {
     Ok(id)
 }
 
+/// A voter as AddRaftVoter and UpdateRaftVoter name it: its directory id and its controller endpoint.
+fn voter_member<'a>(
+    broker: &Broker,
+    directory_id: Uuid,
+    listeners: impl Iterator<Item = (&'a StrBytes, &'a StrBytes, u16)>,
+) -> Result<Member, (ResponseError, String)> {
+    let directory_id = directory(directory_id)?;
+    let address = controller_endpoint(broker, listeners)?;
+    Ok(Member::with_directory(address, Some(directory_id)))
+}
+
 /// AddRaftVoter (KIP-853, `kafka-metadata-quorum add-controller`): the new controller catches up as a learner,
 /// then votes; answered once the new voter set is committed.
 pub async fn add_raft_voter(
@@ -226,12 +237,11 @@ pub async fn add_raft_voter(
 ) -> AddRaftVoterResponse {
     let result = async {
         let quorum = voter_change_quorum(broker, req.cluster_id.as_ref())?;
-        let directory_id = directory(req.voter_directory_id)?;
-        let address = controller_endpoint(
+        let member = voter_member(
             broker,
+            req.voter_directory_id,
             req.listeners.iter().map(|l| (&l.name, &l.host, l.port)),
         )?;
-        let member = Member::with_directory(address, Some(directory_id));
         info!(voter = req.voter_id, %member, "adding a voter");
         quorum
             .add_voter(
@@ -292,15 +302,15 @@ pub async fn update_raft_voter(
 ) -> UpdateRaftVoterResponse {
     let result = async {
         let quorum = voter_change_quorum(broker, req.cluster_id.as_ref())?;
-        let directory_id = directory(req.voter_directory_id)?;
-        let address = controller_endpoint(
+        let member = voter_member(
             broker,
+            req.voter_directory_id,
             req.listeners.iter().map(|l| (&l.name, &l.host, l.port)),
         )?;
         quorum
             .update_voter(
                 req.voter_id as u64,
-                Member::with_directory(address, Some(directory_id)),
+                member,
                 crate::broker::METADATA_WRITE_TIMEOUT,
             )
             .await
