@@ -352,7 +352,10 @@ impl Broker {
     /// that name.
     pub fn live_endpoints(&self, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
         let image = self.metadata.image();
-        if image.brokers.is_empty() {
+        // A single node on its local log lists itself. A node of a quorum lists only what the controllers
+        // registered: before its own registration is in, listing itself would let a client (or a second
+        // process under the same id) take it for a member of the cluster.
+        if self.metadata.quorum().is_none() && image.brokers.is_empty() {
             let (host, port) = &self.advertised;
             return vec![(self.node_id, host.clone(), *port, None)];
         }
@@ -382,7 +385,7 @@ impl Broker {
             .live_brokers()
             .map(|b| b.registration.broker_id)
             .collect();
-        if live.is_empty() && image.brokers.is_empty() {
+        if self.metadata.quorum().is_none() && image.brokers.is_empty() {
             // A single node on its local log: nobody registers, and this node hosts everything.
             vec![self.node_id]
         } else {
