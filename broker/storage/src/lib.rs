@@ -7,6 +7,7 @@
 
 mod batch;
 mod checkpoint;
+mod epoch_cache;
 mod error;
 mod index;
 mod log;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::fs::File;
 use std::sync::Arc;
 
+pub use epoch_cache::{EpochEntry, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::StorageError;
 pub use log::{Log, StoredRecord, replay_bytes};
 

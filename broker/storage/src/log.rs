@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
+use crate::epoch_cache::{EpochCache, EpochEntry};
 use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, StagedProducers};
 use crate::segment::{self, LoadMode, Segment};
@@ -30,6 +31,8 @@ pub struct Log {
     log_start_offset: i64,
     high_watermark: i64,
     producers: ProducerState,
+    /// The first offset of each leader epoch (`leader-epoch-checkpoint`).
+    epochs: EpochCache,
     unflushed_messages: u64,
     /// `now_ms` of the oldest append not yet fsynced, for `flush_interval_ms`.
     first_unflushed_ms: Option<i64>,
@@ -64,6 +67,7 @@ impl Log {
             log_start_offset: 0,
             high_watermark: 0,
             producers: ProducerState::default(),
+            epochs: EpochCache::empty(dir),
             unflushed_messages: 0,
             first_unflushed_ms: None,
             closed: false,
@@ -236,7 +240,33 @@ impl Log {
             let start = self.log_start_offset;
             self.truncate_fully_and_start_at(start)?;
         }
+        self.load_epochs()?;
         Ok(stats)
+    }
+
+    /// The leader epoch cache as of the loaded segments: the checkpoint trimmed to the data that survived, or,
+    /// without a readable one (a log written before epochs were kept), rebuilt from every batch header.
+    fn load_epochs(&mut self) -> Result<(), StorageError> {
+        self.epochs = match EpochCache::load(&self.dir)? {
+            Some(cache) => cache,
+            None => {
+                let mut cache = EpochCache::empty(&self.dir);
+                if self.log_end_offset() > self.log_start_offset {
+                    for segment in self.segments.values() {
+                        segment.replay_from(i64::MIN, &mut |h| {
+                            cache.observe(h.partition_leader_epoch, h.base_offset)
+                        })?;
+                    }
+                }
+                if !cache.entries().is_empty() {
+                    cache.persist()?;
+                }
+                cache
+            }
+        };
+        self.epochs.truncate_from_end(self.log_end_offset())?;
+        self.epochs.truncate_from_start(self.log_start_offset)?;
+        Ok(())
     }
 
     /// The newest readable snapshot with an offset in [min, max], deleting unreadable ones on the
@@ -349,6 +379,77 @@ impl Log {
         self.append_batches(records, batches, leader_epoch, now_ms)
     }
 
+    /// Appends batches a leader already stamped (what a follower fetched): offsets, leader epochs and
+    /// timestamps stay as they are, nothing is deduplicated, and the idempotent producer state and the leader
+    /// epoch cache follow the batches, so this replica can lead with them later. Each batch's framing and CRC
+    /// are checked, and offsets must only move forward from the log end. An incomplete batch at the end (a
+    /// leader's answer cut at its byte limit) is left out. Answers the offsets appended, `None` if no whole
+    /// batch was given.
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<AppendInfo>, StorageError> {
+        self.ensure_open()?;
+        let mut batches = Vec::new();
+        let mut pos = 0usize;
+        let mut next = self.log_end_offset();
+        while let Some(rest) = records.get(pos..).filter(|r| r.len() >= batch::HEADER_SIZE) {
+            let header = BatchHeader::parse(rest)?;
+            let Ok(size) = usize::try_from(header.size()) else {
+                break;
+            };
+            if size > rest.len() {
+                break;
+            }
+            let header = batch::validate_batch(&rest[..size])?;
+            if header.base_offset < next {
+                return Err(StorageError::CorruptRecord(format!(
+                    "replicated batch at offset {} does not follow the log end {next}",
+                    header.base_offset
+                )));
+            }
+            next = header.last_offset() + 1;
+            let mut stamped = [0u8; batch::HEADER_SIZE];
+            stamped.copy_from_slice(&rest[..batch::HEADER_SIZE]);
+            batches.push((header, stamped, pos..pos + size));
+            pos += size;
+        }
+        let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+            return Ok(None);
+        };
+        let (base_offset, last_offset) = (first.0.base_offset, last.0.last_offset());
+        self.maybe_roll(pos as u64, last_offset, now_ms)?;
+        for (header, _, _) in &batches {
+            self.epochs
+                .assign(header.partition_leader_epoch, header.base_offset)?;
+        }
+        let config = self.config.clone();
+        self.active_mut()
+            .append(&records[..pos], &batches, &config, now_ms)?;
+        let mut record_count = 0u64;
+        for (header, _, _) in &batches {
+            self.producers.replay(header);
+            record_count += header.record_count.max(0) as u64;
+        }
+        self.unflushed_messages += record_count;
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        if self
+            .config
+            .flush_interval_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
+            self.flush()?;
+        }
+        Ok(Some(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        }))
+    }
+
     fn append_batches(
         &mut self,
         records: &[u8],
@@ -421,6 +522,8 @@ impl Log {
             record_count += header.record_count as u64;
             stamped.push((BatchHeader::parse(&new_header)?, new_header, range));
         }
+        // The epoch is written down before its first batch, so the cache never lags the log.
+        self.epochs.assign(leader_epoch, base_offset)?;
         let config = self.config.clone();
         self.active_mut()
             .append(records, &stamped, &config, now_ms)?;
@@ -577,6 +680,30 @@ impl Log {
         self.high_watermark
     }
 
+    /// The newest leader epoch this log holds batches of (or was told of), if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// Every leader epoch with the first offset it wrote, oldest first.
+    pub fn epoch_entries(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// Kafka's `endOffsetForEpoch`: the largest epoch at or below `epoch` and the offset where it ended here
+    /// (the log end for the latest epoch); (-1, -1) for an epoch newer than any here.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// A new leader epoch starts at the log end (this replica became leader): recorded before any batch of
+    /// it, so a follower that asks where the previous epoch ended is answered right even before this leader
+    /// appends.
+    pub fn start_epoch(&mut self, epoch: i32) -> Result<(), StorageError> {
+        let leo = self.log_end_offset();
+        Ok(self.epochs.assign(epoch, leo)?)
+    }
+
     /// Sets the high watermark, clamped to [log start offset, log end offset].
     pub fn set_high_watermark(&mut self, hw: i64) {
         self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
@@ -592,6 +719,7 @@ impl Log {
         if offset > self.log_start_offset {
             checkpoint::write_log_start_offset(&self.dir, offset)?;
             self.log_start_offset = offset;
+            self.epochs.truncate_from_start(offset)?;
             self.delete_segments_below_log_start()?;
         }
         Ok(self.log_start_offset)
@@ -610,6 +738,7 @@ impl Log {
         producer_snapshot::delete_where(&self.dir, |offset| offset < first_base)?;
         self.log_start_offset = self.log_start_offset.max(first_base);
         self.high_watermark = self.high_watermark.max(self.log_start_offset);
+        self.epochs.truncate_from_start(self.log_start_offset)?;
         Ok(())
     }
 
@@ -682,6 +811,7 @@ impl Log {
         self.segments
             .insert(offset, Segment::create(&self.dir, offset, &self.config)?);
         self.producers.clear();
+        self.epochs.clear()?;
         self.log_start_offset = offset;
         self.high_watermark = offset;
         Ok(())

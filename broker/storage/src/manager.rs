@@ -46,6 +46,7 @@ impl LogManager {
         let mut logs = HashMap::new();
         for (i, log_dir) in log_dirs.iter().enumerate() {
             fs::create_dir_all(log_dir)?;
+            let high_watermarks = checkpoint::read_high_watermarks(log_dir)?;
             for entry in fs::read_dir(log_dir)? {
                 let entry = entry?;
                 if !entry.file_type()?.is_dir() {
@@ -69,7 +70,12 @@ impl LogManager {
                     tracing::error!(partition = %tp, dir = %entry.path().display(), "partition exists in two log dirs; ignoring this copy");
                     continue;
                 }
-                let log = Log::open(&entry.path(), default_config.clone())?;
+                let mut log = Log::open(&entry.path(), default_config.clone())?;
+                // A replica must not serve what the cluster had not committed when it stopped; logs without a
+                // checkpointed value (written before checkpoints existed) keep their log end.
+                if let Some(&hw) = high_watermarks.get(&(tp.topic.clone(), tp.partition)) {
+                    log.set_high_watermark(hw);
+                }
                 logs.insert(
                     tp,
                     ManagedLog {
@@ -190,10 +196,30 @@ impl LogManager {
         }
     }
 
-    /// Cleanly shuts down every log (flush, trim indexes, clean-shutdown marker). Returns the
-    /// first error after trying all of them.
+    /// Writes every log dir's `replication-offset-checkpoint` with the high watermarks of its partitions.
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), StorageError> {
+        let mut per_dir: Vec<Vec<(String, i32, i64)>> = vec![Vec::new(); self.log_dirs.len()];
+        for (tp, managed) in self.logs.read().iter() {
+            let hw = managed.log.lock().high_watermark();
+            if let Some(entries) = per_dir.get_mut(managed.log_dir) {
+                entries.push((tp.topic.clone(), tp.partition, hw));
+            }
+        }
+        for (dir, mut entries) in self.log_dirs.iter().zip(per_dir) {
+            entries.sort();
+            checkpoint::write_high_watermarks(dir, &entries)?;
+        }
+        Ok(())
+    }
+
+    /// Cleanly shuts down every log (flush, trim indexes, clean-shutdown marker) and checkpoints the high
+    /// watermarks. Returns the first error after trying all of them.
     pub fn close_all(&self) -> Result<(), StorageError> {
         let mut first_error = None;
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            tracing::error!("checkpointing high watermarks failed: {e}");
+            first_error = Some(e);
+        }
         for (tp, log) in self.all_logs() {
             if let Err(e) = log.lock().shutdown() {
                 tracing::error!(partition = %tp, "closing log failed: {e}");
