@@ -6,7 +6,66 @@ use uuid::Uuid;
 use crate::MetadataRecord;
 use crate::sessions::RegisteredBroker;
 
+/// "No leader": every replica that could lead is fenced or out of sync.
+pub const NO_LEADER: i32 = -1;
+
+/// One partition's replicas and leadership, as the controller decided them (Kafka's `PartitionRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Every replica, the preferred leader first. During a reassignment: the target replicas, then those
+    /// being removed.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas: they hold every committed record. Never empty.
+    pub isr: Vec<i32>,
+    /// `NO_LEADER` when no replica in the ISR is live.
+    pub leader: i32,
+    /// Bumped whenever the leader changes (or replicas leave the replica set): replicas and clients fence
+    /// requests carrying an older one.
+    pub leader_epoch: i32,
+    /// Bumped by every change, so an AlterPartition built on a stale state is refused.
+    pub partition_epoch: i32,
+    /// A reassignment in progress: replicas joining, not yet in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// ... and replicas leaving once the new ones are in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionState {
+    /// A new partition: every replica in sync (their logs are all empty), the first one leads.
+    pub fn new(replicas: Vec<i32>) -> PartitionState {
+        PartitionState {
+            leader: replicas.first().copied().unwrap_or(NO_LEADER),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
+    }
+
+    pub fn leader(&self) -> Option<i32> {
+        (self.leader != NO_LEADER).then_some(self.leader)
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition keeps once its reassignment completes (all of them when none runs).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredTopic")]
 pub struct TopicMeta {
     pub name: String,
     pub id: Uuid,
@@ -14,18 +73,55 @@ pub struct TopicMeta {
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
     pub internal: bool,
-    /// The replicas of each partition, leader first (until replication, the leader is the only one with data).
+    /// Each partition's replicas and leadership, by partition index.
+    pub partition_states: Vec<PartitionState>,
+}
+
+/// A topic as images were stored before partitions had state (snapshots of the quorum): replicas only.
+#[derive(Deserialize)]
+struct StoredTopic {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    internal: bool,
     #[serde(default)]
-    pub assignment: Vec<Vec<i32>>,
+    assignment: Vec<Vec<i32>>,
+    #[serde(default)]
+    partition_states: Vec<PartitionState>,
+}
+
+impl From<StoredTopic> for TopicMeta {
+    fn from(t: StoredTopic) -> TopicMeta {
+        let partition_states = if t.partition_states.is_empty() {
+            t.assignment.into_iter().map(PartitionState::new).collect()
+        } else {
+            t.partition_states
+        };
+        TopicMeta {
+            name: t.name,
+            id: t.id,
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            configs: t.configs,
+            internal: t.internal,
+            partition_states,
+        }
+    }
 }
 
 impl TopicMeta {
-    /// The replicas of `partition`, leader first; empty for a partition the topic does not have.
+    /// The replicas of `partition`, preferred leader first; empty for a partition the topic does not have.
     pub fn replicas(&self, partition: i32) -> &[i32] {
+        self.partition(partition)
+            .map_or(&[], |p| p.replicas.as_slice())
+    }
+
+    pub fn partition(&self, partition: i32) -> Option<&PartitionState> {
         usize::try_from(partition)
             .ok()
-            .and_then(|p| self.assignment.get(p))
-            .map_or(&[], Vec::as_slice)
+            .and_then(|p| self.partition_states.get(p))
     }
 }
 
@@ -89,7 +185,11 @@ impl MetadataImage {
                         replication_factor: *replication_factor,
                         configs: configs.clone(),
                         internal: *internal,
-                        assignment: assignment.clone(),
+                        partition_states: assignment
+                            .iter()
+                            .cloned()
+                            .map(PartitionState::new)
+                            .collect(),
                     },
                 );
             }
@@ -102,7 +202,8 @@ impl MetadataImage {
                     && *partitions > t.partitions
                 {
                     t.partitions = *partitions;
-                    t.assignment.extend(assignment.iter().cloned());
+                    t.partition_states
+                        .extend(assignment.iter().cloned().map(PartitionState::new));
                 }
             }
             MetadataRecord::TopicConfigChanged { name, configs } => {
@@ -117,6 +218,24 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIdsAllocated { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
+            }
+            MetadataRecord::PartitionChanged {
+                topic,
+                topic_id,
+                partition,
+                state,
+            } => {
+                if let Some(slot) = self
+                    .topics
+                    .get_mut(topic)
+                    .filter(|t| t.id == *topic_id)
+                    .and_then(|t| {
+                        t.partition_states
+                            .get_mut(usize::try_from(*partition).ok()?)
+                    })
+                {
+                    *slot = state.clone();
+                }
             }
             MetadataRecord::BrokerRegistered { broker } => {
                 let mut broker = broker.clone();
@@ -152,14 +271,9 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
-    /// The leader of a partition: its first replica, while that broker is live. Until replication, no other
-    /// replica has the data, so a partition whose first replica is down has no leader.
+    /// The leader of a partition, as the controller last decided it.
     pub fn leader(&self, topic: &TopicMeta, partition: i32) -> Option<i32> {
-        topic
-            .replicas(partition)
-            .first()
-            .copied()
-            .filter(|b| self.is_live(*b))
+        topic.partition(partition).and_then(PartitionState::leader)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
@@ -215,7 +329,7 @@ mod tests {
         assert_eq!(image.offset, 5);
         let t = image.topic_by_id(&id).unwrap();
         assert_eq!(t.partitions, 5);
-        assert_eq!(t.assignment.len(), 5);
+        assert_eq!(t.partition_states.len(), 5);
         assert_eq!(t.replicas(4), &[1]);
         assert!(t.replicas(5).is_empty() && t.replicas(-1).is_empty());
         assert_eq!(t.configs["retention.ms"], "1000");
@@ -269,11 +383,35 @@ mod tests {
         assert_eq!(image.leader(&t, 0), Some(1));
         assert_eq!(image.leader(&t, 1), Some(2));
         image.apply_at(&MetadataRecord::BrokerFenced { broker_id: 2 }, 15);
-        assert_eq!(
-            image.leader(&t, 1),
-            None,
-            "no other replica has the data yet"
+        // Fencing alone moves no leadership: the controller writes that as a partition change.
+        assert_eq!(image.leader(&t, 1), Some(2));
+        let mut moved = t.partition_states[1].clone();
+        moved.leader = 1;
+        moved.isr = vec![1];
+        moved.leader_epoch += 1;
+        moved.partition_epoch += 1;
+        image.apply_at(
+            &MetadataRecord::PartitionChanged {
+                topic: "t".into(),
+                topic_id: Uuid::from_u128(1),
+                partition: 1,
+                state: moved.clone(),
+            },
+            16,
         );
+        // A change for another incarnation of the topic is ignored.
+        image.apply_at(
+            &MetadataRecord::PartitionChanged {
+                topic: "t".into(),
+                topic_id: Uuid::from_u128(99),
+                partition: 1,
+                state: PartitionState::new(vec![7]),
+            },
+            17,
+        );
+        let t = image.topics["t"].clone();
+        assert_eq!(t.partition(1), Some(&moved));
+        assert_eq!(image.leader(&t, 1), Some(1));
         assert!(
             !image.is_live(3),
             "an unregistered broker is not live once others registered"

@@ -4,11 +4,12 @@
 //! clock; the broker's `metadata` module and, next, the Raft quorum do the I/O. See README.md.
 
 mod image;
+pub mod leadership;
 pub mod placement;
 mod record;
 pub mod sessions;
 
-pub use image::{MetadataImage, TopicMeta};
+pub use image::{MetadataImage, NO_LEADER, PartitionState, TopicMeta};
 pub use record::MetadataRecord;
 
 /// The internal topic holding committed consumer offsets.

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::image::PartitionState;
 use crate::sessions::RegisteredBroker;
 
 /// One change to the cluster metadata. Stored as JSON in the value of a record of `__cluster_metadata`.
@@ -35,6 +36,14 @@ pub enum MetadataRecord {
     },
     TopicDeleted {
         name: String,
+    },
+    /// A partition's replicas, ISR, leader or epochs changed: its whole new state (Kafka's
+    /// `PartitionChangeRecord`), for the topic with this id only (a recreated topic keeps its name).
+    PartitionChanged {
+        topic: String,
+        topic_id: Uuid,
+        partition: i32,
+        state: PartitionState,
     },
     /// Producer ids below `next` are taken; a node hands out ids from its block without a write per id.
     ProducerIdsAllocated {

@@ -30,6 +30,8 @@ pub struct FetchPartition<F> {
     pub records: Option<(F, u64)>,
     /// Leader id and epoch, sent (v12+) with NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH errors.
     pub current_leader: Option<(i32, i32)>,
+    /// For a follower (v12+): the epoch and end offset where its log diverges from the leader's.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// One topic of a Fetch answer; v13+ name topics by id, older versions by name.
@@ -141,16 +143,23 @@ impl<F> FetchResponseLayout<F> {
                     w.file(file, len);
                 }
                 if flexible {
-                    match p.current_leader {
-                        Some((leader_id, leader_epoch)) => {
-                            w.uvarint(1); // one tagged field
-                            w.uvarint(1); // tag 1: current leader
-                            w.uvarint(9); // its size: i32 + i32 + empty tagged fields
-                            w.buf.put_i32(leader_id);
-                            w.buf.put_i32(leader_epoch);
-                            w.uvarint(0);
-                        }
-                        None => w.uvarint(0),
+                    // Tagged fields, in tag order.
+                    let tags = u64::from(p.diverging_epoch.is_some())
+                        + u64::from(p.current_leader.is_some());
+                    w.uvarint(tags);
+                    if let Some((epoch, end_offset)) = p.diverging_epoch {
+                        w.uvarint(0); // tag 0: diverging epoch
+                        w.uvarint(13); // its size: i32 + i64 + empty tagged fields
+                        w.buf.put_i32(epoch);
+                        w.buf.put_i64(end_offset);
+                        w.uvarint(0);
+                    }
+                    if let Some((leader_id, leader_epoch)) = p.current_leader {
+                        w.uvarint(1); // tag 1: current leader
+                        w.uvarint(9); // its size: i32 + i32 + empty tagged fields
+                        w.buf.put_i32(leader_id);
+                        w.buf.put_i32(leader_epoch);
+                        w.uvarint(0);
                     }
                 }
             }
@@ -189,7 +198,7 @@ impl<F> FetchResponseLayout<F> {
 mod tests {
     use super::*;
     use kafka_protocol::messages::fetch_response::{
-        FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+        EpochEndOffset, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
     };
     use kafka_protocol::messages::{ApiKey, ResponseHeader, TopicName};
     use kafka_protocol::protocol::Encodable;
@@ -205,8 +214,8 @@ mod tests {
         out
     }
 
-    /// (partition, error code, records, has current leader)
-    type PartSpec = (i32, i16, Option<Bytes>, bool);
+    /// (partition, error code, records, tagged fields: 1 = current leader, 2 = diverging epoch)
+    type PartSpec = (i32, i16, Option<Bytes>, u8);
 
     /// What kafka-protocol itself produces for the same answer, records inlined.
     fn reference(version: i16, topics: &[(&str, Uuid, Vec<PartSpec>)]) -> Vec<u8> {
@@ -232,10 +241,15 @@ mod tests {
                         if version >= 5 {
                             p.log_start_offset = 3;
                         }
-                        if *leader && version >= 12 {
+                        if leader & 1 != 0 && version >= 12 {
                             p.current_leader = LeaderIdAndEpoch::default()
                                 .with_leader_id(kafka_protocol::messages::BrokerId(2))
                                 .with_leader_epoch(5);
+                        }
+                        if leader & 2 != 0 && version >= 12 {
+                            p.diverging_epoch = EpochEndOffset::default()
+                                .with_epoch(4)
+                                .with_end_offset(1234);
                         }
                         p
                     })
@@ -268,12 +282,14 @@ mod tests {
                 "alpha",
                 id_a,
                 vec![
-                    (0, 0, recs(1), false),
-                    (1, 0, None, false),
-                    (2, 6, None, true),
+                    (0, 0, recs(1), 0),
+                    (1, 0, None, 0),
+                    (2, 6, None, 1),
+                    (3, 0, None, 2),
+                    (4, 74, None, 3),
                 ],
             ),
-            ("beta-topic", id_b, vec![(0, 0, recs(2), false)]),
+            ("beta-topic", id_b, vec![(0, 0, recs(2), 0)]),
         ];
         for version in 4..=16 {
             let topics = spec
@@ -293,7 +309,9 @@ mod tests {
                                 let len = b.len() as u64;
                                 (b, len)
                             }),
-                            current_leader: leader.then_some((2, 5)),
+                            current_leader: (leader & 1 != 0).then_some((2, 5)),
+                            diverging_epoch: (leader & 2 != 0 && version >= 12)
+                                .then_some((4, 1234)),
                         })
                         .collect(),
                 })

@@ -1,7 +1,8 @@
 //! The broker: its state, its start-up and its shutdown.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -57,6 +58,12 @@ pub struct Broker {
     /// bound a crowd of connections sending tiny compressed batches would cost that much each. Validation is
     /// CPU-bound, so more at once than twice the cores gains nothing.
     pub decompressions: tokio::sync::Semaphore,
+    /// The partitions hosted here, leading or following.
+    pub replicas: crate::replica::ReplicaManager,
+    /// The epoch of this broker's registration with the controller (-1 before it registered).
+    broker_epoch: AtomicI64,
+    /// This broker itself, for the tasks it starts (replica fetchers) without owning it.
+    me: Weak<Broker>,
 }
 
 /// How many compressed batches are validated at once: twice the cores the process may use.
@@ -129,6 +136,7 @@ impl Broker {
                     config.process_roles.controller.then(|| {
                         Arc::new(crate::controller::Controller::new(
                             config.broker_session_timeout_ms,
+                            config.unclean_leader_election_enable,
                         ))
                     }),
                     Some(crate::controller_channel::ControllerChannel::new(bootstrap)),
@@ -157,45 +165,51 @@ impl Broker {
                 .unwrap_or_default()
         };
 
-        let offsets_log = Arc::new(OffsetsLog {
-            logs: logs.clone(),
-            flush_each_commit: false,
-        });
-        let groups = GroupCoordinator::new(
-            GroupConfig {
-                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms.into(),
-                min_session_timeout_ms: clamp_i32(config.group_min_session_timeout_ms),
-                max_session_timeout_ms: clamp_i32(config.group_max_session_timeout_ms),
-                offsets_retention_ms: (config.offsets_retention_minutes * 60_000) as i64,
-                num_offsets_partitions: config.offsets_topic_num_partitions,
-            },
-            offsets_log,
-        );
         let config_queued_max = config.queued_max_request_bytes;
-        let broker = Arc::new(Broker {
-            node_id: config.node_id,
-            cluster_id: meta.cluster_id,
-            config,
-            logs,
-            metadata,
-            groups,
-            fetch_waiters: FetchWaiters::default(),
-            advertised,
-            request_memory: RequestMemory::new(config_queued_max),
-            controller,
-            channel,
-            decompressions: tokio::sync::Semaphore::new(decompression_slots()),
-        });
+        let replica_config = config.replica.clone();
+        let node_id = config.node_id;
+        Ok(Arc::new_cyclic(|me: &Weak<Broker>| {
+            let offsets_log = Arc::new(OffsetsLog { broker: me.clone() });
+            let groups = GroupCoordinator::new(
+                GroupConfig {
+                    initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms.into(),
+                    min_session_timeout_ms: clamp_i32(config.group_min_session_timeout_ms),
+                    max_session_timeout_ms: clamp_i32(config.group_max_session_timeout_ms),
+                    offsets_retention_ms: (config.offsets_retention_minutes * 60_000) as i64,
+                    num_offsets_partitions: config.offsets_topic_num_partitions,
+                },
+                offsets_log,
+            );
+            Broker {
+                node_id: config.node_id,
+                cluster_id: meta.cluster_id,
+                config,
+                logs,
+                metadata,
+                groups,
+                fetch_waiters: FetchWaiters::default(),
+                advertised,
+                request_memory: RequestMemory::new(config_queued_max),
+                controller,
+                channel,
+                decompressions: tokio::sync::Semaphore::new(decompression_slots()),
+                replicas: crate::replica::ReplicaManager::new(node_id, replica_config),
+                broker_epoch: AtomicI64::new(-1),
+                me: me.clone(),
+            }
+        }))
+        .and_then(|broker| broker.finish_open())
+    }
+
+    /// The part of opening that needs the broker itself: logs for every partition placed here, and their roles.
+    fn finish_open(self: Arc<Broker>) -> Result<Arc<Broker>, Error> {
+        let broker = self;
         if broker.config.process_roles.broker {
             // On a quorum, the offsets topic is created through the controller on first use (FindCoordinator).
             if broker.metadata.quorum().is_none() {
                 broker.ensure_offsets_topic()?;
             }
             publisher::reconcile(&broker, &broker.metadata.image())?;
-            broker
-                .groups
-                .load()
-                .map_err(|e| Error::Metadata(format!("loading consumer offsets: {e}")))?;
         }
         info!(node_id = broker.node_id, cluster_id = %broker.cluster_id, "broker ready");
         Ok(broker)
@@ -217,8 +231,14 @@ impl Broker {
             .offsets_topic_replication_factor
             .min(i16::try_from(brokers.len()).unwrap_or(i16::MAX))
             .max(1);
-        let assignment = sluice_metadata::placement::place(brokers, 0, partitions, replication, 0)
-            .map_err(|e| Error::Metadata(format!("placing {CONSUMER_OFFSETS}: {e}")))?;
+        let placeable: Vec<(i32, Option<String>)> = self
+            .placeable_brokers()
+            .into_iter()
+            .filter(|(id, _)| brokers.contains(id))
+            .collect();
+        let assignment =
+            sluice_metadata::placement::place_on_racks(&placeable, 0, partitions, replication, 0)
+                .map_err(|e| Error::Metadata(format!("placing {CONSUMER_OFFSETS}: {e}")))?;
         Ok(MetadataRecord::TopicCreated {
             name: CONSUMER_OFFSETS.into(),
             id: Uuid::new_v4(),
@@ -246,7 +266,8 @@ impl Broker {
             if self.metadata.image().topics.contains_key(CONSUMER_OFFSETS) {
                 return Ok(());
             }
-            let record = self.offsets_topic_record(&self.placeable_brokers())?;
+            let brokers: Vec<i32> = self.placeable_brokers().iter().map(|b| b.0).collect();
+            let record = self.offsets_topic_record(&brokers)?;
             return self.propose(vec![record]).await.map(|_| ());
         }
         self.create_topic_at_controller(CONSUMER_OFFSETS, -1, -1)
@@ -378,19 +399,35 @@ impl Broker {
             .collect()
     }
 
-    /// The brokers new replicas may go to.
-    pub fn placeable_brokers(&self) -> Vec<i32> {
+    /// The brokers new replicas may go to, with their racks.
+    pub fn placeable_brokers(&self) -> Vec<(i32, Option<String>)> {
         let image = self.metadata.image();
-        let live: Vec<i32> = image
-            .live_brokers()
-            .map(|b| b.registration.broker_id)
-            .collect();
         if self.metadata.quorum().is_none() && image.brokers.is_empty() {
             // A single node on its local log: nobody registers, and this node hosts everything.
-            vec![self.node_id]
-        } else {
-            live
+            return vec![(self.node_id, self.config.broker_rack.clone())];
         }
+        image
+            .live_brokers()
+            .map(|b| (b.registration.broker_id, b.registration.rack.clone()))
+            .collect()
+    }
+
+    /// Replicas for partitions `first..first + count` of a topic: over the live brokers, across racks when they
+    /// have them, the topic's rotation starting at `start` (a random broker for a new topic).
+    pub fn place(
+        &self,
+        first: i32,
+        count: i32,
+        replication_factor: i16,
+        start: usize,
+    ) -> Result<Vec<Vec<i32>>, sluice_metadata::placement::NotEnoughBrokers> {
+        sluice_metadata::placement::place_on_racks(
+            &self.placeable_brokers(),
+            first,
+            count,
+            replication_factor,
+            start,
+        )
     }
 
     /// A producer id never handed out before, in this process or an earlier one, by this node or another.
@@ -447,15 +484,24 @@ impl Broker {
 
     /// The log of a partition this node leads: the only one clients may produce to or fetch from here.
     pub fn log(&self, topic: &str, partition: i32) -> Option<Arc<Mutex<Log>>> {
-        let image = self.metadata.image();
-        let meta = image.topics.get(topic)?;
-        if image.leader(meta, partition) != Some(self.node_id) {
-            return None;
-        }
-        self.logs.get(&TopicPartition {
-            topic: topic.to_string(),
-            partition,
-        })
+        self.replicas
+            .leader(&self.metadata.image(), topic, partition)
+            .ok()
+            .map(|p| p.log.clone())
+    }
+
+    /// This broker, for tasks that must not keep it alive.
+    pub fn weak(&self) -> Weak<Broker> {
+        self.me.clone()
+    }
+
+    /// The epoch of this broker's registration (-1 before it registered).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Relaxed)
+    }
+
+    pub fn set_broker_epoch(&self, epoch: i64) {
+        self.broker_epoch.store(epoch, Ordering::Relaxed);
     }
 
     /// Why `log` found nothing: the partition exists but another broker (or none) leads it, so the client
@@ -475,34 +521,45 @@ fn clamp_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-/// `__consumer_offsets` as the group coordinator sees it.
+/// `__consumer_offsets` as the group coordinator sees it: appended as the partition's leader, and answered once
+/// the ISR has the records (Kafka writes offsets with acks=all, bounded by `offsets.commit.timeout.ms`).
 struct OffsetsLog {
-    logs: Arc<LogManager>,
-    flush_each_commit: bool,
+    broker: Weak<Broker>,
 }
 
+/// Kafka's `offsets.commit.timeout.ms`.
+const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl OffsetsLog {
-    fn log(&self, partition: i32) -> Result<Arc<Mutex<Log>>, String> {
-        self.logs
-            .get(&TopicPartition {
-                topic: CONSUMER_OFFSETS.into(),
-                partition,
-            })
-            .ok_or_else(|| format!("{CONSUMER_OFFSETS}-{partition} has no log"))
+    fn partition(&self, partition: i32) -> Result<Arc<crate::replica::Partition>, String> {
+        let broker = self.broker.upgrade().ok_or("the broker is gone")?;
+        broker
+            .replicas
+            .get(&TopicPartition::new(CONSUMER_OFFSETS, partition))
+            .ok_or_else(|| format!("{CONSUMER_OFFSETS}-{partition} is not hosted here"))
     }
 }
 
 impl OffsetLog for OffsetsLog {
-    fn append(&self, partition: i32, batch: BytesMut) -> Result<(), String> {
-        let log = self.log(partition)?;
-        let mut log = log.lock();
-        log.append(&batch, 0, now_ms()).map_err(|e| e.to_string())?;
-        let end = log.log_end_offset();
-        log.set_high_watermark(end);
-        if self.flush_each_commit {
-            log.flush().map_err(|e| e.to_string())?;
+    fn append(&self, partition: i32, batch: BytesMut) -> Result<crate::group::Committing, String> {
+        let p = self.partition(partition)?;
+        let (last, resignations, moved) =
+            p.append_internal(&batch, now_ms()).map_err(|e| match e {
+                crate::replica::AppendError::Code(code) => format!("error code {code}"),
+                crate::replica::AppendError::Storage(e) => e.to_string(),
+            })?;
+        if moved && let Some(broker) = self.broker.upgrade() {
+            broker.fetch_waiters.appended(CONSUMER_OFFSETS, partition);
         }
-        Ok(())
+        Ok(Box::pin(async move {
+            match p
+                .wait_committed(last + 1, resignations, OFFSETS_COMMIT_TIMEOUT)
+                .await
+            {
+                0 => Ok(()),
+                code => Err(format!("not replicated: error code {code}")),
+            }
+        }))
     }
 
     fn replay(
@@ -511,10 +568,10 @@ impl OffsetLog for OffsetsLog {
         visit: &mut dyn FnMut(StoredRecord<'_>) -> Result<(), GroupError>,
     ) -> Result<(), GroupError> {
         // A partition placed on other brokers has nothing to load here.
-        let Ok(log) = self.log(partition) else {
+        let Ok(p) = self.partition(partition) else {
             return Ok(());
         };
-        log.lock().replay(visit)
+        p.log.lock().replay(visit)
     }
 }
 
@@ -621,6 +678,16 @@ impl Server {
                 shutdown_rx.clone(),
             )));
         }
+        if broker.config.process_roles.broker {
+            tasks.push(tokio::spawn(crate::replica::isr_task(
+                broker.clone(),
+                shutdown_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::replica::checkpoint_task(
+                broker.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown_rx)));
         Ok(Server {
             broker,
@@ -655,6 +722,7 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.broker.replicas.shutdown();
         self.broker.groups.shutdown().await;
         self.broker.logs.close_all()?;
         info!("shutdown complete");

@@ -88,6 +88,9 @@ fn timestamp_type_name(t: TimestampType) -> &'static str {
 pub struct LogDefaults {
     pub storage: LogConfig,
     pub min_insync_replicas: i32,
+    /// Read by the controller's elections (`sluice_metadata::leadership`), kept here so the topic key is
+    /// validated and described like the others.
+    pub unclean_leader_election_enable: bool,
 }
 
 impl Default for LogDefaults {
@@ -99,6 +102,7 @@ impl Default for LogDefaults {
                 ..LogConfig::default()
             },
             min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -188,6 +192,16 @@ pub struct BrokerConfig {
     /// How long a broker keeps trying to register before it gives up and exits.
     pub initial_broker_registration_timeout_ms: u64,
     pub broker_rack: Option<String>,
+    /// The listener followers fetch from (`inter.broker.listener.name`); `None`: each broker's first.
+    pub inter_broker_listener_name: Option<String>,
+    /// Replication: `replica.*` keys.
+    pub replica: crate::replica::ReplicaConfig,
+    /// `unclean.leader.election.enable`: the default for topics that do not set it.
+    pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable` and `leader.imbalance.check.interval.seconds`: the active controller moves
+    /// leadership back to preferred replicas this often.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_ms: u64,
     pub log_dirs: Vec<PathBuf>,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
@@ -282,6 +296,37 @@ const BROKER_KEYS: &[BrokerKey] = &[
         ConfigType::Int,
     ),
     key("broker.rack", None, ConfigType::String),
+    key("inter.broker.listener.name", None, ConfigType::String),
+    key("replica.lag.time.max.ms", Some("30000"), ConfigType::Long),
+    key("replica.fetch.wait.max.ms", Some("500"), ConfigType::Int),
+    key("replica.fetch.min.bytes", Some("1"), ConfigType::Int),
+    key("replica.fetch.max.bytes", Some("1048576"), ConfigType::Int),
+    key(
+        "replica.fetch.response.max.bytes",
+        Some("10485760"),
+        ConfigType::Int,
+    ),
+    key("replica.fetch.backoff.ms", Some("1000"), ConfigType::Int),
+    key(
+        "replica.high.watermark.checkpoint.interval.ms",
+        Some("5000"),
+        ConfigType::Long,
+    ),
+    key(
+        "unclean.leader.election.enable",
+        Some("false"),
+        ConfigType::Boolean,
+    ),
+    key(
+        "auto.leader.rebalance.enable",
+        Some("true"),
+        ConfigType::Boolean,
+    ),
+    key(
+        "leader.imbalance.check.interval.seconds",
+        Some("300"),
+        ConfigType::Long,
+    ),
     key("log.dirs", None, ConfigType::List),
     key("log.dir", Some("./data"), ConfigType::String),
     key("num.partitions", Some("1"), ConfigType::Int),
@@ -599,6 +644,33 @@ impl BrokerConfig {
                 INT_MAX,
             )? as u64,
             broker_rack: v.get("broker.rack").map(str::to_string),
+            inter_broker_listener_name: v
+                .get("inter.broker.listener.name")
+                .map(str::to_ascii_uppercase),
+            replica: crate::replica::ReplicaConfig {
+                lag_time_max_ms: v.int("replica.lag.time.max.ms", 1, i64::MAX)?,
+                fetch_wait_max_ms: v.int("replica.fetch.wait.max.ms", 0, INT_MAX)? as i32,
+                fetch_min_bytes: v.int("replica.fetch.min.bytes", 1, INT_MAX)? as i32,
+                fetch_max_bytes: v.int("replica.fetch.max.bytes", 1024, INT_MAX)? as i32,
+                fetch_response_max_bytes: v.int(
+                    "replica.fetch.response.max.bytes",
+                    1024,
+                    INT_MAX,
+                )? as i32,
+                fetch_backoff_ms: v.int("replica.fetch.backoff.ms", 0, INT_MAX)? as u64,
+                high_watermark_checkpoint_interval_ms: v.int(
+                    "replica.high.watermark.checkpoint.interval.ms",
+                    1,
+                    i64::MAX,
+                )? as u64,
+            },
+            unclean_leader_election_enable: v.bool("unclean.leader.election.enable")?,
+            auto_leader_rebalance_enable: v.bool("auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_ms: (v.int(
+                "leader.imbalance.check.interval.seconds",
+                1,
+                i64::MAX / 1000,
+            )? * 1000) as u64,
             cluster_id: v
                 .get("cluster.id")
                 .map(|id| validate_cluster_id("cluster.id", id))
@@ -826,6 +898,11 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         &["log.roll.ms", "log.roll.hours"],
         ConfigType::Long,
     ),
+    topic(
+        "unclean.leader.election.enable",
+        &["unclean.leader.election.enable"],
+        ConfigType::Boolean,
+    ),
 ];
 
 pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
@@ -916,6 +993,13 @@ fn apply_log_setting(
             log.storage.timestamp_type = parse_timestamp_type(error_key, value)?
         }
         "min.insync.replicas" => log.min_insync_replicas = int(1, INT_MAX)? as i32,
+        "unclean.leader.election.enable" => {
+            log.unclean_leader_election_enable = match value.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(Error::invalid(error_key, value, "expected true or false")),
+            }
+        }
         "retention.bytes" => {
             log.storage.retention_bytes = unlimited_if_minus_one(int(-1, i64::MAX)?)
         }
@@ -949,6 +1033,7 @@ fn log_setting_text(log: &LogDefaults, name: &str) -> String {
         }
         "message.timestamp.type" => timestamp_type_name(log.storage.timestamp_type).to_owned(),
         "min.insync.replicas" => log.min_insync_replicas.to_string(),
+        "unclean.leader.election.enable" => log.unclean_leader_election_enable.to_string(),
         "retention.bytes" => log
             .storage
             .retention_bytes
@@ -2453,6 +2538,7 @@ mod tests {
             ("flush.ms", "10"),
             ("message.timestamp.type", "LogAppendTime"),
             ("min.insync.replicas", "2"),
+            ("unclean.leader.election.enable", "true"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -2473,6 +2559,7 @@ mod tests {
                     ..LogDefaults::default().storage
                 },
                 min_insync_replicas: 2,
+                unclean_leader_election_enable: true,
             }
         );
         let bad: BTreeMap<String, String> = [("segment.bytes".to_owned(), "1".to_owned())]

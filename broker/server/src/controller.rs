@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_partition_response::{PartitionData, TopicData};
 use kafka_protocol::messages::{
-    AllocateProducerIdsRequest, AllocateProducerIdsResponse, BrokerHeartbeatRequest,
-    BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse,
-    ControllerRegistrationRequest, ControllerRegistrationResponse, EnvelopeRequest,
-    EnvelopeResponse, ProducerId, RequestKind, ResponseKind,
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, AlterPartitionRequest,
+    AlterPartitionResponse, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId,
+    BrokerRegistrationRequest, BrokerRegistrationResponse, ControllerRegistrationRequest,
+    ControllerRegistrationResponse, EnvelopeRequest, EnvelopeResponse, ProducerId, RequestKind,
+    ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
+use sluice_metadata::leadership::{self, AlterPartitionError, IsrChange};
 use sluice_metadata::sessions::{BrokerSessions, Change, Endpoint, Heartbeat, Registration};
 use sluice_protocol::Request;
 use tokio::sync::watch;
@@ -39,15 +42,139 @@ pub struct Controller {
     sessions: Mutex<BrokerSessions>,
     /// The Raft term in which this node last took over the sessions (0: never).
     active_term: AtomicU64,
+    /// `unclean.leader.election.enable`, for topics that do not set it.
+    unclean_default: bool,
 }
 
 impl Controller {
-    pub fn new(session_timeout_ms: u64) -> Controller {
+    pub fn new(session_timeout_ms: u64, unclean_default: bool) -> Controller {
         Controller {
             sessions: Mutex::new(BrokerSessions::new(
                 i64::try_from(session_timeout_ms).unwrap_or(i64::MAX),
             )),
             active_term: AtomicU64::new(0),
+            unclean_default,
+        }
+    }
+
+    /// The records a session change is written as: fencing and unfencing move leadership and the ISR too.
+    fn records_for(
+        &self,
+        image: &crate::metadata::MetadataImage,
+        change: Change,
+    ) -> Vec<MetadataRecord> {
+        match change {
+            Change::Fenced { broker_id } => {
+                leadership::fence(image, broker_id, self.unclean_default)
+            }
+            Change::Unfenced { broker_id } => {
+                leadership::unfence(image, broker_id, self.unclean_default)
+            }
+            Change::Registered(b) => vec![MetadataRecord::BrokerRegistered { broker: b }],
+        }
+    }
+
+    /// AlterPartition: a leader's ISR changes, each decided against the current image and committed together.
+    async fn alter_partition(
+        &self,
+        broker: &Broker,
+        req: AlterPartitionRequest,
+    ) -> AlterPartitionResponse {
+        let resp = AlterPartitionResponse::default();
+        if !self.is_active(broker) {
+            return resp.with_error_code(ResponseError::NotController.code());
+        }
+        let _w = broker.metadata.write_lock().await;
+        let image = broker.metadata.image();
+        match image.brokers.get(&req.broker_id.0) {
+            Some(b) if b.epoch == req.broker_epoch || req.broker_epoch < 0 => {}
+            _ => return resp.with_error_code(ResponseError::StaleBrokerEpoch.code()),
+        }
+        let mut records = Vec::new();
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for topic in req.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in topic.partitions {
+                let change = IsrChange {
+                    broker_id: req.broker_id.0,
+                    topic_id: topic.topic_id,
+                    partition: p.partition_index,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    new_isr: p.new_isr.iter().map(|b| b.0).collect(),
+                };
+                let answer = PartitionData::default().with_partition_index(p.partition_index);
+                partitions.push(
+                    match leadership::alter_partition(&image, &change, self.unclean_default) {
+                        Ok((state, record)) => {
+                            records.extend(record);
+                            answer
+                                .with_leader_id(BrokerId(state.leader))
+                                .with_leader_epoch(state.leader_epoch)
+                                .with_isr(state.isr.iter().map(|b| BrokerId(*b)).collect())
+                                .with_partition_epoch(state.partition_epoch)
+                        }
+                        Err(e) => {
+                            warn!(broker_id = req.broker_id.0, partition = p.partition_index, error = %e, "ISR change refused");
+                            answer.with_error_code(
+                                match e {
+                                    AlterPartitionError::UnknownTopic => ResponseError::UnknownTopicId,
+                                    AlterPartitionError::UnknownPartition => {
+                                        ResponseError::UnknownTopicOrPartition
+                                    }
+                                    AlterPartitionError::NotLeader(_) => {
+                                        ResponseError::NotLeaderOrFollower
+                                    }
+                                    AlterPartitionError::FencedLeaderEpoch(..) => {
+                                        ResponseError::FencedLeaderEpoch
+                                    }
+                                    AlterPartitionError::InvalidUpdateVersion(..) => {
+                                        ResponseError::InvalidUpdateVersion
+                                    }
+                                    AlterPartitionError::InvalidRequest(_) => {
+                                        ResponseError::InvalidRequest
+                                    }
+                                    AlterPartitionError::IneligibleReplica(_) => {
+                                        ResponseError::IneligibleReplica
+                                    }
+                                }
+                                .code(),
+                            )
+                        }
+                    },
+                );
+            }
+            topics.push(
+                TopicData::default()
+                    .with_topic_id(topic.topic_id)
+                    .with_partitions(partitions),
+            );
+        }
+        if !records.is_empty()
+            && let Err(e) = broker.propose(records).await
+        {
+            return resp.with_error_code(e.kafka_error().code());
+        }
+        resp.with_topics(topics)
+    }
+
+    /// The automatic leader rebalance, on the active controller.
+    pub async fn rebalance_leaders(&self, broker: &Broker) {
+        if !self.is_active(broker) {
+            return;
+        }
+        let _w = broker.metadata.write_lock().await;
+        let records = leadership::rebalance(&broker.metadata.image());
+        if records.is_empty() {
+            return;
+        }
+        let count = records.len();
+        match broker.propose(records).await {
+            Ok(_) => info!(
+                partitions = count,
+                "moved leadership back to preferred replicas"
+            ),
+            Err(e) => warn!(error = %e, "preferred leader elections failed"),
         }
     }
 
@@ -129,12 +256,19 @@ impl Controller {
             }
         }
         let kept_epoch = registered.epoch;
-        match broker
-            .propose(vec![MetadataRecord::BrokerRegistered {
-                broker: registered,
-            }])
-            .await
+        // A new process under an id whose old one was never fenced (it died and came back within its
+        // session, after a failover): the old incarnation leaves every ISR and leadership first, since its
+        // log may have lost what it acknowledged.
+        let mut records = Vec::new();
+        let image = broker.metadata.image();
+        if let Some(old) = image.brokers.get(&req.broker_id.0)
+            && old.registration.incarnation != registration.incarnation
+            && !old.fenced
         {
+            records = leadership::fence(&image, req.broker_id.0, self.unclean_default);
+        }
+        records.push(MetadataRecord::BrokerRegistered { broker: registered });
+        match broker.propose(records).await {
             Ok(offset) => {
                 let epoch = if kept_epoch >= 0 { kept_epoch } else { offset };
                 info!(broker_id = req.broker_id.0, epoch, "broker registered");
@@ -175,13 +309,9 @@ impl Controller {
             }
         };
         if let Some(change) = change {
-            let record = match change {
-                Change::Fenced { broker_id } => MetadataRecord::BrokerFenced { broker_id },
-                Change::Unfenced { broker_id } => MetadataRecord::BrokerUnfenced { broker_id },
-                Change::Registered(b) => MetadataRecord::BrokerRegistered { broker: b },
-            };
             let _w = broker.metadata.write_lock().await;
-            if let Err(e) = broker.propose(vec![record]).await {
+            let records = self.records_for(&broker.metadata.image(), change);
+            if let Err(e) = broker.propose(records).await {
                 return resp.with_error_code(e.kafka_error().code());
             }
         }
@@ -204,10 +334,8 @@ impl Controller {
         for change in expired {
             if let Change::Fenced { broker_id } = change {
                 let _w = broker.metadata.write_lock().await;
-                match broker
-                    .propose(vec![MetadataRecord::BrokerFenced { broker_id }])
-                    .await
-                {
+                let records = self.records_for(&broker.metadata.image(), change);
+                match broker.propose(records).await {
                     Ok(_) => warn!(broker_id, "broker session expired; fenced"),
                     Err(e) => warn!(broker_id, error = %e, "fencing an expired broker failed"),
                 }
@@ -365,6 +493,9 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::ControllerRegistration(r) => {
             ResponseKind::ControllerRegistration(controller.register_controller(broker, r).await)
         }
+        RequestKind::AlterPartition(r) => {
+            ResponseKind::AlterPartition(controller.alter_partition(broker, r).await)
+        }
         // What `kafka-metadata-quorum --bootstrap-controller` asks: the quorum's APIs, served (or forwarded
         // to the active controller) as on a broker listener, and DescribeCluster listing the controllers.
         RequestKind::DescribeQuorum(_)
@@ -383,10 +514,17 @@ pub async fn sessions_task(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         return;
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let rebalance_every = Duration::from_millis(broker.config.leader_imbalance_check_interval_ms);
+    let mut last_rebalance = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => controller.fence_expired(&broker).await,
             _ = shutdown.changed() => return,
+        }
+        if broker.config.auto_leader_rebalance_enable && last_rebalance.elapsed() >= rebalance_every
+        {
+            last_rebalance = tokio::time::Instant::now();
+            controller.rebalance_leaders(&broker).await;
         }
     }
 }

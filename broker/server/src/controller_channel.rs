@@ -57,7 +57,8 @@ error_code!(
     kafka_protocol::messages::AllocateProducerIdsResponse,
     kafka_protocol::messages::EnvelopeResponse,
     kafka_protocol::messages::ControllerRegistrationResponse,
-    kafka_protocol::messages::UpdateRaftVoterResponse
+    kafka_protocol::messages::UpdateRaftVoterResponse,
+    kafka_protocol::messages::AlterPartitionResponse
 );
 
 fn protocol(e: impl std::fmt::Display) -> Error {

@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod network;
 pub mod publisher;
 pub mod repeats;
+pub mod replica;
 pub mod request_memory;
 mod zero_copy;
 

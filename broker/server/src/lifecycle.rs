@@ -102,6 +102,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
         epoch = register(&broker, incarnation, give_up) => epoch?,
         _ = shutdown.changed() => return Ok(()),
     };
+    broker.set_broker_epoch(epoch);
     // The controller unfences a broker whose heartbeat shows it has applied its own registration: wait for
     // that here, so the first heartbeat (sent at once) unfences it rather than the next one.
     broker.metadata.wait_installed(epoch, interval).await;
@@ -128,6 +129,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
                 let give_up = Instant::now()
                     + Duration::from_millis(broker.config.initial_broker_registration_timeout_ms);
                 epoch = register(&broker, incarnation, give_up).await?;
+                broker.set_broker_epoch(epoch);
                 broker.metadata.wait_installed(epoch, interval).await;
                 tick.reset_immediately();
             }

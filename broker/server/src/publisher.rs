@@ -10,6 +10,14 @@ use crate::broker::Broker;
 use crate::error::Error;
 use crate::metadata::{METADATA_TOPIC, MetadataImage, TopicMeta};
 
+fn same_replicas(a: &TopicMeta, b: &TopicMeta) -> bool {
+    a.partitions == b.partitions
+        && a.partition_states
+            .iter()
+            .zip(&b.partition_states)
+            .all(|(x, y)| x.replicas == y.replicas)
+}
+
 fn hosts(topic: &TopicMeta, partition: i32, node_id: i32) -> bool {
     topic.replicas(partition).contains(&node_id)
 }
@@ -39,7 +47,7 @@ pub fn publish(broker: &Broker, old: &MetadataImage, new: &MetadataImage) -> Res
     for topic in new.topics.values() {
         let before = old.topics.get(&topic.name).filter(|t| t.id == topic.id);
         let unchanged =
-            before.is_some_and(|b| b.assignment == topic.assignment && b.configs == topic.configs);
+            before.is_some_and(|b| same_replicas(b, topic) && b.configs == topic.configs);
         if unchanged {
             continue;
         }
@@ -64,6 +72,14 @@ pub fn publish(broker: &Broker, old: &MetadataImage, new: &MetadataImage) -> Res
             }
         }
     }
+    roles(broker, old, new)
+}
+
+/// Every hosted partition leads or follows as `new` says, and the group coordinator loads the groups of the
+/// `__consumer_offsets` partitions it now leads (and drops those it stopped leading).
+fn roles(broker: &Broker, old: &MetadataImage, new: &MetadataImage) -> Result<(), Error> {
+    let offsets = broker.replicas.apply(broker, old, new)?;
+    broker.groups.leadership_changed(&offsets);
     Ok(())
 }
 
@@ -102,5 +118,5 @@ pub fn reconcile(broker: &Broker, image: &MetadataImage) -> Result<(), Error> {
             broker.logs.delete(&tp)?;
         }
     }
-    Ok(())
+    roles(broker, &MetadataImage::default(), image)
 }

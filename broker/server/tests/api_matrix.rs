@@ -315,6 +315,47 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                 .with_voter_id(1)
                 .with_voter_directory_id(uuid::Uuid::from_u128(1)),
         ),
+        ApiKey::OffsetForLeaderEpoch => R::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(topic("matrix"))
+                        .with_partitions(vec![
+                            offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(-1)
+                                .with_leader_epoch(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::ElectLeaders => R::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_timeout_ms(1000)
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic("matrix"))
+                        .with_partitions(vec![0]),
+                ])),
+        ),
+        ApiKey::AlterPartitionReassignments => R::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(1000)
+                .with_allow_replication_factor_change(true)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic("matrix"))
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(1)])),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListPartitionReassignments => R::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
+        ),
         other => panic!("the version table lists {other:?} but this test has no request for it"),
     }
 }
@@ -397,6 +438,29 @@ fn every_api_answers_every_advertised_version() {
                 ResponseKind::AddRaftVoter(r) => assert_eq!(r.error_code, 35, "AddRaftVoter v{v}"),
                 ResponseKind::RemoveRaftVoter(r) => {
                     assert_eq!(r.error_code, 35, "RemoveRaftVoter v{v}")
+                }
+                // The matrix topic's single partition leads here at epoch 0, which ends at the log end.
+                ResponseKind::OffsetForLeaderEpoch(r) => {
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!(p.error_code, 0, "OffsetForLeaderEpoch v{v}");
+                    assert_eq!(p.leader_epoch, 0, "OffsetForLeaderEpoch v{v}");
+                    assert!(
+                        p.end_offset > 0,
+                        "OffsetForLeaderEpoch v{v}: {}",
+                        p.end_offset
+                    );
+                }
+                // Its only replica already leads.
+                ResponseKind::ElectLeaders(r) => {
+                    let p = &r.replica_election_results[0].partition_result[0];
+                    assert_eq!(p.error_code, 84, "ElectLeaders v{v}: ELECTION_NOT_NEEDED");
+                }
+                ResponseKind::AlterPartitionReassignments(r) => {
+                    assert_eq!(r.error_code, 0, "AlterPartitionReassignments v{v}");
+                    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+                }
+                ResponseKind::ListPartitionReassignments(r) => {
+                    assert!(r.topics.is_empty(), "ListPartitionReassignments v{v}")
                 }
                 ResponseKind::InitProducerId(r) => {
                     assert_eq!(r.error_code, 0, "InitProducerId v{v}");

@@ -79,13 +79,19 @@ fn parse_high_watermarks(text: &str) -> Option<HashMap<(String, i32), i64>> {
         if fields.next().is_some() {
             return None;
         }
-        out.insert((topic.to_string(), partition.parse().ok()?), offset.parse().ok()?);
+        out.insert(
+            (topic.to_string(), partition.parse().ok()?),
+            offset.parse().ok()?,
+        );
     }
     (out.len() == count).then_some(out)
 }
 
 /// Atomically replaces a log dir's high watermark checkpoint.
-pub(crate) fn write_high_watermarks(log_dir: &Path, entries: &[(String, i32, i64)]) -> io::Result<()> {
+pub(crate) fn write_high_watermarks(
+    log_dir: &Path,
+    entries: &[(String, i32, i64)],
+) -> io::Result<()> {
     let mut text = format!("{FORMAT_VERSION}\n{}\n", entries.len());
     for (topic, partition, offset) in entries {
         text.push_str(&format!("{topic} {partition} {offset}\n"));
@@ -140,9 +146,17 @@ mod tests {
         assert_eq!(read.len(), 2);
         assert_eq!(read[&("a-b".to_string(), 0)], 5);
         assert_eq!(read[&("c".to_string(), 3)], 0);
-        for bad in ["0\n2\na 0 5\n", "1\n0\n", "0\n1\na x 5\n", "0\n1\na 0 5 6\n"] {
+        for bad in [
+            "0\n2\na 0 5\n",
+            "1\n0\n",
+            "0\n1\na x 5\n",
+            "0\n1\na 0 5 6\n",
+        ] {
             fs::write(dir.path().join(HIGH_WATERMARK_FILE), bad).unwrap();
-            assert!(read_high_watermarks(dir.path()).unwrap().is_empty(), "{bad:?}");
+            assert!(
+                read_high_watermarks(dir.path()).unwrap().is_empty(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -104,6 +104,15 @@ impl EpochCache {
         self.assign_in_memory(epoch, base_offset);
     }
 
+    /// The epoch that wrote `offset`: the newest one starting at or below it.
+    pub fn epoch_for(&self, offset: i64) -> Option<i32> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.start_offset <= offset)
+            .map(|e| e.epoch)
+    }
+
     /// Kafka's `endOffsetFor`: the largest epoch at or below `requested` and the offset where the epoch after
     /// it began (the log end offset for the latest epoch). (-1, -1) when `requested` is undefined or newer
     /// than every epoch known here.
@@ -220,7 +229,10 @@ mod tests {
     }
 
     fn pairs(c: &EpochCache) -> Vec<(i32, i64)> {
-        c.entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
+        c.entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
     }
 
     #[test]
@@ -240,13 +252,28 @@ mod tests {
     #[test]
     fn end_offset_for_follows_kafka() {
         let (_dir, c) = cache(&[(1, 0), (3, 10), (5, 25)]);
-        assert_eq!(c.end_offset_for(5, 40), (5, 40), "latest epoch: the log end");
+        assert_eq!(
+            c.end_offset_for(5, 40),
+            (5, 40),
+            "latest epoch: the log end"
+        );
         assert_eq!(c.end_offset_for(3, 40), (3, 25));
-        assert_eq!(c.end_offset_for(4, 40), (3, 25), "an epoch in between: the one below");
+        assert_eq!(
+            c.end_offset_for(4, 40),
+            (3, 25),
+            "an epoch in between: the one below"
+        );
         assert_eq!(c.end_offset_for(2, 40), (1, 10));
-        assert_eq!(c.end_offset_for(0, 40), (0, 0), "older than all: where the first starts");
+        assert_eq!(
+            c.end_offset_for(0, 40),
+            (0, 0),
+            "older than all: where the first starts"
+        );
         assert_eq!(c.end_offset_for(6, 40), (-1, -1), "newer than all: unknown");
         assert_eq!(c.end_offset_for(-1, 40), (-1, -1));
+        assert_eq!(c.epoch_for(0), Some(1));
+        assert_eq!(c.epoch_for(24), Some(3));
+        assert_eq!(c.epoch_for(25), Some(5));
     }
 
     #[test]
@@ -257,16 +284,36 @@ mod tests {
         c.truncate_from_start(12).unwrap();
         assert_eq!(pairs(&c), vec![(3, 12)]);
         c.truncate_from_start(5).unwrap();
-        assert_eq!(pairs(&c), vec![(3, 12)], "below the first start: nothing to do");
-        assert_eq!(pairs(&EpochCache::load(dir.path()).unwrap().unwrap()), vec![(3, 12)]);
+        assert_eq!(
+            pairs(&c),
+            vec![(3, 12)],
+            "below the first start: nothing to do"
+        );
+        assert_eq!(
+            pairs(&EpochCache::load(dir.path()).unwrap().unwrap()),
+            vec![(3, 12)]
+        );
         c.clear().unwrap();
-        assert!(EpochCache::load(dir.path()).unwrap().unwrap().entries().is_empty());
+        assert!(
+            EpochCache::load(dir.path())
+                .unwrap()
+                .unwrap()
+                .entries()
+                .is_empty()
+        );
     }
 
     #[test]
     fn malformed_checkpoints_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in ["", "1\n0\n", "0\n2\n1 0\n", "0\n2\n3 10\n1 20\n", "0\n1\nx y\n", "0\n1\n-2 4\n"] {
+        for bad in [
+            "",
+            "1\n0\n",
+            "0\n2\n1 0\n",
+            "0\n2\n3 10\n1 20\n",
+            "0\n1\nx y\n",
+            "0\n1\n-2 4\n",
+        ] {
             fs::write(dir.path().join(EPOCH_CHECKPOINT_FILE), bad).unwrap();
             assert!(EpochCache::load(dir.path()).unwrap().is_none(), "{bad:?}");
         }

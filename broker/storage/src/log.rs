@@ -685,6 +685,11 @@ impl Log {
         self.epochs.latest_epoch()
     }
 
+    /// The leader epoch that wrote `offset` (as far as this log's epochs tell).
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epochs.epoch_for(offset)
+    }
+
     /// Every leader epoch with the first offset it wrote, oldest first.
     pub fn epoch_entries(&self) -> &[EpochEntry] {
         self.epochs.entries()

@@ -27,7 +27,11 @@ fn a_follower_stores_the_leaders_batches_byte_for_byte() {
     let info = follower.append_as_follower(&bytes, 0).unwrap().unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 4));
     assert_eq!(follower.log_end_offset(), 5);
-    assert_eq!(fetched(&follower, 0), bytes, "offsets, epochs and CRCs kept");
+    assert_eq!(
+        fetched(&follower, 0),
+        bytes,
+        "offsets, epochs and CRCs kept"
+    );
     assert_eq!(follower.latest_epoch(), Some(5));
     assert_eq!(follower.end_offset_for_epoch(4), (4, 3));
     // Nothing is appended twice: a batch below the log end is refused.
@@ -48,12 +52,21 @@ fn an_incomplete_last_batch_is_left_out_and_a_bad_crc_refused() {
     let info = follower.append_as_follower(cut, 0).unwrap().unwrap();
     assert_eq!(info.last_offset, 2);
     assert_eq!(follower.log_end_offset(), 3);
-    assert!(follower.append_as_follower(&cut[..10], 0).unwrap().is_none());
+    assert!(
+        follower
+            .append_as_follower(&cut[..10], 0)
+            .unwrap()
+            .is_none()
+    );
     let mut spoiled = fetched(&leader, 3);
     let last = spoiled.len() - 1;
     spoiled[last] ^= 0xff;
     assert!(follower.append_as_follower(&spoiled, 0).is_err());
-    assert_eq!(follower.log_end_offset(), 3, "a corrupt batch writes nothing");
+    assert_eq!(
+        follower.log_end_offset(),
+        3,
+        "a corrupt batch writes nothing"
+    );
 }
 
 #[test]

@@ -36,6 +36,14 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
         ApiKey::AddRaftVoter => RequestKind::AddRaftVoter(Default::default()),
         ApiKey::RemoveRaftVoter => RequestKind::RemoveRaftVoter(Default::default()),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(Default::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(Default::default())
+        }
         _ => return None,
     })
 }

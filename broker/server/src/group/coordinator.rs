@@ -2,8 +2,8 @@
 //! DescribeGroups, ListGroups) and the background sweep that drives timeouts.
 //! Offset APIs and `__consumer_offsets` persistence live in `offsets.rs`.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,6 +46,8 @@ pub struct GroupCoordinator {
     /// One lock per `__consumer_offsets` partition, held across the append so that the log and
     /// the in-memory offsets see writes of a partition in the same order.
     pub(super) partition_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The `__consumer_offsets` partitions whose groups are loaded here: the ones this broker leads.
+    pub(super) coordinated: Mutex<HashSet<i32>>,
     me: Weak<GroupCoordinator>,
     sweeper: Mutex<Option<JoinHandle<()>>>,
     shut_down: AtomicBool,
@@ -67,6 +69,7 @@ impl GroupCoordinator {
             partition_locks: (0..partitions)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            coordinated: Mutex::new(HashSet::new()),
             me: me.clone(),
             sweeper: Mutex::new(None),
             shut_down: AtomicBool::new(false),
@@ -80,6 +83,49 @@ impl GroupCoordinator {
             h.wrapping_mul(31).wrapping_add(i32::from(unit))
         });
         (hash & 0x7fff_ffff) % self.partition_locks.len() as i32
+    }
+
+    /// NOT_COORDINATOR unless this broker coordinates `group_id` (leads its `__consumer_offsets` partition and
+    /// has loaded it).
+    pub(super) fn not_coordinating(&self, group_id: &str) -> Option<ResponseError> {
+        let partition = self.partition_for(group_id);
+        (!self.coordinated.lock().contains(&partition)).then_some(ResponseError::NotCoordinator)
+    }
+
+    /// This broker started or stopped leading some `__consumer_offsets` partitions: load their groups from the
+    /// log, or drop them (their members are told to find the new coordinator).
+    pub fn leadership_changed(&self, changes: &[crate::replica::OffsetsLeadership]) {
+        for change in changes {
+            if change.partition < 0 || change.partition as usize >= self.partition_locks.len() {
+                continue;
+            }
+            if change.leading {
+                match self.load_partition(change.partition) {
+                    Ok(()) => {
+                        self.coordinated.lock().insert(change.partition);
+                    }
+                    Err(e) => tracing::error!(
+                        partition = change.partition,
+                        error = %e,
+                        "cannot load the groups of a __consumer_offsets partition; not coordinating them"
+                    ),
+                }
+            } else {
+                self.coordinated.lock().remove(&change.partition);
+                let mut groups = self.groups.lock();
+                for group in groups
+                    .values_mut()
+                    .filter(|g| g.partition == change.partition)
+                {
+                    group.fail_all_waiters(ResponseError::NotCoordinator);
+                }
+                groups.retain(|_, g| g.partition != change.partition);
+                tracing::info!(
+                    partition = change.partition,
+                    "no longer coordinating the groups of this partition"
+                );
+            }
+        }
     }
 
     fn initial_delay(&self) -> Duration {
@@ -184,6 +230,9 @@ impl GroupCoordinator {
         let fail = |error| Reply::Now(JoinOutcome::error(error, member_id.clone()));
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId);
+        }
+        if let Some(e) = self.not_coordinating(&group_id) {
+            return fail(e);
         }
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
@@ -396,6 +445,9 @@ impl GroupCoordinator {
     /// Returns the reply and whether this was the leader's sync that stabilised the group.
     fn sync_locked(&self, req: &SyncGroupRequest, version: i16) -> (Reply<SyncOutcome>, bool) {
         let fail = |error| (Reply::Now(SyncOutcome::error(error)), false);
+        if let Some(e) = self.not_coordinating(req.group_id.0.as_str()) {
+            return fail(e);
+        }
         let member_id = req.member_id.as_str();
         let now = Instant::now();
         let mut groups = self.groups.lock();
@@ -483,6 +535,9 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
     ) -> Option<ResponseError> {
         let member_id = req.member_id.as_str();
+        if let Some(e) = self.not_coordinating(req.group_id.0.as_str()) {
+            return Some(e);
+        }
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(req.group_id.0.as_str()) else {
             return Some(ResponseError::UnknownMemberId);
@@ -553,6 +608,9 @@ impl GroupCoordinator {
         group_id: &str,
         leaving: &[(String, Option<String>)],
     ) -> (Option<ResponseError>, Vec<Option<ResponseError>>) {
+        if let Some(e) = self.not_coordinating(group_id) {
+            return (Some(e), vec![None; leaving.len()]);
+        }
         let now = Instant::now();
         let mut groups = self.groups.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -614,6 +672,11 @@ impl GroupCoordinator {
             .into_iter()
             .map(|group_id| {
                 let mut described = match groups.get(group_id.0.as_str()) {
+                    _ if self.not_coordinating(group_id.0.as_str()).is_some() => {
+                        DescribedGroup::default()
+                            .with_group_id(group_id.clone())
+                            .with_error_code(ResponseError::NotCoordinator.code())
+                    }
                     Some(group) if group.state != GroupState::Dead => describe(group, version),
                     _ if version >= 6 => DescribedGroup::default()
                         .with_group_id(group_id.clone())

@@ -1,8 +1,10 @@
 //! Group coordinator for Kafka's classic consumer group protocol (JoinGroup/SyncGroup/Heartbeat/
 //! LeaveGroup) and committed offsets, persisted to `__consumer_offsets` in Kafka's record format.
 //!
-//! One node coordinates every group for now; groups are still mapped to `__consumer_offsets`
-//! partitions exactly as Kafka does so that a later Raft cluster can own those partitions.
+//! A group belongs to a `__consumer_offsets` partition (Kafka's hash of its id), and the broker leading that
+//! partition coordinates it: leadership of a partition loads its groups from the log, losing it unloads them,
+//! and requests for a group whose partition is not loaded here answer NOT_COORDINATOR (or
+//! COORDINATOR_LOAD_IN_PROGRESS while it loads), so clients look for the coordinator again.
 
 mod coordinator;
 mod offsets;
@@ -45,13 +47,17 @@ impl Default for GroupConfig {
     }
 }
 
+/// What an append still has to wait for before it counts (the ISR catching up).
+pub type Committing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'static>>;
+
 /// Storage of the `__consumer_offsets` partitions, provided by the broker.
 pub trait OffsetLog: Send + Sync + 'static {
     /// Append already-encoded record batch bytes (Kafka v2 batch, built with
     /// `kafka_protocol::records::RecordBatchEncoder`, base offset 0 — the log assigns real
-    /// offsets as it does for produced batches) to partition `partition` of `__consumer_offsets`;
-    /// returns when durable per the broker's policy.
-    fn append(&self, partition: i32, batch: BytesMut) -> Result<(), String>;
+    /// offsets as it does for produced batches) to partition `partition` of `__consumer_offsets`.
+    /// Blocking; answers what to await before the records count as written (replication).
+    fn append(&self, partition: i32, batch: BytesMut) -> Result<Committing, String>;
     /// Hands every record of that partition to `visit`, in order, for replay at startup.
     fn replay(
         &self,

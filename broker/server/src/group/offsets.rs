@@ -50,13 +50,24 @@ struct Expiry {
 }
 
 impl GroupCoordinator {
-    /// Replays every `__consumer_offsets` partition: committed offsets, group metadata, and the
-    /// tombstones of deleted groups and expired offsets. Call once before serving requests.
+    /// Replays every `__consumer_offsets` partition and coordinates all of them (a coordinator on its own,
+    /// as the tests run it).
     pub fn load(&self) -> Result<(), GroupError> {
+        for partition in 0..self.partition_locks.len() as i32 {
+            self.load_partition(partition)?;
+            self.coordinated.lock().insert(partition);
+        }
+        Ok(())
+    }
+
+    /// Replays one `__consumer_offsets` partition: committed offsets, group metadata, and the tombstones of
+    /// deleted groups and expired offsets. Its groups are replaced by what the log holds.
+    pub fn load_partition(&self, partition: i32) -> Result<(), GroupError> {
         let now = Instant::now();
         let mut loaded = 0usize;
-        for partition in 0..self.partition_locks.len() as i32 {
+        {
             let mut groups = self.groups.lock();
+            groups.retain(|_, g| g.partition != partition);
             // Groups that exist after replay because of a metadata record (they may have no
             // offsets, e.g. an Empty consumer group that never committed).
             let mut with_metadata: HashSet<String> = HashSet::new();
@@ -118,11 +129,13 @@ impl GroupCoordinator {
                 g.partition != partition || !g.offsets.is_empty() || with_metadata.contains(id)
             });
         }
-        tracing::info!(
-            records = loaded,
-            groups = self.groups.lock().len(),
-            "loaded __consumer_offsets"
-        );
+        if loaded > 0 {
+            tracing::info!(
+                partition,
+                records = loaded,
+                "loaded the groups of a __consumer_offsets partition"
+            );
+        }
         Ok(())
     }
 
@@ -130,12 +143,15 @@ impl GroupCoordinator {
     /// The caller holds that partition's lock.
     async fn append(&self, partition: i32, batch: BytesMut) -> Result<(), GroupError> {
         let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.append(partition, batch))
+        let committing = tokio::task::spawn_blocking(move || log.append(partition, batch))
             .await
             .map_err(|e| GroupError::LogAppend {
                 partition,
                 message: e.to_string(),
             })?
+            .map_err(|message| GroupError::LogAppend { partition, message })?;
+        committing
+            .await
             .map_err(|message| GroupError::LogAppend { partition, message })
     }
 
@@ -176,7 +192,10 @@ impl GroupCoordinator {
         let partition = self.partition_for(&group_id);
         let _guard = self.partition_lock(partition).lock().await;
 
-        let verdict = self.validate_commit(&req, version);
+        let verdict = match self.not_coordinating(&group_id) {
+            Some(e) if !group_id.is_empty() => Err(e),
+            _ => self.validate_commit(&req, version),
+        };
         let commit_timestamp_ms = now_ms();
         // (topic, partition, error) in request order; `None` = to be written.
         let mut results: Vec<(StrBytes, i32, Option<ResponseError>)> = Vec::new();
@@ -354,14 +373,48 @@ impl GroupCoordinator {
                                 )
                         })
                         .collect();
-                    OffsetFetchResponseGroup::default()
-                        .with_group_id(g.group_id.clone())
-                        .with_topics(topics)
+                    match self.not_coordinating(g.group_id.0.as_str()) {
+                        Some(e) => OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_error_code(e.code()),
+                        None => OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_topics(topics),
+                    }
                 })
                 .collect();
             return OffsetFetchResponse::default().with_groups(groups);
         }
 
+        if let Some(e) = self.not_coordinating(req.group_id.0.as_str()) {
+            // v2+ carry a top-level error; older versions only per partition, so answer each requested one.
+            let mut resp = OffsetFetchResponse::default();
+            if version >= 2 {
+                resp.error_code = e.code();
+            } else {
+                resp.topics = req
+                    .topics
+                    .iter()
+                    .flatten()
+                    .map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partition_indexes
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(*p)
+                                            .with_committed_offset(-1)
+                                            .with_error_code(e.code())
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+            }
+            return resp;
+        }
         let requested = req.topics.as_ref().map(|topics| {
             topics
                 .iter()
@@ -460,6 +513,9 @@ impl GroupCoordinator {
     async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
+        }
+        if let Some(e) = self.not_coordinating(group_id) {
+            return Err(e);
         }
         let partition = self.partition_for(group_id);
         let _guard = self.partition_lock(partition).lock().await;

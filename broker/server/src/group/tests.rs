@@ -41,14 +41,15 @@ impl FileLog {
 }
 
 impl OffsetLog for FileLog {
-    fn append(&self, partition: i32, batch: BytesMut) -> Result<(), String> {
+    fn append(&self, partition: i32, batch: BytesMut) -> Result<crate::group::Committing, String> {
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path(partition))
             .map_err(|e| e.to_string())?;
         file.write_all(&batch).map_err(|e| e.to_string())?;
-        file.sync_data().map_err(|e| e.to_string())
+        file.sync_data().map_err(|e| e.to_string())?;
+        Ok(Box::pin(async { Ok(()) }))
     }
 
     fn replay(
@@ -74,7 +75,7 @@ impl OffsetLog for FileLog {
 struct FailingLog;
 
 impl OffsetLog for FailingLog {
-    fn append(&self, _: i32, _: BytesMut) -> Result<(), String> {
+    fn append(&self, _: i32, _: BytesMut) -> Result<crate::group::Committing, String> {
         Err("disk on fire".into())
     }
 

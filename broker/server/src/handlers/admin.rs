@@ -150,15 +150,9 @@ pub async fn create_topics(
             ));
             continue;
         }
-        let brokers = broker.placeable_brokers();
+        let brokers: Vec<i32> = broker.placeable_brokers().iter().map(|b| b.0).collect();
         let assignment: Vec<Vec<i32>> = if topic.assignments.is_empty() {
-            match placement::place(
-                &brokers,
-                0,
-                partitions,
-                replication,
-                rand::random::<u32>() as usize,
-            ) {
+            match broker.place(0, partitions, replication, rand::random::<u32>() as usize) {
                 Ok(a) => a,
                 Err(e) => {
                     results.push(fail(
@@ -366,14 +360,17 @@ pub async fn create_partitions(
             )),
             Some(_) if req.validate_only => None,
             Some(t) => {
-                let replication = t.assignment.first().map_or(1, |r| r.len() as i16);
-                let brokers = broker.placeable_brokers();
-                match placement::place(
-                    &brokers,
+                let first = t
+                    .partition(0)
+                    .map(|p| p.target_replicas())
+                    .unwrap_or_default();
+                let replication = first.len().max(1) as i16;
+                let brokers: Vec<i32> = broker.placeable_brokers().iter().map(|b| b.0).collect();
+                match broker.place(
                     t.partitions,
                     topic.count - t.partitions,
                     replication,
-                    placement::start_of(&brokers, &t.assignment),
+                    placement::start_of(&brokers, &first),
                 ) {
                     Err(e) => Some((ResponseError::InvalidReplicationFactor, e.to_string())),
                     Ok(assignment) => {

@@ -81,6 +81,15 @@ fn topic_name(
     }
 }
 
+/// The replica a Fetch comes from: a follower's broker id, or -1 for a consumer.
+fn replica_id(req: &FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    }
+}
+
 fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
     let mut remaining = req.max_bytes.max(0) as u64;
     let mut out = Gathered {
@@ -88,21 +97,22 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
         bytes: 0,
         errors: false,
     };
+    let replica = replica_id(req, version);
+    let image = broker.metadata.image();
+    let eligible = crate::replica::eligible(&image);
+    let limits = broker.replicas.limits();
     for topic in &req.topics {
-        let (name, id) = {
-            let image = broker.metadata.image();
-            if version >= 13 {
-                match image.topic_by_id(&topic.topic_id) {
-                    Some(t) => (Some(t.name.clone()), t.id),
-                    None => (None, topic.topic_id),
-                }
-            } else {
-                let name = topic.topic.0.as_str();
-                (
-                    image.topics.contains_key(name).then(|| name.to_string()),
-                    Uuid::nil(),
-                )
+        let (name, id) = if version >= 13 {
+            match image.topic_by_id(&topic.topic_id) {
+                Some(t) => (Some(t.name.clone()), t.id),
+                None => (None, topic.topic_id),
             }
+        } else {
+            let name = topic.topic.0.as_str();
+            (
+                image.topics.contains_key(name).then(|| name.to_string()),
+                Uuid::nil(),
+            )
         };
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
@@ -114,50 +124,118 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                 log_start_offset: -1,
                 records: None,
                 current_leader: None,
+                diverging_epoch: None,
             };
-            let log = name.as_deref().and_then(|n| broker.log(n, p.partition));
-            match log {
-                None => {
-                    part.error_code = match name.as_deref() {
-                        None if version >= 13 => ResponseError::UnknownTopicId.code(),
-                        None => ResponseError::UnknownTopicOrPartition.code(),
-                        Some(n) => broker.missing_partition_error(n, p.partition),
-                    };
+            let leader = match name.as_deref() {
+                None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(n) => broker
+                    .replicas
+                    .leader(&image, n, p.partition)
+                    .and_then(|partition| {
+                        partition
+                            .check_leader_epoch(p.current_leader_epoch)
+                            .map(|()| partition)
+                    }),
+            };
+            let partition = match leader {
+                Ok(partition) => partition,
+                Err(code) => {
+                    part.error_code = code;
+                    // v12+ tell the client who leads now, so it need not ask Metadata first.
+                    if version >= 12
+                        && let Some(state) = name
+                            .as_deref()
+                            .and_then(|n| image.topics.get(n))
+                            .and_then(|t| t.partition(p.partition))
+                    {
+                        part.current_leader = Some((state.leader, state.leader_epoch));
+                    }
+                    out.errors = true;
+                    partitions.push(part);
+                    continue;
+                }
+            };
+            // A follower's fetch first tells the leader how far it got (and may show where its log diverges);
+            // it reads up to the log end, a consumer up to the high watermark.
+            let max_offset = if replica >= 0 {
+                let view = match partition.on_follower_fetch(
+                    replica,
+                    p.fetch_offset,
+                    if version >= 12 {
+                        p.last_fetched_epoch
+                    } else {
+                        -1
+                    },
+                    crate::broker::now_ms(),
+                    limits,
+                    &eligible,
+                ) {
+                    Ok(view) => view,
+                    Err(code) => {
+                        let log = partition.log.lock();
+                        part.error_code = code;
+                        part.high_watermark = log.high_watermark();
+                        part.last_stable_offset = part.high_watermark;
+                        part.log_start_offset = log.log_start_offset();
+                        out.errors = true;
+                        partitions.push(part);
+                        continue;
+                    }
+                };
+                if let Some(change) = view.isr_change {
+                    broker.replicas.queue_isr_change(change);
+                }
+                if view.high_watermark_moved {
+                    broker
+                        .fetch_waiters
+                        .appended(&partition.tp.topic, p.partition);
+                }
+                if let Some(diverging) = view.diverging {
+                    let log = partition.log.lock();
+                    part.diverging_epoch = Some(diverging);
+                    part.high_watermark = log.high_watermark();
+                    part.last_stable_offset = part.high_watermark;
+                    part.log_start_offset = log.log_start_offset();
+                    // The follower has to act on it at once.
+                    out.errors = true;
+                    partitions.push(part);
+                    continue;
+                }
+                i64::MAX
+            } else {
+                partition.log.lock().high_watermark()
+            };
+            let log = partition.log.lock();
+            let hw = log.high_watermark();
+            // KIP-74: the first partition with data may exceed the request's max_bytes by one batch.
+            let first = out.bytes == 0;
+            let max = (p.partition_max_bytes.max(0) as u64).min(remaining) as u32;
+            match log.read(p.fetch_offset, max, max_offset, first) {
+                Ok(read) => {
+                    part.high_watermark = read.high_watermark;
+                    // No transactions: the last stable offset is the high watermark, so
+                    // read_committed fetches take the same zero-copy path.
+                    part.last_stable_offset = read.high_watermark;
+                    part.log_start_offset = read.log_start_offset;
+                    if let Some(slice) = read.slice {
+                        let len = slice.len;
+                        remaining = remaining.saturating_sub(len);
+                        out.bytes += len;
+                        part.records = Some((slice, len));
+                    }
+                }
+                Err(e @ StorageError::OffsetOutOfRange { .. }) => {
+                    part.error_code = storage_error_code(&e);
+                    part.high_watermark = hw;
+                    part.last_stable_offset = hw;
+                    part.log_start_offset = log.log_start_offset();
                     out.errors = true;
                 }
-                Some(log) => {
-                    let log = log.lock();
-                    let hw = log.high_watermark();
-                    // KIP-74: the first partition with data may exceed the request's max_bytes by one batch.
-                    let first = out.bytes == 0;
-                    let max = (p.partition_max_bytes.max(0) as u64).min(remaining) as u32;
-                    match log.read(p.fetch_offset, max, hw, first) {
-                        Ok(read) => {
-                            part.high_watermark = read.high_watermark;
-                            // No transactions: the last stable offset is the high watermark, so
-                            // read_committed fetches take the same zero-copy path.
-                            part.last_stable_offset = read.high_watermark;
-                            part.log_start_offset = read.log_start_offset;
-                            if let Some(slice) = read.slice {
-                                let len = slice.len;
-                                remaining = remaining.saturating_sub(len);
-                                out.bytes += len;
-                                part.records = Some((slice, len));
-                            }
-                        }
-                        Err(e @ StorageError::OffsetOutOfRange { .. }) => {
-                            part.error_code = storage_error_code(&e);
-                            part.high_watermark = hw;
-                            part.last_stable_offset = hw;
-                            part.log_start_offset = log.log_start_offset();
-                            out.errors = true;
-                        }
-                        Err(e) => {
-                            tracing::warn!(topic = ?name, partition = p.partition, error = %e, "fetch failed");
-                            part.error_code = storage_error_code(&e);
-                            out.errors = true;
-                        }
-                    }
+                Err(e) => {
+                    tracing::warn!(topic = ?name, partition = p.partition, error = %e, "fetch failed");
+                    part.error_code = storage_error_code(&e);
+                    out.errors = true;
                 }
             }
             partitions.push(part);

@@ -20,6 +20,9 @@ pub fn list_offsets(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    // A follower (replica id >= 0) asks for the leader's log end, a consumer for what is committed.
+    let from_replica = req.replica_id.0 >= 0;
+    let image = broker.metadata.image();
     let topics = req
         .topics
         .into_iter()
@@ -29,34 +32,60 @@ pub fn list_offsets(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mut resp = ListOffsetsPartitionResponse::default()
+                    let resp = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    if version >= 4 {
-                        resp.leader_epoch = 0;
-                    }
-                    let Some(log) = broker.log(&name, p.partition_index) else {
-                        return resp.with_error_code(
-                            broker.missing_partition_error(&name, p.partition_index),
-                        );
+                    let partition = match broker
+                        .replicas
+                        .leader(&image, &name, p.partition_index)
+                        .and_then(|partition| {
+                            let check = if version >= 4 {
+                                p.current_leader_epoch
+                            } else {
+                                -1
+                            };
+                            partition.check_leader_epoch(check).map(|()| partition)
+                        }) {
+                        Ok(partition) => partition,
+                        Err(code) => return resp.with_error_code(code),
                     };
-                    let log = log.lock();
-                    match p.timestamp {
-                        LATEST => resp.with_offset(log.high_watermark()),
-                        EARLIEST | EARLIEST_LOCAL => resp.with_offset(log.log_start_offset()),
+                    let log = partition.log.lock();
+                    let epoch_of = |offset: i64| log.epoch_for_offset(offset).unwrap_or(-1);
+                    let resp = match p.timestamp {
+                        LATEST if from_replica => resp
+                            .with_offset(log.log_end_offset())
+                            .with_leader_epoch(log.latest_epoch().unwrap_or(-1)),
+                        LATEST => resp
+                            .with_offset(log.high_watermark())
+                            .with_leader_epoch(log.latest_epoch().unwrap_or(-1)),
+                        EARLIEST | EARLIEST_LOCAL => resp
+                            .with_offset(log.log_start_offset())
+                            .with_leader_epoch(epoch_of(log.log_start_offset())),
                         MAX_TIMESTAMP => match log.max_timestamp() {
-                            Some((ts, offset)) => resp.with_timestamp(ts).with_offset(offset),
+                            Some((ts, offset)) => resp
+                                .with_timestamp(ts)
+                                .with_offset(offset)
+                                .with_leader_epoch(epoch_of(offset)),
                             None => resp,
                         },
                         // No tiered storage: nothing is tiered.
                         LATEST_TIERED => resp,
                         ts if ts < 0 => resp.with_error_code(ResponseError::InvalidRequest.code()),
                         ts => match log.offset_for_timestamp(ts) {
-                            Ok(Some((offset, ts))) => resp.with_timestamp(ts).with_offset(offset),
+                            Ok(Some((offset, ts))) => resp
+                                .with_timestamp(ts)
+                                .with_offset(offset)
+                                .with_leader_epoch(epoch_of(offset)),
                             Ok(None) => resp,
                             Err(e) => resp.with_error_code(storage_error_code(&e)),
                         },
+                    };
+                    // v0-3 carry no leader epoch.
+                    if version < 4 {
+                        resp.with_leader_epoch(-1)
+                    } else {
+                        resp
                     }
                 })
                 .collect();

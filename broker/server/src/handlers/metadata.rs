@@ -14,7 +14,6 @@ use crate::metadata::{
     METADATA_TOPIC, MetadataImage, MetadataRecord, TopicMeta, validate_topic_name,
 };
 use crate::repeats::first_of_each;
-use sluice_metadata::placement;
 
 /// Kafka's value for "authorized operations were not asked for".
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
@@ -113,23 +112,32 @@ pub async fn metadata(
 }
 
 fn topic_entry(image: &MetadataImage, t: &TopicMeta, version: i16) -> MetadataResponseTopic {
-    let partitions = (0..t.partitions)
-        .map(|p| {
-            let replicas: Vec<BrokerId> = t.replicas(p).iter().map(|b| BrokerId(*b)).collect();
-            let entry = MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(replicas);
-            match image.leader(t, p) {
-                // Until replication, the leader is the only replica with the data: the ISR is the leader.
-                Some(leader) => entry
-                    .with_leader_id(BrokerId(leader))
-                    .with_isr_nodes(vec![BrokerId(leader)]),
-                None => entry
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_isr_nodes(vec![]),
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = t
+        .partition_states
+        .iter()
+        .enumerate()
+        .map(|(p, state)| {
+            // Replicas whose broker is not live (fenced or gone): clients skip them.
+            let offline: Vec<i32> = state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !image.is_live(*r))
+                .collect();
+            let mut entry = MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(if version >= 7 { state.leader_epoch } else { -1 })
+                .with_replica_nodes(ids(&state.replicas))
+                .with_isr_nodes(ids(&state.isr));
+            if version >= 5 {
+                entry.offline_replicas = ids(&offline);
             }
+            if state.leader().is_none() {
+                entry.error_code = ResponseError::LeaderNotAvailable.code();
+            }
+            entry
         })
         .collect();
     let mut entry = MetadataResponseTopic::default()
@@ -182,14 +190,9 @@ async fn auto_create_topic(broker: &Broker, name: &str) -> Result<TopicMeta, i16
     }
     let partitions = broker.config.num_partitions;
     let replication = broker.config.default_replication_factor;
-    let assignment = placement::place(
-        &broker.placeable_brokers(),
-        0,
-        partitions,
-        replication,
-        rand::random::<u32>() as usize,
-    )
-    .map_err(|_| ResponseError::InvalidReplicationFactor.code())?;
+    let assignment = broker
+        .place(0, partitions, replication, rand::random::<u32>() as usize)
+        .map_err(|_| ResponseError::InvalidReplicationFactor.code())?;
     let record = MetadataRecord::TopicCreated {
         name: name.to_string(),
         id: Uuid::new_v4(),

@@ -10,6 +10,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod quorum;
+mod replication;
 
 use std::sync::Arc;
 
@@ -45,6 +46,9 @@ pub fn is_forwardable(key: ApiKey) -> bool {
             | ApiKey::DescribeQuorum
             | ApiKey::AddRaftVoter
             | ApiKey::RemoveRaftVoter
+            | ApiKey::ElectLeaders
+            | ApiKey::AlterPartitionReassignments
+            | ApiKey::ListPartitionReassignments
     )
 }
 
@@ -153,6 +157,18 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::UpdateRaftVoter(r) => {
             ResponseKind::UpdateRaftVoter(quorum::update_raft_voter(broker, r).await)
         }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(replication::offset_for_leader_epoch(broker, r))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(replication::elect_leaders(broker, r, v).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            replication::alter_partition_reassignments(broker, r, v).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            replication::list_partition_reassignments(broker, r),
+        ),
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(configs::describe_configs(broker, r, v))
         }

@@ -10,11 +10,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_storage::StorageError;
 
+use std::time::Duration;
+
 use super::storage_error_code;
 use crate::broker::{Broker, now_ms};
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC};
+use crate::replica::AppendError;
 
-/// Append each partition's batches. `None` for acks=0, which gets no answer.
+/// Append each partition's batches as its leader. With acks=-1 the answer waits until every in-sync replica has
+/// the records (or the request's timeout passes). `None` for acks=0, which gets no answer.
 pub async fn produce(
     broker: &Arc<Broker>,
     req: ProduceRequest,
@@ -22,10 +26,15 @@ pub async fn produce(
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let transactional = req.transactional_id.is_some() || has_transactional_batch(&req);
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let limits = broker.replicas.limits();
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    // Appended partitions still waiting for the ISR: (topic index, partition index, partition, end, resignations).
+    let mut waiting = Vec::new();
     for topic in req.topic_data {
         let name = topic.name.0.as_str().to_string();
-        let known = broker.metadata.image().topics.contains_key(&name);
+        let image = broker.metadata.image();
+        let known = image.topics.contains_key(&name);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let mut resp = PartitionProduceResponse::default()
@@ -45,53 +54,63 @@ pub async fn produce(
                 resp.error_message = Some(StrBytes::from_string(format!(
                     "Cannot append to internal topic {name}"
                 )));
-            } else if let Some(log) = known.then(|| broker.log(&name, p.index)).flatten() {
-                // Straight from the request buffer: storage writes stamped copies of the batch headers
-                // followed by the untouched record bytes.
-                let records = p.records.unwrap_or_default();
-                // Taken before the log's lock, so a wait for a slot holds up no one else's appends.
-                let _slot = if is_compressed(&records) {
-                    broker.decompressions.acquire().await.ok()
-                } else {
-                    None
-                };
-                let mut log = log.lock();
-                // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the runtime
-                // move other connections off this worker meanwhile. Page-cache appends are too quick to bother.
-                let result = if log.config().flush_interval_messages.is_some() {
-                    tokio::task::block_in_place(|| log.append_from_client(&records, 0, now_ms()))
-                } else {
-                    log.append_from_client(&records, 0, now_ms())
-                };
-                match result {
-                    Ok(info) => {
-                        // One replica: everything appended is committed.
-                        let end = log.log_end_offset();
-                        log.set_high_watermark(end);
-                        resp.base_offset = info.base_offset;
-                        resp.log_append_time_ms = info.log_append_time;
-                        resp.log_start_offset = info.log_start_offset;
-                        if !info.duplicate {
-                            broker.fetch_waiters.appended(&name, p.index);
+            } else {
+                match broker.replicas.leader(&image, &name, p.index) {
+                    Err(code) => resp.error_code = code,
+                    Ok(partition) => {
+                        // Straight from the request buffer: storage writes stamped copies of the batch headers
+                        // followed by the untouched record bytes.
+                        let records = p.records.unwrap_or_default();
+                        // Taken before the log's lock, so a wait for a slot holds up no one else's appends.
+                        let _slot = if is_compressed(&records) {
+                            broker.decompressions.acquire().await.ok()
+                        } else {
+                            None
+                        };
+                        // An append that fsyncs (log.flush.interval.messages) blocks for milliseconds: let the
+                        // runtime move other connections off this worker meanwhile.
+                        let fsyncs = partition
+                            .log
+                            .lock()
+                            .config()
+                            .flush_interval_messages
+                            .is_some();
+                        let append =
+                            || partition.append_as_leader(&records, acks, now_ms(), limits);
+                        let result = if fsyncs {
+                            tokio::task::block_in_place(append)
+                        } else {
+                            append()
+                        };
+                        match result {
+                            Ok((info, resignations, _)) => {
+                                resp.base_offset = info.base_offset;
+                                resp.log_append_time_ms = info.log_append_time;
+                                resp.log_start_offset = info.log_start_offset;
+                                if !info.duplicate {
+                                    // Followers long-polling for data, and consumers if the high watermark moved.
+                                    broker.fetch_waiters.appended(&name, p.index);
+                                }
+                                if acks == -1 {
+                                    waiting.push((
+                                        responses.len(),
+                                        partitions.len(),
+                                        partition.clone(),
+                                        info.last_offset + 1,
+                                        resignations,
+                                    ));
+                                }
+                            }
+                            Err(AppendError::Code(code)) => resp.error_code = code,
+                            Err(AppendError::Storage(e)) => {
+                                tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
+                                resp.error_code = storage_error_code(&e);
+                                resp.error_message = Some(StrBytes::from_string(e.to_string()));
+                                resp.record_errors = record_errors(&e);
+                            }
                         }
                     }
-                    Err(e) => {
-                        tracing::debug!(topic = %name, partition = p.index, error = %e, "produce rejected");
-                        resp.error_code = storage_error_code(&e);
-                        resp.error_message = Some(StrBytes::from_string(e.to_string()));
-                        resp.record_errors = record_errors(&e);
-                    }
                 }
-            } else {
-                resp.error_code = broker.missing_partition_error(&name, p.index);
-            }
-            // Fields this version does not carry must stay at their defaults or the encoder refuses them.
-            if version < 5 {
-                resp.log_start_offset = -1;
-            }
-            if version < 8 {
-                resp.error_message = None;
-                resp.record_errors.clear();
             }
             partitions.push(resp);
         }
@@ -100,6 +119,31 @@ pub async fn produce(
                 .with_name(topic.name)
                 .with_partition_responses(partitions),
         );
+    }
+    // acks=all: every appended partition waits for its ISR, all at once, within the request's timeout.
+    let outcomes =
+        futures::future::join_all(waiting.iter().map(|(_, _, partition, end, resignations)| {
+            partition.wait_committed(*end, *resignations, timeout)
+        }))
+        .await;
+    for ((t, p, _, _, _), code) in waiting.iter().zip(outcomes) {
+        if code != 0 {
+            let resp = &mut responses[*t].partition_responses[*p];
+            resp.error_code = code;
+            resp.base_offset = -1;
+        }
+    }
+    for topic in &mut responses {
+        for resp in &mut topic.partition_responses {
+            // Fields this version does not carry must stay at their defaults or the encoder refuses them.
+            if version < 5 {
+                resp.log_start_offset = -1;
+            }
+            if version < 8 {
+                resp.error_message = None;
+                resp.record_errors.clear();
+            }
+        }
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
