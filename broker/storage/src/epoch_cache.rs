@@ -32,6 +32,8 @@ pub(crate) struct EpochCache {
     file: PathBuf,
     /// Strictly increasing in both epoch and start offset.
     entries: Vec<EpochEntry>,
+    /// Entries noted but not written down yet (`start`): written before the first batch that needs them.
+    dirty: bool,
 }
 
 impl EpochCache {
@@ -45,7 +47,11 @@ impl EpochCache {
             Err(e) => return Err(e),
         };
         match parse(&text) {
-            Some(entries) => Ok(Some(EpochCache { file, entries })),
+            Some(entries) => Ok(Some(EpochCache {
+                file,
+                entries,
+                dirty: false,
+            })),
             None => {
                 tracing::warn!(file = %file.display(), "ignoring malformed leader epoch checkpoint; rebuilding it from the log");
                 Ok(None)
@@ -58,6 +64,7 @@ impl EpochCache {
         EpochCache {
             file: dir.join(EPOCH_CHECKPOINT_FILE),
             entries: Vec::new(),
+            dirty: false,
         }
     }
 
@@ -91,12 +98,21 @@ impl EpochCache {
         true
     }
 
-    /// As `assign_in_memory`, and writes the checkpoint when it changed.
+    /// As `assign_in_memory`, and writes the checkpoint when it changed (or held an entry not written yet):
+    /// call before appending the batch at `start_offset`.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<()> {
-        if self.assign_in_memory(epoch, start_offset) {
+        if self.assign_in_memory(epoch, start_offset) || self.dirty {
             self.persist()?;
         }
         Ok(())
+    }
+
+    /// A leader takes over at `start_offset`: noted for the answers it gives followers at once, written down
+    /// only with the first batch of the epoch (an epoch that wrote nothing needs no record of it).
+    pub fn start(&mut self, epoch: i32, start_offset: i64) {
+        if self.assign_in_memory(epoch, start_offset) {
+            self.dirty = true;
+        }
     }
 
     /// Rebuilding from the log: each batch's epoch in offset order, written once at the end.
@@ -170,7 +186,8 @@ impl EpochCache {
     }
 
     /// Replaces the checkpoint atomically: temp file, fsync, rename, directory fsync.
-    pub fn persist(&self) -> io::Result<()> {
+    pub fn persist(&mut self) -> io::Result<()> {
+        self.dirty = false;
         let mut text = format!("{FORMAT_VERSION}\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));

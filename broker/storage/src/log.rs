@@ -701,12 +701,13 @@ impl Log {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
-    /// A new leader epoch starts at the log end (this replica became leader): recorded before any batch of
-    /// it, so a follower that asks where the previous epoch ended is answered right even before this leader
-    /// appends.
+    /// A new leader epoch starts at the log end (this replica became leader): noted before any batch of it, so
+    /// a follower that asks where the previous epoch ended is answered right even before this leader appends
+    /// (the checkpoint gets it with the epoch's first batch).
     pub fn start_epoch(&mut self, epoch: i32) -> Result<(), StorageError> {
         let leo = self.log_end_offset();
-        Ok(self.epochs.assign(epoch, leo)?)
+        self.epochs.start(epoch, leo);
+        Ok(())
     }
 
     /// Sets the high watermark, clamped to [log start offset, log end offset].

@@ -98,8 +98,12 @@ fn the_epoch_cache_survives_reopen_and_is_rebuilt_when_missing() {
         log.append(&batch(2, 0), 0, 0).unwrap();
         log.append(&batch(2, 0), 3, 0).unwrap();
         log.start_epoch(6).unwrap();
-        log.append(&batch(2, 0), 6, 0).unwrap();
+        // A new leader's epoch answers followers at once...
         assert_eq!(log.end_offset_for_epoch(3), (3, 4));
+        log.append(&batch(2, 0), 6, 0).unwrap();
+        // ...and is on disk by the time its first batch is: a crash now must not lose it.
+        let on_disk = std::fs::read_to_string(dir.path().join("leader-epoch-checkpoint")).unwrap();
+        assert!(on_disk.ends_with("6 4\n"), "{on_disk:?}");
         log.close().unwrap();
     }
     let want = vec![(0, 0), (3, 2), (6, 4)];
