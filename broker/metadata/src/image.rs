@@ -138,6 +138,9 @@ pub struct MetadataImage {
     /// The offset of the last record applied (-1 before any): the image's version.
     #[serde(default = "no_offset")]
     pub offset: i64,
+    /// Dynamic broker configs by broker id, "" for the cluster-wide default.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn no_offset() -> i64 {
@@ -153,6 +156,7 @@ impl Default for MetadataImage {
             next_producer_id: 0,
             brokers: BTreeMap::new(),
             offset: -1,
+            broker_configs: BTreeMap::new(),
         }
     }
 }
@@ -216,6 +220,14 @@ impl MetadataImage {
                     self.topic_names.remove(&t.id);
                 }
             }
+            MetadataRecord::BrokerConfigChanged { broker_id, configs } => {
+                let key = broker_id.map(|id| id.to_string()).unwrap_or_default();
+                if configs.is_empty() {
+                    self.broker_configs.remove(&key);
+                } else {
+                    self.broker_configs.insert(key, configs.clone());
+                }
+            }
             MetadataRecord::ProducerIdsAllocated { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
             }
@@ -274,6 +286,15 @@ impl MetadataImage {
     /// The leader of a partition, as the controller last decided it.
     pub fn leader(&self, topic: &TopicMeta, partition: i32) -> Option<i32> {
         topic.partition(partition).and_then(PartitionState::leader)
+    }
+
+    /// A dynamic broker config for `broker`: its own value, else the cluster-wide default.
+    pub fn broker_config(&self, broker: i32, key: &str) -> Option<&str> {
+        self.broker_configs
+            .get(&broker.to_string())
+            .and_then(|c| c.get(key))
+            .or_else(|| self.broker_configs.get("").and_then(|c| c.get(key)))
+            .map(String::as_str)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
@@ -412,6 +433,46 @@ mod tests {
         let t = image.topics["t"].clone();
         assert_eq!(t.partition(1), Some(&moved));
         assert_eq!(image.leader(&t, 1), Some(1));
+        // Dynamic broker configs: a broker's own value wins over the cluster default; an empty set removes.
+        let rate = |v: &str| {
+            BTreeMap::from([(
+                "leader.replication.throttled.rate".to_string(),
+                v.to_string(),
+            )])
+        };
+        image.apply_at(
+            &MetadataRecord::BrokerConfigChanged {
+                broker_id: None,
+                configs: rate("10"),
+            },
+            18,
+        );
+        image.apply_at(
+            &MetadataRecord::BrokerConfigChanged {
+                broker_id: Some(2),
+                configs: rate("20"),
+            },
+            19,
+        );
+        assert_eq!(
+            image.broker_config(1, "leader.replication.throttled.rate"),
+            Some("10")
+        );
+        assert_eq!(
+            image.broker_config(2, "leader.replication.throttled.rate"),
+            Some("20")
+        );
+        image.apply_at(
+            &MetadataRecord::BrokerConfigChanged {
+                broker_id: Some(2),
+                configs: BTreeMap::new(),
+            },
+            20,
+        );
+        assert_eq!(
+            image.broker_config(2, "leader.replication.throttled.rate"),
+            Some("10")
+        );
         assert!(
             !image.is_live(3),
             "an unregistered broker is not live once others registered"

@@ -37,6 +37,12 @@ pub enum MetadataRecord {
     TopicDeleted {
         name: String,
     },
+    /// A broker's dynamic configs (`kafka-configs --entity-type brokers`), the complete set after the change;
+    /// `broker_id: None` is the cluster-wide default (`--entity-default`).
+    BrokerConfigChanged {
+        broker_id: Option<i32>,
+        configs: BTreeMap<String, String>,
+    },
     /// A partition's replicas, ISR, leader or epochs changed: its whole new state (Kafka's
     /// `PartitionChangeRecord`), for the topic with this id only (a recreated topic keeps its name).
     PartitionChanged {

@@ -91,6 +91,10 @@ pub struct LogDefaults {
     /// Read by the controller's elections (`sluice_metadata::leadership`), kept here so the topic key is
     /// validated and described like the others.
     pub unclean_leader_election_enable: bool,
+    /// `leader.replication.throttled.replicas` / `follower.replication.throttled.replicas`: which replicas'
+    /// replication the brokers' throttle rates apply to, as Kafka writes them ("*", or "partition:broker,...").
+    pub leader_throttled_replicas: String,
+    pub follower_throttled_replicas: String,
 }
 
 impl Default for LogDefaults {
@@ -103,6 +107,8 @@ impl Default for LogDefaults {
             },
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            leader_throttled_replicas: String::new(),
+            follower_throttled_replicas: String::new(),
         }
     }
 }
@@ -137,8 +143,10 @@ impl ConfigType {
 pub enum ConfigSource {
     /// Set on the topic.
     TopicConfig,
-    /// A dynamic cluster-wide default (not produced yet: there are no dynamic broker configs).
+    /// A dynamic cluster-wide default (`kafka-configs --entity-type brokers --entity-default`).
     DefaultBroker,
+    /// A dynamic config of this broker (`--entity-name ID`).
+    DynamicBroker,
     /// Set in the properties file or by `--override`.
     StaticBroker,
     /// Built-in default.
@@ -150,6 +158,7 @@ impl ConfigSource {
     pub fn kafka_id(self) -> i8 {
         match self {
             ConfigSource::TopicConfig => 1,
+            ConfigSource::DynamicBroker => 2,
             ConfigSource::DefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
@@ -316,6 +325,16 @@ const BROKER_KEYS: &[BrokerKey] = &[
         "unclean.leader.election.enable",
         Some("false"),
         ConfigType::Boolean,
+    ),
+    key(
+        "leader.replication.throttled.rate",
+        Some(LONG_MAX),
+        ConfigType::Long,
+    ),
+    key(
+        "follower.replication.throttled.rate",
+        Some(LONG_MAX),
+        ConfigType::Long,
     ),
     key(
         "auto.leader.rebalance.enable",
@@ -554,8 +573,10 @@ impl BrokerConfig {
                     })
                 }
                 _ => {
-                    let broker_key = def.broker_synonyms[0];
-                    if let Some(value) = v.get(broker_key) {
+                    // Topic-only keys (the throttled replica lists) have no broker default.
+                    if let Some(broker_key) = def.broker_synonyms.first()
+                        && let Some(value) = v.get(broker_key)
+                    {
                         apply_log_setting(&mut log, def.name, broker_key, value)?;
                     }
                 }
@@ -789,6 +810,15 @@ impl BrokerConfig {
 
     /// Every broker key Sluice reads, for DescribeConfigs on a broker resource. All are
     /// read-only: there are no dynamic broker configs.
+    /// A replication throttle rate (bytes/s) as configured in the file, `None` when unlimited.
+    pub fn static_throttle_rate(&self, key: &str) -> Option<u64> {
+        self.explicit
+            .get(key)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|v| *v >= 0 && *v != i64::MAX)
+            .map(|v| v as u64)
+    }
+
     pub fn describe_broker_config(&self) -> Vec<ConfigEntry> {
         BROKER_KEYS
             .iter()
@@ -851,6 +881,16 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "index.interval.bytes",
         &["log.index.interval.bytes"],
         ConfigType::Int,
+    ),
+    topic(
+        "follower.replication.throttled.replicas",
+        &[],
+        ConfigType::List,
+    ),
+    topic(
+        "leader.replication.throttled.replicas",
+        &[],
+        ConfigType::List,
     ),
     topic("max.message.bytes", &["message.max.bytes"], ConfigType::Int),
     topic(
@@ -1000,6 +1040,12 @@ fn apply_log_setting(
                 _ => return Err(Error::invalid(error_key, value, "expected true or false")),
             }
         }
+        "leader.replication.throttled.replicas" => {
+            log.leader_throttled_replicas = parse_throttled_replicas(error_key, value)?
+        }
+        "follower.replication.throttled.replicas" => {
+            log.follower_throttled_replicas = parse_throttled_replicas(error_key, value)?
+        }
         "retention.bytes" => {
             log.storage.retention_bytes = unlimited_if_minus_one(int(-1, i64::MAX)?)
         }
@@ -1034,6 +1080,8 @@ fn log_setting_text(log: &LogDefaults, name: &str) -> String {
         "message.timestamp.type" => timestamp_type_name(log.storage.timestamp_type).to_owned(),
         "min.insync.replicas" => log.min_insync_replicas.to_string(),
         "unclean.leader.election.enable" => log.unclean_leader_election_enable.to_string(),
+        "leader.replication.throttled.replicas" => log.leader_throttled_replicas.clone(),
+        "follower.replication.throttled.replicas" => log.follower_throttled_replicas.clone(),
         "retention.bytes" => log
             .storage
             .retention_bytes
@@ -1047,6 +1095,55 @@ fn log_setting_text(log: &LogDefaults, name: &str) -> String {
         "segment.ms" => or_max(log.storage.segment_ms),
         _ => String::new(),
     }
+}
+
+/// A throttled-replicas list: empty, "*", or "partition:broker" pairs; answered with spaces removed.
+fn parse_throttled_replicas(key: &str, value: &str) -> Result<String, Error> {
+    let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+    if value.is_empty() || value == "*" {
+        return Ok(value);
+    }
+    for pair in value.split(',') {
+        let ok = pair
+            .split_once(':')
+            .is_some_and(|(p, b)| p.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+        if !ok {
+            return Err(Error::invalid(
+                key,
+                &value,
+                "expected \"*\" or a list of [PartitionId]:[BrokerId] pairs",
+            ));
+        }
+    }
+    Ok(value)
+}
+
+/// Whether a throttled-replicas list (as `parse_throttled_replicas` leaves it) names `partition` on `broker`.
+pub fn is_throttled(list: &str, partition: i32, broker: i32) -> bool {
+    list == "*"
+        || list.split(',').any(|pair| {
+            pair.split_once(':').is_some_and(|(p, b)| {
+                p.parse::<i32>() == Ok(partition) && b.parse::<i32>() == Ok(broker)
+            })
+        })
+}
+
+/// Broker configs that change while the cluster runs (Kafka's dynamic broker configs), kept in the metadata:
+/// the replication throttles `kafka-reassign-partitions --throttle` sets, in bytes per second.
+pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+];
+
+/// Checks a dynamic broker config; the error names the key.
+pub fn validate_dynamic_broker_config(name: &str, value: &str) -> Result<(), Error> {
+    if !DYNAMIC_BROKER_CONFIGS.contains(&name) {
+        return Err(Error::config(
+            name,
+            "cannot be changed while the broker runs (only the replication throttle rates can)",
+        ));
+    }
+    parse_int(name, value, 0, i64::MAX).map(|_| ())
 }
 
 fn unlimited_if_minus_one(v: i64) -> Option<u64> {
@@ -2539,6 +2636,8 @@ mod tests {
             ("message.timestamp.type", "LogAppendTime"),
             ("min.insync.replicas", "2"),
             ("unclean.leader.election.enable", "true"),
+            ("leader.replication.throttled.replicas", "0:1, 1:2"),
+            ("follower.replication.throttled.replicas", "*"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -2560,8 +2659,27 @@ mod tests {
                 },
                 min_insync_replicas: 2,
                 unclean_leader_election_enable: true,
+                leader_throttled_replicas: "0:1,1:2".into(),
+                follower_throttled_replicas: "*".into(),
             }
         );
+        assert!(
+            is_throttled("0:1,1:2", 1, 2)
+                && !is_throttled("0:1,1:2", 1, 1)
+                && is_throttled("*", 5, 5)
+        );
+        assert!(!is_throttled("", 0, 0));
+        for bad in ["1", "a:b", "1:2,", ":"] {
+            assert!(
+                validate_topic_config("leader.replication.throttled.replicas", bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            validate_dynamic_broker_config("leader.replication.throttled.rate", "1000").is_ok()
+        );
+        let e = validate_dynamic_broker_config("num.partitions", "3").unwrap_err();
+        assert!(e.to_string().contains("num.partitions"), "{e}");
         let bad: BTreeMap<String, String> = [("segment.bytes".to_owned(), "1".to_owned())]
             .into_iter()
             .collect();

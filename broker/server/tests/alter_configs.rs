@@ -251,8 +251,8 @@ fn alter_configs_refusals_change_nothing() {
             BROKER,
             "1",
             &[("log.retention.ms", Some("1"))],
-            invalid_request,
-            "broker configs are static",
+            invalid_config,
+            "log.retention.ms: cannot be changed while the broker runs",
         ),
     ];
     for (resource_type, name, configs, code, text) in cases {

@@ -1,4 +1,5 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and read-only broker configs).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and for brokers: the static file's
+//! keys (read-only) and the dynamic replication throttles, kept in the metadata.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::config::{ConfigEntry, ConfigType, describe_topic_config, topic_config_def};
+use crate::config::{
+    ConfigEntry, ConfigSource, ConfigType, DYNAMIC_BROKER_CONFIGS, describe_topic_config,
+    topic_config_def, validate_dynamic_broker_config,
+};
 use crate::metadata::MetadataRecord;
 use crate::repeats::first_of_each;
 
@@ -66,7 +70,33 @@ pub fn describe_configs(
                     }
                 }
                 RESOURCE_BROKER if name.is_empty() || name == broker.node_id.to_string() => {
-                    broker.config.describe_broker_config()
+                    let image = broker.metadata.image();
+                    let own = image.broker_configs.get(&name);
+                    let default = image.broker_configs.get("");
+                    let mut entries = broker.config.describe_broker_config();
+                    // The dynamic value, if any, replaces the file's: the broker's own, else the cluster default.
+                    for e in entries
+                        .iter_mut()
+                        .filter(|e| DYNAMIC_BROKER_CONFIGS.contains(&e.name.as_str()))
+                    {
+                        let dynamic = match (
+                            own.and_then(|c| c.get(&e.name)),
+                            default.and_then(|c| c.get(&e.name)),
+                        ) {
+                            (Some(v), _) if !name.is_empty() => {
+                                Some((v, ConfigSource::DynamicBroker))
+                            }
+                            (_, Some(v)) => Some((v, ConfigSource::DefaultBroker)),
+                            _ => None,
+                        };
+                        if let Some((value, source)) = dynamic {
+                            e.value = Some(value.clone());
+                            e.source = source;
+                            e.is_default = false;
+                        }
+                        e.read_only = false;
+                    }
+                    entries
                 }
                 RESOURCE_BROKER => {
                     return result
@@ -121,14 +151,24 @@ pub async fn incremental_alter_configs(
                     .with_error_code(code.code())
                     .with_error_message(Some(StrBytes::from_string(text)))
             };
+            let name = res.resource_name.as_str().to_string();
+            let ops = &res.configs;
+            if res.resource_type == RESOURCE_BROKER {
+                match change_broker_configs(broker, &name, req.validate_only, |current| {
+                    incremental_configs(current, ops)
+                })
+                .await
+                {
+                    Ok(()) => break 'answer resp,
+                    Err((code, text)) => break 'answer fail(code, text),
+                }
+            }
             if res.resource_type != RESOURCE_TOPIC {
                 break 'answer fail(
                     ResponseError::InvalidRequest,
-                    "only topic configs can be altered; broker configs are static (server.properties)".into(),
+                    format!("resource type {} cannot be altered", res.resource_type),
                 );
             }
-            let name = res.resource_name.as_str().to_string();
-            let ops = &res.configs;
             match change_topic_configs(broker, &name, req.validate_only, |current| {
                 incremental_configs(current, ops)
             })
@@ -162,10 +202,10 @@ pub async fn alter_configs(
                     .with_error_code(code.code())
                     .with_error_message(Some(StrBytes::from_string(text)))
             };
-            if res.resource_type != RESOURCE_TOPIC {
+            if res.resource_type != RESOURCE_TOPIC && res.resource_type != RESOURCE_BROKER {
                 break 'answer fail(
                     ResponseError::InvalidRequest,
-                    "only topic configs can be altered; broker configs are static (server.properties)".into(),
+                    format!("resource type {} cannot be altered", res.resource_type),
                 );
             }
             // Kafka's wording for both refusals, checked before the topic is looked up.
@@ -199,7 +239,12 @@ pub async fn alter_configs(
                 })
                 .collect();
             let name = res.resource_name.as_str().to_string();
-            match change_topic_configs(broker, &name, req.validate_only, |_| Ok(configs)).await {
+            let changed = if res.resource_type == RESOURCE_BROKER {
+                change_broker_configs(broker, &name, req.validate_only, |_| Ok(configs)).await
+            } else {
+                change_topic_configs(broker, &name, req.validate_only, |_| Ok(configs)).await
+            };
+            match changed {
                 Ok(()) => resp,
                 Err((code, text)) => fail(code, text),
             }
@@ -243,6 +288,46 @@ async fn change_topic_configs(
         .await
         .map_err(|e| (e.kafka_error(), e.to_string()))?;
     tracing::info!(topic = %name, configs = ?configs, "changed topic config");
+    Ok(())
+}
+
+/// As `change_topic_configs`, for a broker's dynamic configs (`name`: a broker id, or "" for the cluster-wide
+/// default). Only the replication throttle rates are dynamic; any other key is refused, naming it.
+async fn change_broker_configs(
+    broker: &Arc<Broker>,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
+) -> Result<(), Refusal> {
+    let broker_id = if name.is_empty() {
+        None
+    } else {
+        Some(name.parse::<i32>().map_err(|_| {
+            (
+                ResponseError::InvalidRequest,
+                format!("broker resource name {name:?} is not a broker id"),
+            )
+        })?)
+    };
+    let _w = broker.metadata.write_lock().await;
+    let image = broker.metadata.image();
+    let current = image.broker_configs.get(name).cloned().unwrap_or_default();
+    let configs = change(&current)?;
+    for (key, value) in &configs {
+        validate_dynamic_broker_config(key, value)
+            .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+    }
+    if validate_only || configs == current {
+        return Ok(());
+    }
+    broker
+        .propose(vec![MetadataRecord::BrokerConfigChanged {
+            broker_id,
+            configs: configs.clone(),
+        }])
+        .await
+        .map_err(|e| (e.kafka_error(), e.to_string()))?;
+    tracing::info!(broker = %name, configs = ?configs, "changed dynamic broker config");
     Ok(())
 }
 

@@ -191,6 +191,20 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                         .fetch_waiters
                         .appended(&partition.tp.topic, p.partition);
                 }
+                // A replica being added by a throttled reassignment waits while the leader's rate is spent.
+                if partition.leader_throttles(replica)
+                    && broker
+                        .replicas
+                        .leader_quota
+                        .exceeded(std::time::Instant::now())
+                {
+                    let log = partition.log.lock();
+                    part.high_watermark = log.high_watermark();
+                    part.last_stable_offset = part.high_watermark;
+                    part.log_start_offset = log.log_start_offset();
+                    partitions.push(part);
+                    continue;
+                }
                 if let Some(diverging) = view.diverging {
                     let log = partition.log.lock();
                     part.diverging_epoch = Some(diverging);
@@ -220,6 +234,12 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                     part.log_start_offset = read.log_start_offset;
                     if let Some(slice) = read.slice {
                         let len = slice.len;
+                        if replica >= 0 && partition.leader_throttles(replica) {
+                            broker
+                                .replicas
+                                .leader_quota
+                                .record(len, std::time::Instant::now());
+                        }
                         remaining = remaining.saturating_sub(len);
                         out.bytes += len;
                         part.records = Some((slice, len));

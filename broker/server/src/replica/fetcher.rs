@@ -204,6 +204,15 @@ async fn fetch_once(
         else {
             continue;
         };
+        // Catching up under a throttled reassignment: wait while the follower rate is spent.
+        if partition.follower_throttles()
+            && broker
+                .replicas
+                .follower_quota
+                .exceeded(std::time::Instant::now())
+        {
+            continue;
+        }
         let topic_id = partition.topic_id();
         let entry = FetchPartition::default()
             .with_partition(tp.partition)
@@ -312,6 +321,12 @@ async fn fetch_once(
                 }
                 0 => {
                     let records = part.records.as_deref().unwrap_or(&[]);
+                    if partition.follower_throttles() {
+                        broker
+                            .replicas
+                            .follower_quota
+                            .record(records.len() as u64, std::time::Instant::now());
+                    }
                     partition
                         .append_from_leader(
                             shared.leader,

@@ -7,6 +7,7 @@
 mod fetcher;
 pub mod isr;
 pub mod partition;
+pub mod throttle;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub struct ReplicaManager {
     /// ISR changes waiting to be sent to the controller.
     isr_queue: Mutex<Vec<IsrRequest>>,
     isr_queued: Notify,
+    /// `leader.replication.throttled.rate` and `follower.replication.throttled.rate`.
+    pub leader_quota: throttle::Quota,
+    pub follower_quota: throttle::Quota,
 }
 
 impl ReplicaManager {
@@ -82,6 +86,8 @@ impl ReplicaManager {
             fetchers: fetcher::Fetchers::default(),
             isr_queue: Mutex::new(Vec::new()),
             isr_queued: Notify::new(),
+            leader_quota: throttle::Quota::new(std::time::Instant::now()),
+            follower_quota: throttle::Quota::new(std::time::Instant::now()),
         }
     }
 
@@ -135,6 +141,7 @@ impl ReplicaManager {
         new: &MetadataImage,
     ) -> Result<Vec<OffsetsLeadership>, Error> {
         let now = now_ms();
+        self.set_throttle_rates(broker, new);
         let mut offsets = Vec::new();
         let mut hosted: HashSet<TopicPartition> = HashSet::new();
         let mut changed: HashSet<&str> = HashSet::new();
@@ -143,9 +150,9 @@ impl ReplicaManager {
                 continue;
             }
             changed.insert(&topic.name);
-            let min_isr = crate::config::topic_log_defaults(&broker.config.log, &topic.configs)
-                .map(|l| l.min_insync_replicas)
-                .unwrap_or(1);
+            let settings =
+                crate::config::topic_log_defaults(&broker.config.log, &topic.configs).ok();
+            let min_isr = settings.as_ref().map_or(1, |l| l.min_insync_replicas);
             for (index, state) in topic.partition_states.iter().enumerate() {
                 if !state.replicas.contains(&self.me) {
                     continue;
@@ -171,6 +178,20 @@ impl ReplicaManager {
                         }
                     }
                 };
+                if let Some(l) = &settings {
+                    partition.set_throttled(
+                        crate::config::is_throttled(
+                            &l.leader_throttled_replicas,
+                            index as i32,
+                            self.me,
+                        ),
+                        crate::config::is_throttled(
+                            &l.follower_throttled_replicas,
+                            index as i32,
+                            self.me,
+                        ),
+                    );
+                }
                 let was_leading = partition.leadership().0;
                 match partition.apply(state, min_isr, now)? {
                     Transition::BecameLeader => {
@@ -217,6 +238,26 @@ impl ReplicaManager {
             self.partitions.write().remove(&tp);
         }
         Ok(offsets)
+    }
+
+    /// This broker's throttle rates: its dynamic configs (own, then the cluster default), else the file's.
+    fn set_throttle_rates(&self, broker: &Broker, image: &MetadataImage) {
+        let rate = |key: &str| -> Option<u64> {
+            match image.broker_config(self.me, key) {
+                Some(v) => v
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|v| *v >= 0 && *v != i64::MAX)
+                    .map(|v| v as u64),
+                None => broker.config.static_throttle_rate(key),
+            }
+        };
+        let now = std::time::Instant::now();
+        self.leader_quota
+            .set_rate(rate("leader.replication.throttled.rate"), now);
+        self.follower_quota
+            .set_rate(rate("follower.replication.throttled.rate"), now);
     }
 
     /// Queues an ISR change for the controller (sent by `isr_task`).

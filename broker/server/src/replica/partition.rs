@@ -7,6 +7,7 @@
 //! Locks: `inner` before `log`, always.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
@@ -87,6 +88,9 @@ pub struct Partition {
     pub log: Arc<Mutex<Log>>,
     inner: Mutex<Inner>,
     progress: watch::Sender<Progress>,
+    /// Whether the replication throttles apply to this partition here, as leader and as follower.
+    leader_throttled: AtomicBool,
+    follower_throttled: AtomicBool,
 }
 
 impl std::fmt::Debug for Partition {
@@ -123,6 +127,8 @@ impl Partition {
                 min_insync_replicas: 1,
             }),
             progress,
+            leader_throttled: AtomicBool::new(false),
+            follower_throttled: AtomicBool::new(false),
         }
     }
 
@@ -141,6 +147,26 @@ impl Partition {
 
     pub fn isr(&self) -> Vec<i32> {
         self.inner.lock().isr.clone()
+    }
+
+    pub fn in_isr(&self, replica: i32) -> bool {
+        self.inner.lock().isr.contains(&replica)
+    }
+
+    pub fn set_throttled(&self, as_leader: bool, as_follower: bool) {
+        self.leader_throttled.store(as_leader, Ordering::Relaxed);
+        self.follower_throttled
+            .store(as_follower, Ordering::Relaxed);
+    }
+
+    /// Whether what this leader sends `replica` counts against the leader throttle (never for an in-sync one).
+    pub fn leader_throttles(&self, replica: i32) -> bool {
+        self.leader_throttled.load(Ordering::Relaxed) && !self.in_isr(replica)
+    }
+
+    /// Whether this follower's fetching counts against the follower throttle (not once it is in sync).
+    pub fn follower_throttles(&self) -> bool {
+        self.follower_throttled.load(Ordering::Relaxed) && !self.in_isr(self.me)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
