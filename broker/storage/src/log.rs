@@ -770,6 +770,9 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
         self.ensure_open()?;
         if offset >= self.log_end_offset() {
+            // No batch goes, but an epoch this log led without writing (noted at `offset`) does: a follower
+            // that kept it would name it as its last fetched epoch and never agree with its leader.
+            self.epochs.truncate_from_end(offset)?;
             return Ok(());
         }
         // Snapshots past the truncation point hold batches about to go; deleting them first means

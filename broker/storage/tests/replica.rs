@@ -147,6 +147,19 @@ fn a_former_leader_truncates_where_the_new_leaders_epoch_diverged() {
 }
 
 #[test]
+fn a_leader_that_wrote_nothing_forgets_its_epoch_when_truncated_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    log.append(&batch(3, 0), 4, 0).unwrap();
+    log.start_epoch(5).unwrap();
+    assert_eq!(log.latest_epoch(), Some(5));
+    // The new leader (epoch 9) says our epoch 5 ends at 3, where its log diverges: nothing to cut but the epoch.
+    log.truncate_to(3).unwrap();
+    assert_eq!(log.latest_epoch(), Some(4));
+    assert_eq!(log.log_end_offset(), 3);
+}
+
+#[test]
 fn log_start_moves_trim_the_epoch_cache() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_segments(300)).unwrap();

@@ -306,18 +306,11 @@ async fn fetch_once(
             let now = now_ms();
             let result = match part.error_code {
                 0 if part.diverging_epoch.epoch >= 0 || part.diverging_epoch.end_offset >= 0 => {
-                    let (epoch, end) =
-                        (part.diverging_epoch.epoch, part.diverging_epoch.end_offset);
-                    let (mine, my_end) = partition.end_offset_for_epoch(epoch);
-                    let to = if end < 0 {
-                        // The leader knows nothing of our last epoch: keep only what was committed.
-                        partition.log.lock().high_watermark()
-                    } else if mine == epoch {
-                        end.min(my_end)
-                    } else {
-                        my_end.max(0)
-                    };
-                    partition.truncate(shared.leader, leader_epoch, Truncation::To(to))
+                    partition.truncate_to_diverging(
+                        shared.leader,
+                        leader_epoch,
+                        (part.diverging_epoch.epoch, part.diverging_epoch.end_offset),
+                    )
                 }
                 0 => {
                     let records = part.records.as_deref().unwrap_or(&[]);

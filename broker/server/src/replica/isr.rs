@@ -34,8 +34,12 @@ pub struct Leadership {
     pub epoch_start_offset: i64,
     /// The ISR as the controller committed it.
     pub isr: Vec<i32>,
-    /// An ISR asked for and not answered yet; only one change is in flight at a time.
+    /// An ISR asked for and not settled yet; only one change is in flight at a time. It stays until the
+    /// controller's answer or a newer partition state settles it: an answer lost on the way may still have been
+    /// committed, so until then the high watermark waits for every replica either ISR holds.
     pub pending: Option<Vec<i32>>,
+    /// The pending change got no answer: ask again.
+    pub resend: bool,
     pub followers: BTreeMap<i32, Follower>,
 }
 
@@ -74,6 +78,7 @@ impl Leadership {
             epoch_start_offset: leader_end,
             isr: isr.to_vec(),
             pending: None,
+            resend: false,
             followers,
         }
     }
@@ -156,9 +161,29 @@ impl Leadership {
         hw.max(current)
     }
 
-    /// The ISR to ask for now, if it should change and no change is in flight: members that fell behind for
-    /// longer than `lag_ms` leave, replicas that caught up (and may lead: `eligible`) join. The leader stays.
+    /// The ISR to ask the controller for now, which becomes the pending change: none while one is in flight
+    /// (unless it went unanswered: then the same again), else the one `wanted_isr` gives, if it differs.
     pub fn isr_change(
+        &mut self,
+        leader_end: i64,
+        high_watermark: i64,
+        now_ms: i64,
+        lag_ms: i64,
+        eligible: &dyn Fn(i32) -> bool,
+    ) -> Option<Vec<i32>> {
+        if let Some(pending) = &self.pending {
+            let again = self.resend.then(|| pending.clone());
+            self.resend = false;
+            return again;
+        }
+        let wanted = self.wanted_isr(leader_end, high_watermark, now_ms, lag_ms, eligible)?;
+        self.pending = Some(wanted.clone());
+        Some(wanted)
+    }
+
+    /// The ISR these followers call for, if it differs from the committed one: members that fell behind for
+    /// longer than `lag_ms` leave, replicas that caught up (and may lead: `eligible`) join. The leader stays.
+    pub fn wanted_isr(
         &self,
         leader_end: i64,
         high_watermark: i64,
@@ -166,9 +191,6 @@ impl Leadership {
         lag_ms: i64,
         eligible: &dyn Fn(i32) -> bool,
     ) -> Option<Vec<i32>> {
-        if self.pending.is_some() {
-            return None;
-        }
         let mut isr: Vec<i32> = self
             .isr
             .iter()
@@ -196,14 +218,27 @@ impl Leadership {
         (isr != self.isr).then_some(isr)
     }
 
-    /// The controller's answer (an AlterPartition response or a metadata change) for this leader epoch.
+    /// The controller's answer (an AlterPartition response or a metadata change) for this leader epoch. A newer
+    /// partition state, or the ISR asked for, settles the pending change.
     pub fn committed(&mut self, isr: &[i32], partition_epoch: i32) {
         if partition_epoch < self.partition_epoch {
             return;
         }
+        let newer = partition_epoch > self.partition_epoch;
+        if newer || self.pending.as_deref() == Some(isr) {
+            self.pending = None;
+            self.resend = false;
+        }
         self.isr = isr.to_vec();
         self.partition_epoch = partition_epoch;
-        self.pending = None;
+    }
+
+    /// The pending change got no answer (or a refusal that a newer state will explain): keep counting on its
+    /// replicas and ask again at the next check.
+    pub fn unanswered(&mut self) {
+        if self.pending.is_some() {
+            self.resend = true;
+        }
     }
 }
 
@@ -256,12 +291,19 @@ mod tests {
         l.on_fetch(2, 300, 300, LAG + 10);
         let shrink = l.isr_change(300, 90, LAG + 10, LAG, &all).unwrap();
         assert_eq!(shrink, vec![1, 2]);
-        l.pending = Some(shrink.clone());
+        assert_eq!(l.pending, Some(shrink.clone()));
         assert_eq!(
             l.isr_change(300, 90, LAG + 10, LAG, &all),
             None,
             "one change at a time"
         );
+        // Unanswered: asked again, the same change.
+        l.unanswered();
+        assert_eq!(
+            l.isr_change(300, 90, LAG + 10, LAG, &all),
+            Some(shrink.clone())
+        );
+        assert_eq!(l.isr_change(300, 90, LAG + 10, LAG, &all), None);
         // While the shrink is in flight, 3 still holds the high watermark back (it is in the maximal ISR).
         assert_eq!(l.high_watermark(300, 90, LAG + 10, LAG, &all), 90);
         l.committed(&shrink, 1);

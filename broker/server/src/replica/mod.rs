@@ -24,7 +24,9 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, now_ms};
 use crate::error::Error;
-pub use partition::{AppendError, IsrRequest, Limits, Partition, Transition, Truncation};
+pub use partition::{
+    AppendError, IsrAnswer, IsrRequest, Limits, Partition, Transition, Truncation,
+};
 
 /// The replica settings, Kafka's keys.
 #[derive(Debug, Clone)]
@@ -313,7 +315,7 @@ async fn send_isr_changes(broker: &Broker, batch: Vec<IsrRequest>) {
     let refuse_all = |batch: &[IsrRequest]| {
         for r in batch {
             if let Some(p) = rm.get(&r.tp) {
-                p.isr_answered(r.leader_epoch, None, now_ms());
+                p.isr_answered(r.leader_epoch, IsrAnswer::Unknown, now_ms());
             }
         }
     };
@@ -381,8 +383,14 @@ async fn send_isr_changes(broker: &Broker, batch: Vec<IsrRequest>) {
             if part.error_code == 0 {
                 let isr: Vec<i32> = part.isr.iter().map(|b| b.0).collect();
                 info!(partition = %request.tp, isr = ?isr, partition_epoch = part.partition_epoch, "ISR changed");
-                let moved =
-                    p.isr_answered(part.leader_epoch, Some((&isr, part.partition_epoch)), now);
+                let moved = p.isr_answered(
+                    part.leader_epoch,
+                    IsrAnswer::Committed {
+                        isr: &isr,
+                        partition_epoch: part.partition_epoch,
+                    },
+                    now,
+                );
                 if moved {
                     broker
                         .fetch_waiters
@@ -390,7 +398,17 @@ async fn send_isr_changes(broker: &Broker, batch: Vec<IsrRequest>) {
                 }
             } else {
                 warn!(partition = %request.tp, error = part.error_code, "ISR change refused");
-                p.isr_answered(request.leader_epoch, None, now);
+                // Refusals that prove nothing changed end the attempt; the others wait for the metadata.
+                let definite = [
+                    ResponseError::IneligibleReplica.code(),
+                    ResponseError::InvalidRequest.code(),
+                ];
+                let answer = if definite.contains(&part.error_code) {
+                    IsrAnswer::Refused
+                } else {
+                    IsrAnswer::Unknown
+                };
+                p.isr_answered(request.leader_epoch, answer, now);
             }
         }
     }

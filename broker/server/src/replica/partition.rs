@@ -317,9 +317,8 @@ impl Partition {
         Ok((info.last_offset, self.progress.borrow().resignations, moved))
     }
 
-    /// Waits until everything below `end` is committed (acks=all). NOT_LEADER_OR_FOLLOWER if leadership was
-    /// lost since `resignations`, NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below `min.insync.replicas`
-    /// meanwhile, REQUEST_TIMED_OUT after `timeout`.
+    /// Waits until everything below `end` is committed (acks=all); see `poll_committed`. REQUEST_TIMED_OUT
+    /// after `timeout`.
     pub async fn wait_committed(
         &self,
         end: i64,
@@ -333,17 +332,28 @@ impl Partition {
         )
         .await;
         match waited {
-            Ok(Ok(p)) if p.resignations == resignations => {
-                let inner = self.inner.lock();
-                if (inner.isr.len() as i32) < inner.min_insync_replicas {
-                    ResponseError::NotEnoughReplicasAfterAppend.code()
-                } else {
-                    0
-                }
-            }
-            Ok(_) => ResponseError::NotLeaderOrFollower.code(),
+            Ok(_) => self.poll_committed(end, resignations).unwrap_or(0),
             Err(_) => ResponseError::RequestTimedOut.code(),
         }
+    }
+
+    /// Whether an acks=all append ending at `end` is settled: `None` while the ISR has not caught up; 0 once it
+    /// has; NOT_LEADER_OR_FOLLOWER if leadership was lost since `resignations`; NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    /// if the ISR is below `min.insync.replicas` by then.
+    pub fn poll_committed(&self, end: i64, resignations: u64) -> Option<Code> {
+        let progress = *self.progress.borrow();
+        if progress.resignations != resignations {
+            return Some(ResponseError::NotLeaderOrFollower.code());
+        }
+        if progress.high_watermark < end {
+            return None;
+        }
+        let inner = self.inner.lock();
+        Some(if (inner.isr.len() as i32) < inner.min_insync_replicas {
+            ResponseError::NotEnoughReplicasAfterAppend.code()
+        } else {
+            0
+        })
     }
 
     /// The leader epoch check of Fetch, ListOffsets and OffsetForLeaderEpoch (KIP-320): -1 skips it.
@@ -375,10 +385,16 @@ impl Partition {
         let Role::Leader(leadership) = &mut inner.role else {
             return Err(ResponseError::NotLeaderOrFollower.code());
         };
-        let (leader_end, log_start) = {
+        let leader_end = {
             let log = self.log.lock();
+            let out_of_range = Err(ResponseError::OffsetOutOfRange.code());
             if last_fetched_epoch >= 0 {
                 let (epoch, end) = log.end_offset_for_epoch(last_fetched_epoch);
+                // An epoch this log knows nothing of (newer than all of ours): no divergence point to
+                // name; the follower settles it as an offset out of range, as with Kafka.
+                if epoch < 0 || end < 0 || fetch_offset < log.log_start_offset() {
+                    return out_of_range;
+                }
                 if epoch < last_fetched_epoch || end < fetch_offset {
                     return Ok(FollowerView {
                         diverging: Some((epoch, end)),
@@ -387,11 +403,11 @@ impl Partition {
                     });
                 }
             }
-            (log.log_end_offset(), log.log_start_offset())
+            if fetch_offset > log.log_end_offset() || fetch_offset < log.log_start_offset() {
+                return out_of_range;
+            }
+            log.log_end_offset()
         };
-        if fetch_offset > leader_end || fetch_offset < log_start {
-            return Err(ResponseError::OffsetOutOfRange.code());
-        }
         if !leadership.on_fetch(replica, fetch_offset, leader_end, now_ms) {
             return Err(ResponseError::NotLeaderOrFollower.code());
         }
@@ -423,7 +439,6 @@ impl Partition {
             (log.log_end_offset(), log.high_watermark())
         };
         let new_isr = leadership.isr_change(end, hw, now_ms, limits.lag_time_max_ms, eligible)?;
-        leadership.pending = Some(new_isr.clone());
         Some(IsrRequest {
             tp: self.tp.clone(),
             topic_id,
@@ -445,14 +460,8 @@ impl Partition {
         self.isr_change(&mut inner, topic_id, leader_epoch, now_ms, limits, eligible)
     }
 
-    /// The controller answered an ISR change: `Some((isr, partition epoch))` as committed for `leader_epoch`, or
-    /// `None` when it was refused (the next check may ask again). Answers whether the high watermark moved.
-    pub fn isr_answered(
-        &self,
-        leader_epoch: i32,
-        committed: Option<(&[i32], i32)>,
-        now_ms: i64,
-    ) -> bool {
+    /// What became of an ISR change sent for `leader_epoch`. Answers whether the high watermark moved.
+    pub fn isr_answered(&self, leader_epoch: i32, answer: IsrAnswer<'_>, now_ms: i64) -> bool {
         let mut inner = self.inner.lock();
         if inner.leader_epoch != leader_epoch {
             return false;
@@ -460,8 +469,11 @@ impl Partition {
         let Role::Leader(l) = &mut inner.role else {
             return false;
         };
-        match committed {
-            Some((isr, partition_epoch)) => {
+        match answer {
+            IsrAnswer::Committed {
+                isr,
+                partition_epoch,
+            } => {
                 l.committed(isr, partition_epoch);
                 if partition_epoch >= inner.partition_epoch {
                     inner.isr = isr.to_vec();
@@ -469,8 +481,13 @@ impl Partition {
                 }
                 self.advance_high_watermark(&mut inner, now_ms, i64::MAX, &|_| true)
             }
-            None => {
+            IsrAnswer::Refused => {
                 l.pending = None;
+                l.resend = false;
+                false
+            }
+            IsrAnswer::Unknown => {
+                l.unanswered();
                 false
             }
         }
@@ -546,8 +563,9 @@ impl Partition {
             Truncation::To(offset) => {
                 if offset < log.log_end_offset() {
                     tracing::info!(partition = %self.tp, from = log.log_end_offset(), to = offset, leader, "truncating to where the leader's log diverges");
-                    log.truncate_to(offset)?;
                 }
+                // Even with no batch to cut, epochs noted past `offset` go.
+                log.truncate_to(offset)?;
             }
             Truncation::StartAt(offset) => {
                 tracing::info!(partition = %self.tp, at = offset, leader, "the leader no longer has our log end; starting over at its log start");
@@ -557,11 +575,50 @@ impl Partition {
         Ok(())
     }
 
+    /// The leader answered that our logs diverge at `diverging` (its epoch and end offset): cut our log where
+    /// they stop agreeing (Kafka's `getOffsetTruncationState`), if we still follow it at `leader_epoch`.
+    /// When our own epochs do not include the leader's, we cut at the end of ours below it and ask again.
+    pub fn truncate_to_diverging(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        diverging: (i32, i64),
+    ) -> Result<(), StorageError> {
+        let (epoch, end) = diverging;
+        let to = {
+            let log = self.log.lock();
+            let (mine, my_end) = log.end_offset_for_epoch(epoch);
+            if end < 0 {
+                // The leader knows nothing of our last epoch: keep only what was committed.
+                log.high_watermark()
+            } else if mine == epoch {
+                end.min(my_end)
+            } else {
+                my_end.max(0)
+            }
+        };
+        self.truncate(leader, leader_epoch, Truncation::To(to))
+    }
+
     /// This replica's answer to "where did `epoch` end" (OffsetForLeaderEpoch, and the follower's own side of a
     /// diverging epoch).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         self.log.lock().end_offset_for_epoch(epoch)
     }
+}
+
+/// The controller's answer to an ISR change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrAnswer<'a> {
+    Committed {
+        isr: &'a [i32],
+        partition_epoch: i32,
+    },
+    /// Refused outright (a replica that may not join, a malformed ISR): nothing changed, start over.
+    Refused,
+    /// No answer, or a refusal a newer partition state will explain: it may have been committed, so the change
+    /// stays pending (and is asked again) until an answer or the metadata settles it.
+    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
