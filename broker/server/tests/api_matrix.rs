@@ -353,6 +353,9 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         ]),
                 ]),
         ),
+        ApiKey::DescribeLogDirs => {
+            R::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
+        }
         ApiKey::ListPartitionReassignments => R::ListPartitionReassignments(
             ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
         ),
@@ -458,6 +461,16 @@ fn every_api_answers_every_advertised_version() {
                 ResponseKind::AlterPartitionReassignments(r) => {
                     assert_eq!(r.error_code, 0, "AlterPartitionReassignments v{v}");
                     assert_eq!(r.responses[0].partitions[0].error_code, 0);
+                }
+                ResponseKind::DescribeLogDirs(r) => {
+                    assert_eq!(r.results.len(), 1, "DescribeLogDirs v{v}");
+                    assert!(
+                        r.results[0]
+                            .topics
+                            .iter()
+                            .any(|t| t.name.0.as_str() == "matrix"),
+                        "DescribeLogDirs v{v}: {r:?}"
+                    );
                 }
                 ResponseKind::ListPartitionReassignments(r) => {
                     assert!(r.topics.is_empty(), "ListPartitionReassignments v{v}")

@@ -165,6 +165,25 @@ impl LogManager {
         Ok(())
     }
 
+    /// Every log dir with the partitions in it and their sizes in bytes (DescribeLogDirs).
+    pub fn partitions_by_dir(&self) -> Vec<(PathBuf, Vec<(TopicPartition, u64)>)> {
+        let mut out: Vec<(PathBuf, Vec<(TopicPartition, u64)>)> = self
+            .log_dirs
+            .iter()
+            .map(|d| (d.clone(), Vec::new()))
+            .collect();
+        for (tp, managed) in self.logs.read().iter() {
+            let size = managed.log.lock().size_bytes();
+            if let Some((_, list)) = out.get_mut(managed.log_dir) {
+                list.push((tp.clone(), size));
+            }
+        }
+        for (_, list) in &mut out {
+            list.sort();
+        }
+        out
+    }
+
     pub fn partitions(&self) -> Vec<TopicPartition> {
         let mut tps: Vec<_> = self.logs.read().keys().cloned().collect();
         tps.sort();

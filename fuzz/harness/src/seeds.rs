@@ -37,6 +37,7 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::AddRaftVoter => RequestKind::AddRaftVoter(Default::default()),
         ApiKey::RemoveRaftVoter => RequestKind::RemoveRaftVoter(Default::default()),
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
         ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
         ApiKey::AlterPartitionReassignments => {
             RequestKind::AlterPartitionReassignments(Default::default())

@@ -1,4 +1,4 @@
-//! Topic administration: create, delete, add partitions, delete records; and DescribeCluster.
+//! Topic administration: create, delete, add partitions, delete records; DescribeCluster and DescribeLogDirs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,10 +13,14 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, TopicName,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -528,4 +532,50 @@ pub fn describe_controllers(
         .collect();
     resp.with_controller_id(BrokerId(leader))
         .with_brokers(controllers)
+}
+
+/// DescribeLogDirs: this broker's log dirs and the partitions in each (all of them, or those asked for), with
+/// their sizes. `kafka-reassign-partitions` asks it before it moves anything.
+pub fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    req: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
+    let wanted = |tp: &sluice_storage::TopicPartition| match &req.topics {
+        None => true,
+        Some(topics) => topics
+            .iter()
+            .any(|t| t.topic.0.as_str() == tp.topic && t.partitions.contains(&tp.partition)),
+    };
+    let results = broker
+        .logs
+        .partitions_by_dir()
+        .into_iter()
+        .map(|(dir, partitions)| {
+            let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
+            for (tp, size) in partitions.into_iter().filter(|(tp, _)| wanted(tp)) {
+                if tp.topic == METADATA_TOPIC {
+                    continue;
+                }
+                let entry = DescribeLogDirsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_partition_size(size as i64)
+                    .with_offset_lag(0);
+                match topics.last_mut() {
+                    Some(t) if t.name.0.as_str() == tp.topic => t.partitions.push(entry),
+                    _ => topics.push(
+                        DescribeLogDirsTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
+                            .with_partitions(vec![entry]),
+                    ),
+                }
+            }
+            DescribeLogDirsResult::default()
+                .with_log_dir(StrBytes::from_string(dir.display().to_string()))
+                .with_topics(topics)
+                // Kafka's "unknown" for volume sizes.
+                .with_total_bytes(-1)
+                .with_usable_bytes(-1)
+        })
+        .collect();
+    DescribeLogDirsResponse::default().with_results(results)
 }

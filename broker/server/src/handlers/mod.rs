@@ -157,6 +157,9 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::UpdateRaftVoter(r) => {
             ResponseKind::UpdateRaftVoter(quorum::update_raft_voter(broker, r).await)
         }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(replication::offset_for_leader_epoch(broker, r))
         }
