@@ -226,11 +226,20 @@ impl Broker {
             ),
         ]);
         let partitions = self.config.offsets_topic_num_partitions;
-        let replication = self
-            .config
-            .offsets_topic_replication_factor
-            .min(i16::try_from(brokers.len()).unwrap_or(i16::MAX))
-            .max(1);
+        let configured = self.config.offsets_topic_replication_factor;
+        let live = i16::try_from(brokers.len()).unwrap_or(i16::MAX);
+        // A single node hosts it alone. A cluster waits for as many live brokers as the replication factor,
+        // as Kafka does: created early with fewer, committed offsets would stay under-replicated for good.
+        let replication = if self.metadata.quorum().is_none() {
+            configured.min(live).max(1)
+        } else if live < configured {
+            return Err(Error::NotEnoughBrokers(format!(
+                "{live} live brokers do not meet the replication factor {configured} of {CONSUMER_OFFSETS} \
+                 (offsets.topic.replication.factor); groups wait until enough brokers have registered"
+            )));
+        } else {
+            configured
+        };
         let placeable: Vec<(i32, Option<String>)> = self
             .placeable_brokers()
             .into_iter()

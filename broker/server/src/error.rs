@@ -67,6 +67,10 @@ pub enum Error {
     /// The controller quorum did not commit a change in time (no majority, or the leader changed).
     #[error("{0}")]
     Timeout(String),
+
+    /// Fewer live brokers than an internal topic's replication factor (the cluster is still starting).
+    #[error("{0}")]
+    NotEnoughBrokers(String),
 }
 
 impl Error {
@@ -76,6 +80,7 @@ impl Error {
         match self {
             Error::NotController(_) => ResponseError::NotController,
             Error::Timeout(_) => ResponseError::RequestTimedOut,
+            Error::NotEnoughBrokers(_) => ResponseError::CoordinatorNotAvailable,
             _ => ResponseError::KafkaStorageError,
         }
     }

@@ -42,6 +42,18 @@ pub fn render(cluster: &ValidCluster, role: Role, cluster_id: &str) -> String {
         ),
     );
     line("log.dirs", DATA_DIR);
+    // Kafka creates __consumer_offsets only once this many brokers are live; its default of 3 would leave
+    // consumer groups of a smaller cluster without a coordinator.
+    if role == Role::Broker
+        && !cluster
+            .config
+            .contains_key("offsets.topic.replication.factor")
+    {
+        line(
+            "offsets.topic.replication.factor",
+            &cluster.brokers.replicas.clamp(1, 3).to_string(),
+        );
+    }
     let mut text = format!(
         "# Rendered by sluice-operator for KafkaCluster {ns}/{name} ({} role).\n\
          # Edits are overwritten: change the KafkaCluster's spec.config instead.\n{out}",
