@@ -63,6 +63,10 @@ class Broker:
     # Kafka's format flags for a controller of a dynamic quorum (`--standalone`, `--no-initial-controllers`):
     # Kafka's StorageTool takes them before the first start, Sluice's binary on every start.
     format_flags: tuple[str, ...] = ()
+    # The address every listener binds and advertises. e2e/cluster's `Cluster(netns=True)` gives each node its
+    # own network namespace (`netns`, which the process is started in through `ip netns exec`) and address there.
+    host = "127.0.0.1"
+    netns: str | None = None
 
     def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None):
         self.name = name
@@ -84,7 +88,7 @@ class Broker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -105,8 +109,10 @@ class Broker:
         self._note(f"starting {self.kind} broker (start #{self.starts + 1}) on {self.bootstrap}")
         self._prepare()
         with open(self.log_path, "ab") as log:
+            # `ip netns exec` enters the namespace and execs the command (no fork): the pid is the broker's.
+            netns = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.proc = subprocess.Popen(
-                self.command(),
+                [*netns, *self.command()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -174,9 +180,9 @@ class Broker:
     def properties(self) -> dict[str, str]:
         listeners = []
         if "broker" in self.roles:
-            listeners.append(f"PLAINTEXT://127.0.0.1:{self.port}")
+            listeners.append(f"PLAINTEXT://{self.host}:{self.port}")
         if "controller" in self.roles:
-            listeners.append(f"CONTROLLER://127.0.0.1:{self.controller_port}")
+            listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         props = {
             "node.id": str(self.node_id),
             "process.roles": self.roles,
@@ -185,7 +191,7 @@ class Broker:
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir),
             "offsets.topic.replication.factor": "1",
-            **({"advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}"} if "broker" in self.roles else {}),
+            **({"advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}"} if "broker" in self.roles else {}),
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
         }
@@ -194,10 +200,10 @@ class Broker:
         if "controller.quorum.bootstrap.servers" in self.extra_config:
             if "controller" in self.roles:
                 props["advertised.listeners"] = ",".join(
-                    [*([f"PLAINTEXT://127.0.0.1:{self.port}"] if "broker" in self.roles else []),
-                     f"CONTROLLER://127.0.0.1:{self.controller_port}"])
+                    [*([f"PLAINTEXT://{self.host}:{self.port}"] if "broker" in self.roles else []),
+                     f"CONTROLLER://{self.host}:{self.controller_port}"])
         else:
-            props["controller.quorum.voters"] = f"1@127.0.0.1:{self.controller_port}"
+            props["controller.quorum.voters"] = f"1@{self.host}:{self.controller_port}"
         props.update(self.extra_config)
         return props
 
@@ -296,6 +302,18 @@ class KafkaBroker(Broker):
 
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.props_path), heap=self.heap)
+
+    def thread_dump(self) -> None:
+        """Append the JVM's thread dump (jstack) to the node's log: what a node that does not stop waits on."""
+        if not self.is_alive():
+            return
+        self._note("thread dump (jstack)")
+        with open(self.log_path, "ab") as log:
+            try:
+                subprocess.run(["jstack", str(self.pid)], stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT, timeout=20)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                log.write(f"jstack failed: {e!r}\n".encode())
 
     def _prepare(self) -> None:
         (self.work_dir / "log4j2.properties").write_text(

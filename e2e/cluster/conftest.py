@@ -1,7 +1,11 @@
 """Fixtures for the multi-node suite.
 
 - `cluster_factory(size=3, start=True, node_ids=None, **kw)`: a dedicated `cluster_harness.Cluster`
-  for this test, started (all nodes, or just `node_ids`) and ready; stopped and deleted afterwards.
+  for this test, started (all nodes, or just `node_ids`) and ready; stopped and deleted afterwards (with
+  its network namespaces, for `netns=True`).
+- `trial`: a test that takes it runs `E2E_FAULT_TRIALS` times (default 1), as `test[trial1]`,
+  `test[trial2]`, ... (scripts/soak replication). With `E2E_FAULT_REPORT=FILE` each such run's outcome is
+  appended to FILE as a JSON line, beside the checker's counts (replicated_load.check).
 
 Node logs: `$E2E_LOG_DIR/cluster/<test>/node-<i>.log` (default E2E_LOG_DIR: .cache/e2e-logs/<peer>).
 Only the `cluster/` part is cleared at the start, so the e2e/broker logs of the same run stay. A failing
@@ -10,6 +14,7 @@ test shows the tail of each node's log.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,6 +47,14 @@ def pytest_unconfigure(config):
         for n in c.nodes:
             if n.is_alive() and n.proc is not None:
                 n.proc.kill()
+        if c.network is not None:
+            c.network.teardown()
+
+
+def pytest_generate_tests(metafunc):
+    if "trial" in metafunc.fixturenames:
+        trials = int(os.environ.get("E2E_FAULT_TRIALS", "1"))
+        metafunc.parametrize("trial", range(1, trials + 1), ids=lambda t: f"trial{t}")
 
 
 def pytest_report_header(config):
@@ -92,6 +105,12 @@ def cluster_factory(request, log_dir):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    trial = getattr(item, "callspec", None) and item.callspec.params.get("trial")
+    path = os.environ.get("E2E_FAULT_REPORT")
+    if path and trial and (report.when == "call" or report.failed):
+        with open(path, "a") as f:
+            f.write(json.dumps({"case": item.originalname, "trial": trial, "when": report.when,
+                                "outcome": report.outcome, "seconds": round(report.duration, 1)}) + "\n")
     if report.failed:
         for c in getattr(item, "_e2e_clusters", []):
             for n in c.nodes:
