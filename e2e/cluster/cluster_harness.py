@@ -385,27 +385,12 @@ class Cluster:
 
     # -- Kafka's kafka-metadata-quorum tool ----------------------------------------------------------
 
-    def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S,
-                    node_config: Broker | None = None, controller: Broker | None = None) -> str:
-        """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS` (Kafka's own tool, from the jars
-        the harness resolves, against either peer); returns its stdout, raises if it fails. `node_config`:
-        a node whose server.properties is the tool's --command-config (add-controller reads the new
-        controller's id, listeners and metadata directory id from there). `controller`: go through that
-        node's controller listener instead (`--bootstrap-controller`, KIP-919)."""
-        via = via or controller or self.live_brokers()[0]
-        bootstrap = (["--bootstrap-controller", f"{controller.host}:{controller.controller_port}"] if controller
-                     else ["--bootstrap-server", via.bootstrap])
+    def kafka_tool(self, main_class: str, *args: str, timeout: float = TOOL_TIMEOUT_S) -> str:
+        """Run one of Kafka's own command-line tools (`main_class` from the jars the harness resolves, against
+        either peer) with ARGS; returns its stdout, raises if it exits non-zero."""
         log4j = self.work_dir / "tool-log4j2.properties"
         if not log4j.exists():
             log4j.write_text("status = error\nrootLogger.level = ERROR\n")
-        # Bounded requests: the tool's default waits a minute for a quorum that is not there.
-        config = self.work_dir / "tool.properties"
-        if not config.exists():
-            config.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n")
-        if node_config is not None:
-            config = self.work_dir / f"tool-node-{node_config.node_id}.properties"
-            config.write_text(node_config.props_path.read_text()
-                              + "request.timeout.ms=30000\ndefault.api.timeout.ms=60000\n")
         cmd = [
             "java",
             "-Xmx128m",
@@ -414,19 +399,39 @@ class Cluster:
             f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
             KafkaBroker.classpath(),
-            "org.apache.kafka.tools.MetadataQuorumCommand",
-            *bootstrap,
-            "--command-config",
-            str(config),
+            main_class,
             *args,
         ]
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise BrokerError(
-                f"kafka-metadata-quorum {' '.join(args)} via node {via.node_id} failed ({proc.returncode}):\n"
+                f"{main_class.rsplit('.', 1)[-1]} {' '.join(args)} failed ({proc.returncode}):\n"
                 f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
             )
         return proc.stdout
+
+    def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S,
+                    node_config: Broker | None = None, controller: Broker | None = None) -> str:
+        """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS`; returns its stdout, raises if it fails.
+        `node_config`: a node whose server.properties is the tool's --command-config (add-controller reads the
+        new controller's id, listeners and metadata directory id from there). `controller`: go through that
+        node's controller listener instead (`--bootstrap-controller`, KIP-919)."""
+        via = via or controller or self.live_brokers()[0]
+        bootstrap = (["--bootstrap-controller", f"{controller.host}:{controller.controller_port}"] if controller
+                     else ["--bootstrap-server", via.bootstrap])
+        # Bounded requests: the tool's default waits a minute for a quorum that is not there.
+        config = self.work_dir / "tool.properties"
+        if not config.exists():
+            config.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n")
+        if node_config is not None:
+            config = self.work_dir / f"tool-node-{node_config.node_id}.properties"
+            config.write_text(node_config.props_path.read_text()
+                              + "request.timeout.ms=30000\ndefault.api.timeout.ms=60000\n")
+        try:
+            return self.kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", *bootstrap,
+                                   "--command-config", str(config), *args, timeout=timeout)
+        except BrokerError as e:
+            raise BrokerError(f"kafka-metadata-quorum via node {via.node_id}: {e}") from None
 
     def quorum_status(self, via: Broker | None = None, controller: Broker | None = None) -> dict[str, str]:
         """`describe --status` as {field: value}, e.g. LeaderId, LeaderEpoch, CurrentVoters."""
