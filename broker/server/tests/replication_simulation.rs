@@ -322,7 +322,7 @@ impl Sim {
         let n = self.rng.random_range(1..4);
         let values: Vec<u64> = (0..n).map(|i| self.next_value + i).collect();
         self.next_value += n;
-        match p.append_as_leader(&batch(&values), -1, self.now, LIMITS) {
+        match p.append_as_leader(&batch(&values), -1, self.now) {
             Ok((info, resignations, _)) => self.pending.push(Pending {
                 node: target,
                 partition: p,

@@ -27,7 +27,6 @@ pub async fn produce(
     let acks = req.acks;
     let transactional = req.transactional_id.is_some() || has_transactional_batch(&req);
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
-    let limits = broker.replicas.limits();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // Appended partitions still waiting for the ISR: (topic index, partition index, partition, end, resignations).
     let mut waiting = Vec::new();
@@ -75,8 +74,7 @@ pub async fn produce(
                             .config()
                             .flush_interval_messages
                             .is_some();
-                        let append =
-                            || partition.append_as_leader(&records, acks, now_ms(), limits);
+                        let append = || partition.append_as_leader(&records, acks, now_ms());
                         let result = if fsyncs {
                             tokio::task::block_in_place(append)
                         } else {

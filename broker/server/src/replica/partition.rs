@@ -18,6 +18,14 @@ use uuid::Uuid;
 
 use super::isr::Leadership;
 
+/// Outside a follower's fetch, the high watermark waits for the maximal ISR only: replicas about to join are
+/// counted where their fetches are seen (`on_follower_fetch`). Leaving them out can only let it move sooner
+/// past a replica that is in no ISR, which is safe: a replica joins only once it holds the high watermark.
+fn no_joiners(_: i32) -> bool {
+    false
+}
+const NO_JOINERS: fn(i32) -> bool = no_joiners;
+
 /// What this broker is for the partition.
 #[derive(Debug)]
 pub enum Role {
@@ -231,7 +239,7 @@ impl Partition {
         inner.isr = state.isr.clone();
         // A leader whose ISR shrank may now commit more.
         if matches!(inner.role, Role::Leader(_)) {
-            self.advance_high_watermark(&mut inner, now_ms, i64::MAX, &|_| true);
+            self.advance_high_watermark(&mut inner, now_ms, 0, &NO_JOINERS);
         }
         Ok(match transition {
             Transition::Updated if !changed => Transition::Unchanged,
@@ -277,7 +285,6 @@ impl Partition {
         records: &[u8],
         acks: i16,
         now_ms: i64,
-        limits: Limits,
     ) -> Result<(AppendInfo, u64, bool), AppendError> {
         let mut inner = self.inner.lock();
         let Role::Leader(_) = &inner.role else {
@@ -292,8 +299,7 @@ impl Partition {
             .lock()
             .append_from_client(records, epoch, now_ms)
             .map_err(AppendError::Storage)?;
-        let moved =
-            self.advance_high_watermark(&mut inner, now_ms, limits.lag_time_max_ms, &|_| true);
+        let moved = self.advance_high_watermark(&mut inner, now_ms, 0, &NO_JOINERS);
         Ok((info, self.progress.borrow().resignations, moved))
     }
 
@@ -313,7 +319,7 @@ impl Partition {
             .lock()
             .append(batch, epoch, now_ms)
             .map_err(AppendError::Storage)?;
-        let moved = self.advance_high_watermark(&mut inner, now_ms, i64::MAX, &|_| true);
+        let moved = self.advance_high_watermark(&mut inner, now_ms, 0, &NO_JOINERS);
         Ok((info.last_offset, self.progress.borrow().resignations, moved))
     }
 
@@ -479,7 +485,7 @@ impl Partition {
                     inner.isr = isr.to_vec();
                     inner.partition_epoch = partition_epoch;
                 }
-                self.advance_high_watermark(&mut inner, now_ms, i64::MAX, &|_| true)
+                self.advance_high_watermark(&mut inner, now_ms, 0, &NO_JOINERS)
             }
             IsrAnswer::Refused => {
                 l.pending = None;
