@@ -432,15 +432,7 @@ impl Log {
             self.producers.replay(header);
             record_count += header.record_count.max(0) as u64;
         }
-        self.unflushed_messages += record_count;
-        self.first_unflushed_ms.get_or_insert(now_ms);
-        if self
-            .config
-            .flush_interval_messages
-            .is_some_and(|n| self.unflushed_messages >= n)
-        {
-            self.flush()?;
-        }
+        self.appended(record_count, now_ms)?;
         Ok(Some(AppendInfo {
             base_offset,
             last_offset,
@@ -528,8 +520,19 @@ impl Log {
         self.active_mut()
             .append(records, &stamped, &config, now_ms)?;
         self.producers.commit(staged);
+        self.appended(record_count, now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
 
-        self.unflushed_messages += record_count;
+    /// The flush policy after `records` more records were written at `now_ms`.
+    fn appended(&mut self, records: u64, now_ms: i64) -> Result<(), StorageError> {
+        self.unflushed_messages += records;
         self.first_unflushed_ms.get_or_insert(now_ms);
         if self
             .config
@@ -538,13 +541,7 @@ impl Log {
         {
             self.flush()?;
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            log_append_time: if log_append_time { now_ms } else { -1 },
-            log_start_offset: self.log_start_offset,
-            duplicate: false,
-        })
+        Ok(())
     }
 
     fn maybe_roll(

@@ -81,6 +81,14 @@ fn topic_name(
     }
 }
 
+/// An answer without records: where the partition stands (no transactions, so the last stable offset is the
+/// high watermark).
+fn offsets_only(part: &mut FetchPartition<FileSlice>, log: &sluice_storage::Log) {
+    part.high_watermark = log.high_watermark();
+    part.last_stable_offset = part.high_watermark;
+    part.log_start_offset = log.log_start_offset();
+}
+
 /// The replica a Fetch comes from: a follower's broker id, or -1 for a consumer.
 fn replica_id(req: &FetchRequest, version: i16) -> i32 {
     if version >= 15 {
@@ -173,11 +181,8 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                 ) {
                     Ok(view) => view,
                     Err(code) => {
-                        let log = partition.log.lock();
                         part.error_code = code;
-                        part.high_watermark = log.high_watermark();
-                        part.last_stable_offset = part.high_watermark;
-                        part.log_start_offset = log.log_start_offset();
+                        offsets_only(&mut part, &partition.log.lock());
                         out.errors = true;
                         partitions.push(part);
                         continue;
@@ -198,19 +203,13 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                         .leader_quota
                         .exceeded(std::time::Instant::now())
                 {
-                    let log = partition.log.lock();
-                    part.high_watermark = log.high_watermark();
-                    part.last_stable_offset = part.high_watermark;
-                    part.log_start_offset = log.log_start_offset();
+                    offsets_only(&mut part, &partition.log.lock());
                     partitions.push(part);
                     continue;
                 }
                 if let Some(diverging) = view.diverging {
-                    let log = partition.log.lock();
                     part.diverging_epoch = Some(diverging);
-                    part.high_watermark = log.high_watermark();
-                    part.last_stable_offset = part.high_watermark;
-                    part.log_start_offset = log.log_start_offset();
+                    offsets_only(&mut part, &partition.log.lock());
                     // The follower has to act on it at once.
                     out.errors = true;
                     partitions.push(part);
@@ -221,7 +220,6 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                 partition.log.lock().high_watermark()
             };
             let log = partition.log.lock();
-            let hw = log.high_watermark();
             // KIP-74: the first partition with data may exceed the request's max_bytes by one batch.
             let first = out.bytes == 0;
             let max = (p.partition_max_bytes.max(0) as u64).min(remaining) as u32;
@@ -247,9 +245,7 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                 }
                 Err(e @ StorageError::OffsetOutOfRange { .. }) => {
                     part.error_code = storage_error_code(&e);
-                    part.high_watermark = hw;
-                    part.last_stable_offset = hw;
-                    part.log_start_offset = log.log_start_offset();
+                    offsets_only(&mut part, &log);
                     out.errors = true;
                 }
                 Err(e) => {
