@@ -64,6 +64,10 @@ pub struct Broker {
     broker_epoch: AtomicI64,
     /// This broker itself, for the tasks it starts (replica fetchers) without owning it.
     me: Weak<Broker>,
+    /// Whether client requests are served yet. In a cluster a broker serves them once the controller has
+    /// unfenced it, as Kafka opens its client listeners only then: before, it knows no brokers and no leaders,
+    /// and a client told so gives up on it. (The quorum's own messages are served from the start.)
+    serving: watch::Sender<bool>,
 }
 
 /// How many compressed batches are validated at once: twice the cores the process may use.
@@ -167,6 +171,7 @@ impl Broker {
 
         let config_queued_max = config.queued_max_request_bytes;
         let replica_config = config.replica.clone();
+        let uses_quorum = quorum.is_some();
         let node_id = config.node_id;
         Ok(Arc::new_cyclic(|me: &Weak<Broker>| {
             let offsets_log = Arc::new(OffsetsLog { broker: me.clone() });
@@ -196,6 +201,7 @@ impl Broker {
                 replicas: crate::replica::ReplicaManager::new(node_id, replica_config),
                 broker_epoch: AtomicI64::new(-1),
                 me: me.clone(),
+                serving: watch::channel(!uses_quorum).0,
             }
         }))
         .and_then(|broker| broker.finish_open())
@@ -502,6 +508,23 @@ impl Broker {
     /// This broker, for tasks that must not keep it alive.
     pub fn weak(&self) -> Weak<Broker> {
         self.me.clone()
+    }
+
+    /// From now on client requests are served (the controller unfenced this broker).
+    pub fn start_serving(&self) {
+        if !*self.serving.borrow() {
+            info!("unfenced by the controller; serving clients");
+            self.serving.send_replace(true);
+        }
+    }
+
+    /// Waits until client requests are served; false if `shutdown` came first.
+    pub async fn wait_serving(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut serving = self.serving.subscribe();
+        tokio::select! {
+            r = serving.wait_for(|s| *s) => r.is_ok(),
+            _ = shutdown.wait_for(|s| *s) => false,
+        }
     }
 
     /// The epoch of this broker's registration (-1 before it registered).

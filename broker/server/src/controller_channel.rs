@@ -61,6 +61,34 @@ error_code!(
     kafka_protocol::messages::AlterPartitionResponse
 );
 
+/// How often a call waiting for its answer looks whether the quorum has elected another controller.
+const LEADER_CHECK: Duration = Duration::from_millis(250);
+
+/// Waits for the answer of a call sent to the controller at `address`, until `deadline`, or until the quorum
+/// has elected another controller: one cut off by the network answers nothing, and TCP would wait for minutes
+/// while every other call waits for this connection (heartbeats too, so brokers would be fenced for it).
+async fn wait_answer<T>(
+    broker: &Broker,
+    address: &str,
+    deadline: Instant,
+    answer: impl std::future::Future<Output = Result<T, sluice_kafka_client::ClientError>>,
+) -> Result<T, String> {
+    tokio::pin!(answer);
+    loop {
+        let check = deadline.min(Instant::now() + LEADER_CHECK);
+        match tokio::time::timeout_at(check, &mut answer).await {
+            Ok(result) => return result.map_err(|e| e.to_string()),
+            Err(_) if Instant::now() >= deadline => return Err("no answer in time".into()),
+            Err(_) => {
+                let now = broker.metadata.quorum().and_then(|q| q.leader_member());
+                if now.is_some_and(|(_, member)| member.addr != address) {
+                    return Err("another controller was elected meanwhile".into());
+                }
+            }
+        }
+    }
+}
+
 fn protocol(e: impl std::fmt::Display) -> Error {
     Error::Metadata(format!("controller channel: {e}"))
 }
@@ -116,7 +144,13 @@ impl ControllerChannel {
                     }
                 },
             };
-            let mut slot = self.connection.lock().await;
+            // Another call may hold the connection, stuck on a controller that stopped answering: wait for it
+            // no longer than this call's own deadline.
+            let Ok(mut slot) = tokio::time::timeout_at(deadline, self.connection.lock()).await
+            else {
+                last = "the connection to the controller is busy".into();
+                break;
+            };
             if slot.as_ref().is_none_or(|(to, _)| *to != address) {
                 let mut remaining = deadline.saturating_duration_since(Instant::now());
                 if known.is_none() {
@@ -143,7 +177,9 @@ impl ControllerChannel {
                 continue;
             };
             let answer = match conn.versions.pick(key) {
-                Ok(version) => conn.send(request, version).await.map_err(|e| e.to_string()),
+                Ok(version) => {
+                    wait_answer(broker, &address, deadline, conn.send(request, version)).await
+                }
                 Err(e) => Err(e.to_string()),
             };
             match answer {

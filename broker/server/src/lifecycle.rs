@@ -136,6 +136,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) -> Re
             Ok(resp) if resp.error_code != 0 => {
                 warn!(error = resp.error_code, "heartbeat refused");
             }
+            Ok(resp) if !resp.is_fenced => broker.start_serving(),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "heartbeat not answered"),
         }

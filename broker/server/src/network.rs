@@ -180,6 +180,14 @@ async fn connection(
             Surface::Client
         };
         let request = match parse_request_on(surface, frame) {
+            // A client's requests wait until the broker serves clients (ApiVersions need not).
+            Ok(request)
+                if surface == Surface::Client
+                    && request.api_key != ApiKey::ApiVersions
+                    && !broker.wait_serving(&mut shutdown).await =>
+            {
+                return Ok(());
+            }
             Ok(request) => request,
             Err(ProtocolError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,

@@ -115,7 +115,10 @@ pub async fn open(
         voters,
         initial_voters,
         timing: Timing {
-            heartbeat_ms: (election / 10).max(10),
+            // openraft also gives each AppendEntries the heartbeat interval to be answered in: at a tenth of
+            // the election timeout (100 ms), a node busy with produce traffic missed it, and controllers
+            // held elections under load for no failure at all.
+            heartbeat_ms: (election / 4).max(10),
             election_timeout_min_ms: election,
             election_timeout_max_ms: election * 2,
             quorum_lost_ms: config.controller_quorum_fetch_timeout_ms,

@@ -28,6 +28,8 @@ use crate::broker::{Broker, now_ms};
 const MIN_FETCH_VERSION: i16 = 12;
 /// How long connecting to a leader may take before the next try.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon a partition is asked for again after an answer that only shows metadata not applied yet.
+const METADATA_LAG_RETRY: Duration = Duration::from_millis(50);
 /// How long past its own max wait a fetch may take before the connection counts as dead.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -337,7 +339,23 @@ async fn fetch_once(
                 }
                 code => {
                     debug!(partition = %tp, leader = shared.leader, error = code, "replica fetch refused");
-                    delayed.insert(tp.clone(), tokio::time::Instant::now() + backoff);
+                    // The leader (or this follower) has not applied the latest metadata yet: it will in
+                    // moments, so ask again soon rather than after the full backoff.
+                    let metadata_lag = [
+                        ResponseError::UnknownTopicId,
+                        ResponseError::UnknownTopicOrPartition,
+                        ResponseError::NotLeaderOrFollower,
+                        ResponseError::UnknownLeaderEpoch,
+                        ResponseError::FencedLeaderEpoch,
+                    ]
+                    .iter()
+                    .any(|e| e.code() == code);
+                    let wait = if metadata_lag {
+                        METADATA_LAG_RETRY.min(backoff)
+                    } else {
+                        backoff
+                    };
+                    delayed.insert(tp.clone(), tokio::time::Instant::now() + wait);
                     Ok(())
                 }
             };
