@@ -5,9 +5,10 @@
  * Every mode prints exactly one JSON object on stdout (the driver parses it); diagnostics go to stderr.
  *
  *   rdbench version
- *   rdbench create-topic --brokers B --topic T --partitions P
+ *   rdbench create-topic --brokers B --topic T --partitions P [--replication-factor R] [--min-insync M]
  *   rdbench delete-topic --brokers B --topic T
  *   rdbench produce      --brokers B --topic T --messages N --size S --acks 1|all [--linger-ms L] [--batch-bytes X]
+ *                        [--await-hw 1]
  *   rdbench consume      --brokers B --topic T --messages N
  *   rdbench latency      --brokers B --topic T --rate R --seconds D --warmup W --size S --acks 1|all [--linger-ms L]
  *   rdbench first-ack    --brokers B --topic T
@@ -47,6 +48,9 @@ struct args {
     long long messages;
     int size;
     int partitions;
+    int replication_factor;
+    int min_insync;
+    int await_hw;
     int linger_ms;
     int batch_bytes;
     double rate;
@@ -132,8 +136,9 @@ static rd_kafka_t *new_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf) {
     return rk;
 }
 
-/* Partition count of `topic`, waiting (up to timeout) until every partition has a leader. */
-static int wait_for_topic(rd_kafka_t *rk, const char *topic, int want, double timeout) {
+/* Partition count of `topic`, waiting (up to timeout) until every partition has a leader and, with full_isr,
+ * every replica in its ISR (a replicated topic just created, before it is measured). */
+static int wait_for_topic(rd_kafka_t *rk, const char *topic, int want, int full_isr, double timeout) {
     double deadline = mono_now() + timeout;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     for (;;) {
@@ -144,7 +149,8 @@ static int wait_for_topic(rd_kafka_t *rk, const char *topic, int want, double ti
             const rd_kafka_metadata_topic_t *t = &md->topics[0];
             int led = 0;
             for (int i = 0; i < t->partition_cnt; i++)
-                led += t->partitions[i].leader >= 0;
+                led += t->partitions[i].leader >= 0 &&
+                       (!full_isr || t->partitions[i].isr_cnt == t->partitions[i].replica_cnt);
             if (t->partition_cnt > 0 && led == t->partition_cnt && (want <= 0 || t->partition_cnt == want))
                 count = t->partition_cnt;
         }
@@ -155,7 +161,8 @@ static int wait_for_topic(rd_kafka_t *rk, const char *topic, int want, double ti
             return count;
         }
         if (mono_now() > deadline)
-            die("topic %s has no leader for every partition after %.0f s", topic, timeout);
+            die("topic %s has no leader%s for every partition after %.0f s", topic,
+                full_isr ? " and full ISR" : "", timeout);
         struct timespec pause = {0, 20 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
@@ -166,9 +173,16 @@ static int wait_for_topic(rd_kafka_t *rk, const char *topic, int want, double ti
 static int cmd_create_topic(const struct args *a) {
     rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, base_conf(a));
     char err[512];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(a->topic, a->partitions, 1, err, sizeof(err));
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(a->topic, a->partitions, a->replication_factor, err, sizeof(err));
     if (!nt)
         die("NewTopic: %s", err);
+    if (a->min_insync > 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", a->min_insync);
+        if (rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", v))
+            die("NewTopic: cannot set min.insync.replicas");
+    }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
@@ -187,10 +201,11 @@ static int cmd_create_topic(const struct args *a) {
     }
     rd_kafka_event_destroy(ev);
     rd_kafka_NewTopic_destroy(nt);
-    int parts = wait_for_topic(rk, a->topic, a->partitions, a->timeout);
+    int parts = wait_for_topic(rk, a->topic, a->partitions, 1, a->timeout);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
-    printf("{\"topic\":\"%s\",\"partitions\":%d}\n", a->topic, parts);
+    printf("{\"topic\":\"%s\",\"partitions\":%d,\"replication_factor\":%d}\n", a->topic, parts,
+           a->replication_factor);
     return 0;
 }
 
@@ -264,6 +279,20 @@ static void produce_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     }
 }
 
+/* Sum over the topic's partitions of the high watermark (what consumers can read: on a replicated topic, what
+ * every in-sync replica holds). */
+static long long high_watermarks(rd_kafka_t *rk, const char *topic, int parts) {
+    long long sum = 0;
+    for (int p = 0; p < parts; p++) {
+        int64_t low, high;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high, 10000);
+        if (e)
+            die("high watermark of %s-%d: %s", topic, p, rd_kafka_err2str(e));
+        sum += high;
+    }
+    return sum;
+}
+
 static int cmd_produce(const struct args *a) {
     struct produce_state st = {0};
     st.latency_ns = malloc(sizeof(int64_t) * (size_t)(a->messages > 0 ? a->messages : 1));
@@ -273,7 +302,7 @@ static int cmd_produce(const struct args *a) {
     rd_kafka_conf_set_dr_msg_cb(conf, produce_dr);
     rd_kafka_conf_set_opaque(conf, &st);
     rd_kafka_t *rk = new_handle(RD_KAFKA_PRODUCER, conf);
-    int parts = wait_for_topic(rk, a->topic, 0, a->timeout);
+    int parts = wait_for_topic(rk, a->topic, 0, 0, a->timeout);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, a->topic, NULL);
 
     /* One payload for every message, handed over without a copy (flags 0): the client's cost per message stays
@@ -284,6 +313,7 @@ static int cmd_produce(const struct args *a) {
     for (int i = 0; i < a->size; i++)
         payload[i] = (char)('a' + (i * 7) % 26);
 
+    long long hw_before = a->await_hw ? high_watermarks(rk, a->topic, parts) : 0;
     double start = mono_now();
     for (long long i = 0; i < a->messages; i++) {
         /* Round-robin over partitions, decided here rather than by a partitioner, so every broker gets the same
@@ -307,13 +337,29 @@ static int cmd_produce(const struct args *a) {
     double secs = mono_now() - start;
     if (st.failed)
         die("produce: %lld messages failed, first error: %s", st.failed, rd_kafka_err2str(st.first_error));
+    /* --await-hw: with acks=1 the last acknowledgement can come before the followers have the data; wait until
+     * the high watermarks cover everything written, so that the run (and the brokers' CPU measured around it)
+     * includes the replication. The rate is still up to the last acknowledgement. */
+    double replicated_secs = 0;
+    if (a->await_hw) {
+        while (high_watermarks(rk, a->topic, parts) - hw_before < a->messages) {
+            if (mono_now() > deadline)
+                die("produce: the high watermarks did not cover the run before the timeout");
+            struct timespec pause = {0, 2 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        replicated_secs = mono_now() - start - secs;
+    }
     double bytes = (double)a->messages * a->size;
     long long n = st.delivered;
     qsort(st.latency_ns, (size_t)n, sizeof(int64_t), cmp_i64);
     printf("{\"messages\":%lld,\"bytes\":%.0f,\"seconds\":%.6f,\"msgs_per_s\":%.1f,\"mib_per_s\":%.3f,"
-           "\"partitions\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+           "\"partitions\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f",
            a->messages, bytes, secs, a->messages / secs, bytes / secs / (1024.0 * 1024.0), parts,
            pct_ms(st.latency_ns, n, 0.50), pct_ms(st.latency_ns, n, 0.99), pct_ms(st.latency_ns, n, 0.999));
+    if (a->await_hw)
+        printf(",\"replicated_s\":%.6f", replicated_secs);
+    printf("}\n");
     free(st.latency_ns);
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
@@ -341,7 +387,7 @@ static rd_kafka_t *assigned_consumer(const struct args *a, int *parts_out) {
     set(conf, "queued.max.messages.kbytes", "2097151");
     rd_kafka_t *rk = new_handle(RD_KAFKA_CONSUMER, conf);
     rd_kafka_poll_set_consumer(rk);
-    int parts = wait_for_topic(rk, a->topic, 0, a->timeout);
+    int parts = wait_for_topic(rk, a->topic, 0, 0, a->timeout);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(parts);
     for (int p = 0; p < parts; p++)
         rd_kafka_topic_partition_list_add(list, a->topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -455,7 +501,7 @@ static int cmd_latency(const struct args *a) {
     int parts = 0;
     st.consumer = assigned_consumer(a, &parts);
     rd_kafka_t *prod = new_handle(RD_KAFKA_PRODUCER, producer_conf(a, a->linger_ms));
-    wait_for_topic(prod, a->topic, 0, a->timeout);
+    wait_for_topic(prod, a->topic, 0, 0, a->timeout);
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(prod, a->topic, NULL);
     st.partitions = parts;
     st.probe_seen = calloc((size_t)parts, 1);
@@ -621,7 +667,8 @@ static int cmd_first_ack(const struct args *a) {
 
 static void usage(void) {
     fprintf(stderr, "usage: rdbench version|create-topic|delete-topic|produce|consume|latency|first-ack --brokers B --topic T "
-                    "[--partitions P] [--messages N] [--size S] [--acks 1|all] [--linger-ms L] [--batch-bytes X] "
+                    "[--partitions P] [--replication-factor R] [--min-insync M] [--messages N] [--size S] "
+                    "[--acks 1|all] [--linger-ms L] [--batch-bytes X] [--await-hw 1] "
                     "[--rate R] [--seconds D] [--warmup W] [--timeout T]\n");
     exit(2);
 }
@@ -632,6 +679,7 @@ int main(int argc, char **argv) {
         .messages = 100000,
         .size = 100,
         .partitions = 1,
+        .replication_factor = 1,
         .linger_ms = -1,
         .batch_bytes = DEFAULT_BATCH_BYTES,
         .rate = 5000,
@@ -659,6 +707,12 @@ int main(int argc, char **argv) {
             a.size = atoi(v);
         else if (!strcmp(k, "--partitions"))
             a.partitions = atoi(v);
+        else if (!strcmp(k, "--replication-factor"))
+            a.replication_factor = atoi(v);
+        else if (!strcmp(k, "--min-insync"))
+            a.min_insync = atoi(v);
+        else if (!strcmp(k, "--await-hw"))
+            a.await_hw = atoi(v);
         else if (!strcmp(k, "--linger-ms"))
             a.linger_ms = atoi(v);
         else if (!strcmp(k, "--batch-bytes"))
@@ -678,7 +732,8 @@ int main(int argc, char **argv) {
         printf("{\"librdkafka\":\"%s\"}\n", rd_kafka_version_str());
         return 0;
     }
-    if (!a.brokers || !a.topic || a.size <= 0 || a.messages <= 0 || a.partitions <= 0 || a.rate <= 0)
+    if (!a.brokers || !a.topic || a.size <= 0 || a.messages <= 0 || a.partitions <= 0 || a.replication_factor <= 0 ||
+        a.rate <= 0)
         usage();
     if (strcmp(a.acks, "1") && strcmp(a.acks, "all") && strcmp(a.acks, "-1") && strcmp(a.acks, "0"))
         usage();
