@@ -123,7 +123,7 @@ def expect(what, got, want):
         problems.append(f"{what}: {got!r}, expected {want!r}")
 expect("User", c.get("User"), "65532:65532")
 expect("ExposedPorts", sorted(c.get("ExposedPorts") or {}), ["9092/tcp", "9093/tcp"])
-expect("Volumes", sorted(c.get("Volumes") or {}), ["/var/lib/sluice/data"])
+expect("Volumes", sorted(c.get("Volumes") or {}), ["/var/lib/sluice"])
 expect("Entrypoint", c.get("Entrypoint"), ["/usr/local/bin/sluice-broker"])
 labels = c.get("Labels") or {}
 for key in ("source", "version", "licenses", "title", "description"):
