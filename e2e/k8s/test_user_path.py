@@ -307,8 +307,11 @@ def kill9_in_pod(pod: str) -> None:
 def test_killing_the_pod_that_leads_a_partition_under_acks_all_load_loses_nothing(cluster):
     from replicated_load import AckLedger, LoadProducer, check
     topic = "leader-kill"
-    create_topic(bootstrap(cluster), topic)
     a = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    # A pod is Ready once its port accepts connections, a moment before the controller has
+    # unfenced the broker (it serves clients from then on): wait for all three in Metadata.
+    kube.wait_until(lambda: sorted(a.list_topics(timeout=10).brokers) == [0, 1, 2], 60, "three brokers listed")
+    create_topic(bootstrap(cluster), topic)
     kube.wait_until(lambda: all(len(p.isrs) == 3 for p in a.list_topics(topic, timeout=10).topics[topic].partitions.values()),
                     60, f"{topic} fully in sync")
     leader = a.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
@@ -335,6 +338,58 @@ def test_killing_the_pod_that_leads_a_partition_under_acks_all_load_loses_nothin
                     120, f"{topic} fully in sync again")
     assert ledger.count() >= 4000
     check(_Bootstrap(bootstrap(cluster)), topic, [0, 1, 2], ledger, replicas=False)
+
+
+def scale_brokers(n: int) -> None:
+    kube.kubectl("patch", "kafkacluster", CLUSTER, "-n", NS, "--type=merge",
+                 "-p", json.dumps({"spec": {"brokers": {"replicas": n}}}))
+
+
+def brokers_ready(n: int):
+    def check():
+        kc = kube.get("kafkacluster", CLUSTER, NS)
+        st = kc.get("status") or {}
+        c = kube.condition(kc, "Ready")
+        sts = kube.get("statefulset", f"{CLUSTER}-broker", NS)
+        return (st.get("brokers") == {"desired": n, "ready": n} and c and c["status"] == "True"
+                and sts["spec"]["replicas"] == n and st.get("observedGeneration") == kc["metadata"]["generation"])
+    return check
+
+
+def test_scaling_brokers_down_first_moves_their_replicas_and_refuses_what_cannot_fit(cluster):
+    a = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    scale_brokers(4)
+    kube.wait_until(brokers_ready(4), 240, "a fourth broker Ready", interval=2)
+    kube.wait_until(lambda: sorted(a.list_topics(timeout=10).brokers) == [0, 1, 2, 3], 60, "broker 3 listed")
+    topic = "on-four"
+    create_topic(bootstrap(cluster), topic, partitions=4, rf=2)
+    acked = produce(bootstrap(cluster), topic, [f"four-{i}".encode() for i in range(1000)])
+
+    def replicas():
+        return {p: sorted(part.replicas) for p, part in a.list_topics(topic, timeout=10).topics[topic].partitions.items()}
+    assert any(3 in r for r in replicas().values()), replicas()
+
+    # Back to three: the operator moves broker 3's replicas to 0-2, then removes it.
+    scale_brokers(3)
+    kube.wait_until(brokers_ready(3), 300, "broker 3 drained and removed", interval=2)
+    assert all(3 not in r and len(r) == 2 for r in replicas().values()), replicas()
+    got = consume(bootstrap(cluster), topic, len(acked))
+    assert sorted(v for _, _, v in got) == sorted(v for _, _, v in acked)
+
+    # Two brokers cannot hold the cluster's replication factor of three: refused, saying why, and
+    # nothing removed. (Here the spec's default.replication.factor is what refuses it, before any
+    # topic is looked at; a drain that cannot fit a topic is refused the same way, naming it.)
+    scale_brokers(2)
+
+    def refused():
+        kc = kube.get("kafkacluster", CLUSTER, NS)
+        c = kube.condition(kc, "Degraded")
+        return c["message"] if c and c["status"] == "True" and c["reason"] in ("ScaleDownBlocked", "InvalidSpec") else None
+    message = kube.wait_until(refused, 60, "the scale-down to 2 refused")
+    assert "replication.factor" in message or "replication factor" in message, message
+    assert kube.get("statefulset", f"{CLUSTER}-broker", NS)["spec"]["replicas"] == 3
+    scale_brokers(3)
+    kube.wait_until(brokers_ready(3), 120, "the cluster Ready at three brokers again", interval=2)
 
 
 def test_deleting_the_kafka_cluster_removes_everything_it_owns(cluster):

@@ -7,6 +7,20 @@ use std::future::Future;
 use sluice_kafka_admin::{AdminClient, TopicInfo};
 
 use crate::error::Error;
+use crate::kafka_cluster::moves::{self, Replicas};
+
+/// Where moving the replicas off brokers that are to be removed stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drain {
+    /// Reassignments are running (this many partitions); nothing new is asked until they finish.
+    InProgress(usize),
+    /// This many partitions were just asked to move.
+    Started(usize),
+    /// The brokers that stay cannot hold some topic's replicas: why, naming the topics.
+    Impossible(String),
+    /// No partition has a replica on those brokers.
+    Done,
+}
 
 /// Questions the reconciler asks the cluster itself (not the Kubernetes API).
 pub trait ClusterInspector: Send + Sync + 'static {
@@ -18,6 +32,15 @@ pub trait ClusterInspector: Send + Sync + 'static {
         bootstrap: &str,
         broker_ids: &[i32],
     ) -> impl Future<Output = Result<BTreeMap<i32, Vec<String>>, Error>> + Send;
+
+    /// Moves every replica on `leaving` to brokers of `staying` (AlterPartitionReassignments),
+    /// unless moves are already running. Asked again on every reconcile until it answers `Done`.
+    fn drain(
+        &self,
+        bootstrap: &str,
+        staying: &[i32],
+        leaving: &[i32],
+    ) -> impl Future<Output = Result<Drain, Error>> + Send;
 }
 
 /// The production inspector: asks the brokers over the Kafka protocol.
@@ -32,6 +55,63 @@ impl ClusterInspector for KafkaAdminInspector {
     ) -> Result<BTreeMap<i32, Vec<String>>, Error> {
         metadata_partitions_on_brokers(bootstrap, broker_ids).await
     }
+
+    async fn drain(
+        &self,
+        bootstrap: &str,
+        staying: &[i32],
+        leaving: &[i32],
+    ) -> Result<Drain, Error> {
+        let inspect_error = |e: sluice_kafka_admin::AdminError| Error::Inspect {
+            bootstrap: bootstrap.to_owned(),
+            reason: e.to_string(),
+        };
+        let client = AdminClient::connect(bootstrap, "sluice-operator", ADMIN_TIMEOUT)
+            .await
+            .map_err(inspect_error)?;
+        let running = client
+            .list_partition_reassignments()
+            .await
+            .map_err(inspect_error)?;
+        if !running.is_empty() {
+            return Ok(Drain::InProgress(running.len()));
+        }
+        let topics = client.list_topics().await.map_err(inspect_error)?;
+        let plan = moves::drain(
+            &replicas_of(&topics),
+            &staying.iter().copied().collect(),
+            &leaving.iter().copied().collect(),
+        );
+        match plan {
+            Err(cannot) => Ok(Drain::Impossible(cannot.to_string())),
+            Ok(plan) if plan.is_empty() => Ok(Drain::Done),
+            Ok(plan) => {
+                let asked: Vec<(String, i32, Vec<i32>)> = plan
+                    .into_iter()
+                    .map(|m| (m.topic, m.partition, m.to))
+                    .collect();
+                client
+                    .alter_partition_reassignments(&asked)
+                    .await
+                    .map_err(inspect_error)?;
+                Ok(Drain::Started(asked.len()))
+            }
+        }
+    }
+}
+
+/// Every partition's replica list.
+fn replicas_of(topics: &[TopicInfo]) -> Vec<Replicas> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Replicas {
+                topic: t.name.clone(),
+                partition: p.id,
+                replicas: p.replicas.clone(),
+            })
+        })
+        .collect()
 }
 
 /// A Metadata request for all topics, then, for each partition, its replica list intersected with

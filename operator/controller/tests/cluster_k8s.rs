@@ -964,7 +964,7 @@ async fn scale_down_waits_until_the_brokers_hold_no_partitions() {
     });
     assert!(
         message.starts_with(
-            "cannot scale brokers from 3 to 2: brokers 2 still host replicas of topics "
+            "cannot scale brokers from 3 to 2 yet: brokers 2 still host replicas of topics "
         ) && message.contains("orders"),
         "{message}"
     );

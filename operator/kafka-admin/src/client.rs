@@ -313,7 +313,7 @@ impl AdminClient {
         Instant::now() + self.timeout
     }
 
-    fn timeout_ms(&self) -> i32 {
+    pub(crate) fn timeout_ms(&self) -> i32 {
         i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX)
     }
 
@@ -330,7 +330,7 @@ impl AdminClient {
     }
 
     /// Send one request, built for the negotiated version, to the controller; all within one timeout.
-    async fn call_controller<R: Request>(
+    pub(crate) async fn call_controller<R: Request>(
         &self,
         build: impl FnOnce(i16) -> Result<R, AdminError>,
     ) -> Result<(R::Response, i16), AdminError> {
@@ -562,7 +562,7 @@ fn topic_info(t: MetadataResponseTopic, version: i16) -> Result<TopicInfo, Admin
     })
 }
 
-fn topic_name(name: &str) -> TopicName {
+pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
@@ -581,7 +581,12 @@ fn find<T>(
         })
 }
 
-fn check(api: ApiKey, topic: &str, code: i16, message: Option<StrBytes>) -> Result<(), AdminError> {
+pub(crate) fn check(
+    api: ApiKey,
+    topic: &str,
+    code: i16,
+    message: Option<StrBytes>,
+) -> Result<(), AdminError> {
     match ResponseError::try_from_code(code) {
         None => Ok(()),
         Some(error) => Err(AdminError::Kafka {

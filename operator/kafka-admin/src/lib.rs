@@ -17,12 +17,14 @@
 
 mod client;
 mod error;
+mod reassignments;
 mod types;
 
 pub use client::AdminClient;
 pub use error::{AdminError, error_name};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
+pub use reassignments::Reassignment;
 pub use sluice_kafka_client::MAX_RESPONSE_BYTES;
 pub use types::{
     BrokerInfo, ClusterInfo, ConfigSource, ConfigValue, NewTopic, PartitionInfo, TopicCreated,

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod moves;
 pub mod properties;
 pub mod read;
 pub mod role;
@@ -35,13 +36,13 @@ use self::role::{MANAGED_BY, Role, bootstrap_servers, quorum_voters};
 use self::scale_down::BrokerCount;
 use self::status::{Observation, Problem, RoleState};
 use crate::error::Error;
-use crate::inspector::ClusterInspector;
+use crate::inspector::{ClusterInspector, Drain};
 use crate::metrics::Metrics;
 
 /// The `kind` label of this reconciler's metrics.
 pub const KIND: &str = "KafkaCluster";
-/// How soon to look again while a scale-down is blocked.
-const BLOCKED_RECHECK: Duration = Duration::from_secs(30);
+/// How soon to look again while a scale-down is blocked (or its brokers are being drained).
+const BLOCKED_RECHECK: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -335,7 +336,28 @@ async fn decide_broker_count<I: ClusterInspector>(
         .partitions_on_brokers(bootstrap, &removed)
         .await
         .map_err(|e| e.to_string());
-    scale_down::decide(current, desired, hosted.as_ref().map_err(Clone::clone))
+    let decided = scale_down::decide(current, desired, hosted.as_ref().map_err(Clone::clone));
+    let BrokerCount::Blocked { keep, reason } = decided else {
+        return decided;
+    };
+    if hosted.is_err() {
+        return BrokerCount::Blocked { keep, reason };
+    }
+    // Brokers that still hold data are drained first: their replicas move to the brokers that
+    // stay, and the StatefulSet shrinks once they hold nothing (checked again next time).
+    let staying: Vec<i32> = (0..desired).collect();
+    let drain = ctx.inspector.drain(bootstrap, &staying, &removed).await;
+    let progress = match drain {
+        Ok(Drain::Started(n)) => format!("moving {n} partitions off them now"),
+        Ok(Drain::InProgress(n)) => format!("{n} partition moves in progress"),
+        Ok(Drain::Impossible(why)) => format!("they cannot be drained: {why}"),
+        Ok(Drain::Done) => "their moves are finishing".to_owned(),
+        Err(e) => format!("could not move their partitions: {e}"),
+    };
+    BrokerCount::Blocked {
+        keep,
+        reason: format!("{reason}; {progress}"),
+    }
 }
 
 /// Applies each object, noting `"created ConfigMap x"`-style changes.

@@ -1,5 +1,6 @@
 //! Removing brokers without losing data: a StatefulSet removes its highest ordinals first, so
-//! brokers `desired..current` go; each must first hold no partition replica.
+//! brokers `desired..current` go; each must first hold no partition replica (the reconciler has
+//! them drained, `moves::drain`, and shrinks once they are empty).
 
 use std::collections::BTreeMap;
 
@@ -80,8 +81,7 @@ pub fn decide(
     BrokerCount::Blocked {
         keep: highest_busy + 1,
         reason: format!(
-            "cannot scale brokers from {current} to {desired}: brokers {} {what}; reassign \
-             those partitions to brokers below {desired} first",
+            "cannot scale brokers from {current} to {desired} yet: brokers {} {what}",
             list(&busy)
         ),
     }
@@ -141,8 +141,8 @@ mod tests {
         };
         assert_eq!(
             reason,
-            "cannot scale brokers from 5 to 3: brokers 3 still host replicas of topics audit, \
-             orders; reassign those partitions to brokers below 3 first"
+            "cannot scale brokers from 5 to 3 yet: brokers 3 still host replicas of topics audit, \
+             orders"
         );
     }
 
