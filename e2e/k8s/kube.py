@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
+
+from cluster_harness import wait_until  # noqa: F401 - the suite's one polling helper, e2e/cluster's
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,24 +48,6 @@ def condition(obj: dict, kind: str) -> dict | None:
         if c.get("type") == kind:
             return c
     return None
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
-    """Polls `predicate` until it returns something truthy (returned); raises TimeoutError naming
-    `what` and the last value or exception."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as e:  # noqa: BLE001 - reported if it never succeeds
-            last = e
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not within {timeout:.0f}s; last: {last!r}")
-        time.sleep(interval)
 
 
 def pods(ns: str, selector: str) -> list[dict]:

@@ -62,21 +62,16 @@ impl ClusterInspector for KafkaAdminInspector {
         staying: &[i32],
         leaving: &[i32],
     ) -> Result<Drain, Error> {
-        let inspect_error = |e: sluice_kafka_admin::AdminError| Error::Inspect {
-            bootstrap: bootstrap.to_owned(),
-            reason: e.to_string(),
-        };
-        let client = AdminClient::connect(bootstrap, "sluice-operator", ADMIN_TIMEOUT)
-            .await
-            .map_err(inspect_error)?;
+        let inspect_error = inspect_error(bootstrap);
+        let client = connect(bootstrap).await?;
         let running = client
             .list_partition_reassignments()
             .await
-            .map_err(inspect_error)?;
+            .map_err(&inspect_error)?;
         if !running.is_empty() {
             return Ok(Drain::InProgress(running.len()));
         }
-        let topics = client.list_topics().await.map_err(inspect_error)?;
+        let topics = client.list_topics().await.map_err(&inspect_error)?;
         let plan = moves::drain(
             &replicas_of(&topics),
             &staying.iter().copied().collect(),
@@ -93,7 +88,7 @@ impl ClusterInspector for KafkaAdminInspector {
                 client
                     .alter_partition_reassignments(&asked)
                     .await
-                    .map_err(inspect_error)?;
+                    .map_err(&inspect_error)?;
                 Ok(Drain::Started(asked.len()))
             }
         }
@@ -121,15 +116,26 @@ pub async fn metadata_partitions_on_brokers(
     bootstrap: &str,
     broker_ids: &[i32],
 ) -> Result<BTreeMap<i32, Vec<String>>, Error> {
-    let inspect_error = |e: sluice_kafka_admin::AdminError| Error::Inspect {
+    let client = connect(bootstrap).await?;
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(inspect_error(bootstrap))?;
+    Ok(topics_per_broker(&topics, broker_ids))
+}
+
+/// An admin failure as the reconciler reports it, naming where it asked.
+fn inspect_error(bootstrap: &str) -> impl Fn(sluice_kafka_admin::AdminError) -> Error + '_ {
+    move |e| Error::Inspect {
         bootstrap: bootstrap.to_owned(),
         reason: e.to_string(),
-    };
-    let client = AdminClient::connect(bootstrap, "sluice-operator", ADMIN_TIMEOUT)
+    }
+}
+
+async fn connect(bootstrap: &str) -> Result<AdminClient, Error> {
+    AdminClient::connect(bootstrap, "sluice-operator", ADMIN_TIMEOUT)
         .await
-        .map_err(inspect_error)?;
-    let topics = client.list_topics().await.map_err(inspect_error)?;
-    Ok(topics_per_broker(&topics, broker_ids))
+        .map_err(inspect_error(bootstrap))
 }
 
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
