@@ -80,11 +80,19 @@ node_sweep() {
     for old in /tmp/sluice-k8s*/; do
         [[ -d $old/node ]] && node_unmount_under "${old%/}"
     done
-    for old in /run/netns/cni-*; do
-        [[ -e $old ]] && ip netns del "${old##*/}" 2>/dev/null
+    node_remove_host_state
+}
+
+# What the node leaves on the machine itself once its processes are gone: pod network namespaces,
+# the bridge, the node's address and route, netfilter rules and cgroups.
+node_remove_host_state() {
+    local ns
+    for ns in /run/netns/cni-*; do
+        [[ -e $ns ]] && ip netns del "${ns##*/}" 2>/dev/null
     done
     ip link del "$POD_BRIDGE" 2>/dev/null || true
     node_network_remove
+    if [[ -x $K8S_BIN/kube-proxy ]]; then "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
     node_flush_rules
     node_remove_cgroups
 }
@@ -352,15 +360,7 @@ node_down() { # DIR
     stop_named containerd
     stop_named kube-scheduler
     node_unmount_under "$dir"
-    local ns
-    for ns in /run/netns/cni-*; do
-        [[ -e $ns ]] && ip netns del "${ns##*/}" 2>/dev/null
-    done
-    ip link del "$POD_BRIDGE" 2>/dev/null || true
-    node_network_remove
-    [[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1
-    node_flush_rules
-    node_remove_cgroups
+    node_remove_host_state
     node_restore_sysctls "$dir"
 
     # Prove it.
