@@ -15,7 +15,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import CACHE_DIR
+from harness import CACHE_DIR, KafkaBroker
 
 JAVA_CLIENT_JAR = Path(CACHE_DIR / "java-client" / "e2e-java-client.jar")
 
@@ -202,6 +202,36 @@ def java(*args: str, stdin: str | None = None, timeout: float = 100) -> tuple[in
     )
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, lines, proc.stderr[-4000:]
+
+
+# -- Apache Kafka's command-line tools ------------------------------------------------------------
+
+
+def kafka_configs(bootstrap: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`kafka-configs --bootstrap-server BOOTSTRAP ARGS`, Kafka's own tool from the jars the harness resolves
+    (for either peer); the finished process whatever its exit status, stdout and stderr as text."""
+    log4j = CACHE_DIR / "tool-log4j2.properties"
+    if not log4j.exists():
+        log4j.write_text("status = error\nrootLogger.level = ERROR\n")
+    return subprocess.run(
+        [
+            "java",
+            "-Xmx128m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            KafkaBroker.classpath(),
+            "org.apache.kafka.tools.ConfigCommand",
+            "--bootstrap-server",
+            bootstrap,
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # -- on-disk record batches -----------------------------------------------------------------------

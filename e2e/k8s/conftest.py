@@ -59,14 +59,15 @@ def operator(env) -> str:
 
 @pytest.fixture(scope="session")
 def cluster(operator) -> dict:
-    """The KafkaCluster, Ready=True."""
+    """The KafkaCluster, Ready=True with no operation left (its controllers all voters)."""
     kube.kubectl("create", "namespace", NS, check=False)
     kube.apply(CLUSTER_SPEC)
 
     def ready():
         kc = kube.get("kafkacluster", CLUSTER, NS)
         c = kube.condition(kc, "Ready")
-        return kc if c and c.get("status") == "True" else None
+        settled = c and c.get("status") == "True" and not (kc.get("status") or {}).get("operation")
+        return kc if settled else None
     try:
         return kube.wait_until(ready, 300, f"KafkaCluster {CLUSTER} Ready=True", interval=2)
     except TimeoutError:

@@ -348,6 +348,18 @@ impl QuorumNode {
         address: &str,
         timeout: Duration,
     ) -> Result<(), ProposeError> {
+        self.ensure_learner_member(id, Member::new(address), timeout)
+            .await
+    }
+
+    /// As `ensure_learner`, for a member that names its metadata directory (a controller waiting to be
+    /// added as a voter, which `DescribeQuorum` then lists with its directory id).
+    pub async fn ensure_learner_member(
+        &self,
+        id: NodeId,
+        member: Member,
+        timeout: Duration,
+    ) -> Result<(), ProposeError> {
         let known = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
@@ -358,12 +370,12 @@ impl QuorumNode {
             if membership.voter_ids().any(|v| v == id) {
                 return Ok(());
             }
-            membership.get_node(&id).map(|n| n.addr.clone())
+            membership.get_node(&id).cloned()
         };
-        if known.as_deref() == Some(address) {
+        if known.as_ref() == Some(&member) {
             return Ok(());
         }
-        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, Member::new(address))]));
+        let change = ChangeMembers::SetNodes(BTreeMap::from([(id, member)]));
         match tokio::time::timeout(timeout, self.change_membership(change, true)).await {
             Err(_) => Err(ProposeError::Timeout(timeout)),
             Ok(Ok(())) => Ok(()),

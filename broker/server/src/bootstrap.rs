@@ -8,6 +8,10 @@
 //!   formatting its metadata dir with the directory id listed for it.
 //! - `--no-initial-controllers`: none; this controller waits to be added.
 //!
+//! A controller that `--initial-controllers` leaves out is formatted as with `--no-initial-controllers` (a
+//! Sluice extension): the operator gives every pod of a StatefulSet the same command line, naming the first controller
+//! only, and adds the others as voters.
+//!
 //! The decisions are pure; `broker::Server::start` does the writing.
 
 use std::collections::BTreeMap;
@@ -134,18 +138,6 @@ pub fn validate(config: &BrokerConfig, format: &Format, formatted: bool) -> Resu
         }
         return Ok(());
     }
-    if let InitialControllers::Listed(listed) = &format.initial_controllers
-        && !listed.iter().any(|c| c.id == config.node_id)
-    {
-        return Err(Error::config(
-            "node.id",
-            format!(
-                "node {} is not among --initial-controllers {:?}",
-                config.node_id,
-                listed.iter().map(|c| c.id).collect::<Vec<_>>()
-            ),
-        ));
-    }
     if formatted {
         return Ok(());
     }
@@ -196,15 +188,21 @@ pub fn initial_voters(
         InitialControllers::Standalone if config.process_roles.controller => {
             BTreeMap::from([(config.node_id as NodeId, me)])
         }
-        InitialControllers::Listed(listed) if config.process_roles.controller => listed
-            .iter()
-            .map(|c| {
-                (
-                    c.id as NodeId,
-                    Member::with_directory(&c.address, Some(c.directory_id)),
-                )
-            })
-            .collect(),
+        // A controller the list leaves out joins later, as with --no-initial-controllers: one command line then
+        // serves every pod of a StatefulSet, where only the first ones start the quorum.
+        InitialControllers::Listed(listed)
+            if config.process_roles.controller && listed.iter().any(|c| c.id == config.node_id) =>
+        {
+            listed
+                .iter()
+                .map(|c| {
+                    (
+                        c.id as NodeId,
+                        Member::with_directory(&c.address, Some(c.directory_id)),
+                    )
+                })
+                .collect()
+        }
         _ => BTreeMap::new(),
     })
 }
@@ -288,15 +286,23 @@ mod tests {
             initial_controllers: InitialControllers::Standalone,
         };
         validate(&controller, &alone, false).unwrap();
-        // A listed set must list this node.
+        // A node a listed set leaves out joins later, as with --no-initial-controllers: it starts with no
+        // voters and a new directory id, and, joining, needs the cluster's id.
         let others = parse_initial_controllers(&format!("1@a:1:{DIR},3@b:2:{DIR}")).unwrap();
-        let e = validate(
-            &controller,
-            &flagged(InitialControllers::Listed(others)),
-            false,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("node.id"), "{e}");
+        let left_out = flagged(InitialControllers::Listed(others.clone()));
+        validate(&controller, &left_out, false).unwrap();
+        assert_eq!(listed_directory_id(&controller, &left_out), None);
+        let me = Member::with_directory("127.0.0.1:9093", None);
+        assert_eq!(
+            initial_voters(&controller, &left_out, me),
+            Some(BTreeMap::new())
+        );
+        let no_id = Format {
+            cluster_id: None,
+            initial_controllers: InitialControllers::Listed(others),
+        };
+        let e = validate(&controller, &no_id, false).unwrap_err();
+        assert!(e.to_string().contains("cluster.id"), "{e}");
     }
 
     #[test]

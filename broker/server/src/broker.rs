@@ -15,13 +15,16 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::bootstrap::Format;
-use crate::config::{BrokerConfig, Listener};
+use crate::config::{BrokerConfig, Listener, LogDefaults};
+use crate::dynamic_config::DynamicConfigs;
 use crate::error::Error;
 use crate::fetch_waiters::FetchWaiters;
 use crate::group::{GroupConfig, GroupCoordinator, GroupError, OffsetLog};
 use crate::meta_properties;
 use crate::metadata;
-use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, MetadataStore};
+use crate::metadata::{
+    CONSUMER_OFFSETS, METADATA_TOPIC, MetadataImage, MetadataRecord, MetadataStore,
+};
 use crate::network;
 use crate::publisher;
 use crate::request_memory::RequestMemory;
@@ -141,6 +144,7 @@ impl Broker {
                         Arc::new(crate::controller::Controller::new(
                             config.broker_session_timeout_ms,
                             config.unclean_leader_election_enable,
+                            config.node_id,
                         ))
                     }),
                     Some(crate::controller_channel::ControllerChannel::new(bootstrap)),
@@ -488,12 +492,18 @@ impl Broker {
         Ok(start)
     }
 
-    /// The log settings of a topic: broker defaults with the topic's overrides on top.
+    /// This broker's log defaults under `image`: the file's, with the dynamic broker configs on top.
+    pub fn log_defaults(&self, image: &MetadataImage) -> LogDefaults {
+        DynamicConfigs::of(image, self.node_id).log_defaults(&self.config.log)
+    }
+
+    /// The log settings of a topic under `image`: this broker's log defaults with the topic's overrides on top.
     pub fn topic_log_config(
         &self,
+        image: &MetadataImage,
         overrides: &BTreeMap<String, String>,
     ) -> Result<LogConfig, Error> {
-        let merged = crate::config::topic_log_defaults(&self.config.log, overrides)?;
+        let merged = crate::config::topic_log_defaults(&self.log_defaults(image), overrides)?;
         Ok(merged.storage)
     }
 

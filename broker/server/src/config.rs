@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::dynamic_config::DynamicConfigs;
 use crate::error::Error;
 
 /// Which KRaft roles this process runs (`process.roles`).
@@ -808,8 +809,6 @@ impl BrokerConfig {
         self.log.clone()
     }
 
-    /// Every broker key Sluice reads, for DescribeConfigs on a broker resource. All are
-    /// read-only: there are no dynamic broker configs.
     /// A replication throttle rate (bytes/s) as configured in the file, `None` when unlimited.
     pub fn static_throttle_rate(&self, key: &str) -> Option<u64> {
         self.explicit
@@ -819,6 +818,8 @@ impl BrokerConfig {
             .map(|v| v as u64)
     }
 
+    /// Every broker key Sluice reads, as the file sets it, for DescribeConfigs on a broker resource; all
+    /// read-only here (`dynamic_config` overlays the dynamic keys).
     pub fn describe_broker_config(&self) -> Vec<ConfigEntry> {
         BROKER_KEYS
             .iter()
@@ -968,11 +969,14 @@ pub fn topic_log_defaults(
 }
 
 /// Every supported topic config with its effective value, for DescribeConfigs on a topic.
-/// `overrides` are the topic's stored (already validated) configs.
+/// `overrides` are the topic's stored (already validated) configs; `dynamic`, the broker configs of the
+/// broker answering, whose values stand in for the file's where set.
 pub fn describe_topic_config(
     broker: &BrokerConfig,
+    dynamic: &DynamicConfigs,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<ConfigEntry> {
+    let defaults = dynamic.log_defaults(&broker.log);
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
@@ -983,12 +987,17 @@ pub fn describe_topic_config(
                         .broker_synonyms
                         .iter()
                         .any(|k| broker.explicit.contains_key(*k));
-                    let source = if from_file {
-                        ConfigSource::StaticBroker
-                    } else {
-                        ConfigSource::Default
+                    let dynamic_source = def
+                        .broker_synonyms
+                        .first()
+                        .and_then(|k| dynamic.get(k))
+                        .map(|(_, source)| source);
+                    let source = match dynamic_source {
+                        Some(source) => source,
+                        None if from_file => ConfigSource::StaticBroker,
+                        None => ConfigSource::Default,
                     };
-                    (log_setting_text(&broker.log, def.name), source)
+                    (log_setting_text(&defaults, def.name), source)
                 }
             };
             ConfigEntry {
@@ -1006,7 +1015,7 @@ pub fn describe_topic_config(
 
 /// Sets the field behind topic config `name` from `value`. `error_key` is the key to blame,
 /// which differs from `name` when the value came from the broker-level synonym.
-fn apply_log_setting(
+pub(crate) fn apply_log_setting(
     log: &mut LogDefaults,
     name: &str,
     error_key: &str,
@@ -1128,24 +1137,6 @@ pub fn is_throttled(list: &str, partition: i32, broker: i32) -> bool {
         })
 }
 
-/// Broker configs that change while the cluster runs (Kafka's dynamic broker configs), kept in the metadata:
-/// the replication throttles `kafka-reassign-partitions --throttle` sets, in bytes per second.
-pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
-    "leader.replication.throttled.rate",
-    "follower.replication.throttled.rate",
-];
-
-/// Checks a dynamic broker config; the error names the key.
-pub fn validate_dynamic_broker_config(name: &str, value: &str) -> Result<(), Error> {
-    if !DYNAMIC_BROKER_CONFIGS.contains(&name) {
-        return Err(Error::config(
-            name,
-            "cannot be changed while the broker runs (only the replication throttle rates can)",
-        ));
-    }
-    parse_int(name, value, 0, i64::MAX).map(|_| ())
-}
-
 fn unlimited_if_minus_one(v: i64) -> Option<u64> {
     (v != -1).then_some(v as u64)
 }
@@ -1217,7 +1208,7 @@ fn split_list(value: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, Error> {
+pub(crate) fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, Error> {
     let n: i64 = value
         .trim()
         .parse()
@@ -1546,6 +1537,12 @@ fn resolve_advertised_listeners(
     let mut result = Vec::new();
     for mut l in advertised {
         if controller_listener_names.contains(&l.name) {
+            // A controller listener is advertised only when named explicitly (KIP-853): a
+            // controller of a dynamic quorum registers under that address, which must be one the
+            // other controllers resolve (a pod's name under its headless Service, say).
+            if value.is_some() && !l.host.is_empty() && l.host != "0.0.0.0" && l.host != "::" {
+                result.push(l);
+            }
             continue;
         }
         if l.host == "0.0.0.0" || l.host == "::" {
@@ -2675,11 +2672,6 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(
-            validate_dynamic_broker_config("leader.replication.throttled.rate", "1000").is_ok()
-        );
-        let e = validate_dynamic_broker_config("num.partitions", "3").unwrap_err();
-        assert!(e.to_string().contains("num.partitions"), "{e}");
         let bad: BTreeMap<String, String> = [("segment.bytes".to_owned(), "1".to_owned())]
             .into_iter()
             .collect();
@@ -2700,7 +2692,7 @@ mod tests {
             [("max.message.bytes".to_owned(), "2000".to_owned())]
                 .into_iter()
                 .collect();
-        let entries = describe_topic_config(&broker, &overrides);
+        let entries = describe_topic_config(&broker, &DynamicConfigs::default(), &overrides);
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         let all: Vec<&str> = TOPIC_CONFIGS.iter().map(|d| d.name).collect();
         assert_eq!(names, all);

@@ -34,6 +34,10 @@ use crate::metadata::MetadataRecord;
 use crate::network::ConnectionInfo;
 use sluice_quorum::ProposeError;
 
+/// The tagged field of ControllerRegistration in which a Sluice controller names its metadata directory id
+/// (16 bytes). Kafka defines no tagged field there, and ignores unknown ones.
+pub const DIRECTORY_ID_TAG: i32 = 0x5_1c_e0;
+
 /// The tag of an EnvelopeResponse field only Sluice reads: the metadata offset the answer depends on, so the
 /// forwarding broker can wait until its own image has it (produce right after create finds the topic).
 pub const ENVELOPE_OFFSET_TAG: i32 = 10_000;
@@ -42,19 +46,31 @@ pub struct Controller {
     sessions: Mutex<BrokerSessions>,
     /// The Raft term in which this node last took over the sessions (0: never).
     active_term: AtomicU64,
-    /// `unclean.leader.election.enable`, for topics that do not set it.
-    unclean_default: bool,
+    /// The file's `unclean.leader.election.enable`, for topics that do not set it and while no dynamic value does.
+    static_unclean_default: bool,
+    node_id: i32,
 }
 
 impl Controller {
-    pub fn new(session_timeout_ms: u64, unclean_default: bool) -> Controller {
+    pub fn new(session_timeout_ms: u64, unclean_default: bool, node_id: i32) -> Controller {
         Controller {
             sessions: Mutex::new(BrokerSessions::new(
                 i64::try_from(session_timeout_ms).unwrap_or(i64::MAX),
             )),
             active_term: AtomicU64::new(0),
-            unclean_default,
+            static_unclean_default: unclean_default,
+            node_id,
         }
+    }
+
+    /// `unclean.leader.election.enable` for topics that do not set it, as of `image`: a dynamic value (this
+    /// node's own, then the cluster default) wins over the file's, as on Kafka's controller.
+    fn unclean_default(&self, image: &crate::metadata::MetadataImage) -> bool {
+        crate::dynamic_config::unclean_leader_election_default(
+            self.static_unclean_default,
+            image,
+            self.node_id,
+        )
     }
 
     /// The records a session change is written as: fencing and unfencing move leadership and the ISR too.
@@ -65,10 +81,10 @@ impl Controller {
     ) -> Vec<MetadataRecord> {
         match change {
             Change::Fenced { broker_id } => {
-                leadership::fence(image, broker_id, self.unclean_default)
+                leadership::fence(image, broker_id, self.unclean_default(image))
             }
             Change::Unfenced { broker_id } => {
-                leadership::unfence(image, broker_id, self.unclean_default)
+                leadership::unfence(image, broker_id, self.unclean_default(image))
             }
             Change::Registered(b) => vec![MetadataRecord::BrokerRegistered { broker: b }],
         }
@@ -105,7 +121,7 @@ impl Controller {
                 };
                 let answer = PartitionData::default().with_partition_index(p.partition_index);
                 partitions.push(
-                    match leadership::alter_partition(&image, &change, self.unclean_default) {
+                    match leadership::alter_partition(&image, &change, self.unclean_default(&image)) {
                         Ok((state, record)) => {
                             records.extend(record);
                             answer
@@ -265,7 +281,7 @@ impl Controller {
             && old.registration.incarnation != registration.incarnation
             && !old.fenced
         {
-            records = leadership::fence(&image, req.broker_id.0, self.unclean_default);
+            records = leadership::fence(&image, req.broker_id.0, self.unclean_default(&image));
         }
         records.push(MetadataRecord::BrokerRegistered { broker: registered });
         match broker.propose(records).await {
@@ -403,8 +419,14 @@ impl Controller {
                     req.controller_id, known.addr
                 ))));
         }
+        let directory = req
+            .unknown_tagged_fields
+            .get(&DIRECTORY_ID_TAG)
+            .and_then(|b| uuid::Uuid::from_slice(b).ok())
+            .filter(|d| !d.is_nil());
+        let member = sluice_quorum::Member::with_directory(&address, directory);
         match quorum
-            .ensure_learner(req.controller_id as u64, &address, METADATA_WRITE_TIMEOUT)
+            .ensure_learner_member(req.controller_id as u64, member, METADATA_WRITE_TIMEOUT)
             .await
         {
             Ok(()) => resp,

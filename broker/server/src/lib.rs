@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod controller_channel;
+pub mod dynamic_config;
 pub mod error;
 pub mod fetch_waiters;
 pub mod group;

@@ -31,6 +31,8 @@ fn registration(broker: &Broker, incarnation: Uuid) -> BrokerRegistrationRequest
         .config
         .advertised_listeners
         .iter()
+        // Brokers register their client listeners; a combined node's controller one is the quorum's.
+        .filter(|l| !broker.config.controller_listener_names.contains(&l.name))
         .map(|l| {
             Listener::default()
                 .with_name(StrBytes::from_string(l.name.clone()))
@@ -216,7 +218,7 @@ pub async fn keep_controller_membership(
             .cloned()
             .unwrap_or_default(),
     );
-    let registration = ControllerRegistrationRequest::default()
+    let mut registration = ControllerRegistrationRequest::default()
         .with_controller_id(broker.node_id)
         .with_incarnation_id(Uuid::new_v4())
         .with_listeners(vec![
@@ -226,6 +228,20 @@ pub async fn keep_controller_membership(
                 .with_port(port)
                 .with_security_protocol(PLAINTEXT),
         ]);
+    // Kafka's ControllerRegistration names no metadata directory (its add-controller tool reads it on the
+    // controller's own disk); Sluice's active controller records it with the learner, from a tagged field
+    // Kafka ignores, so that DescribeQuorum lists it and an operator can add the controller as a voter.
+    let directory = broker
+        .config
+        .log_dirs
+        .first()
+        .and_then(|d| crate::meta_properties::directory_id(d).ok().flatten());
+    if let Some(directory) = directory {
+        registration.unknown_tagged_fields.insert(
+            crate::controller::DIRECTORY_ID_TAG,
+            bytes::Bytes::copy_from_slice(directory.as_bytes()),
+        );
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {

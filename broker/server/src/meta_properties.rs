@@ -139,6 +139,13 @@ struct Stored {
     directory_id: Option<String>,
 }
 
+/// The directory id of a formatted log dir (`None` if it is not formatted or has none).
+pub fn directory_id(dir: &Path) -> Result<Option<uuid::Uuid>, Error> {
+    Ok(read(dir)?
+        .and_then(|s| s.directory_id)
+        .and_then(|d| parse_kafka_uuid(&d)))
+}
+
 fn read(dir: &Path) -> Result<Option<Stored>, Error> {
     let path = dir.join(META_PROPERTIES_FILE);
     let text = match fs::read_to_string(&path) {

@@ -1,7 +1,8 @@
 //! The broker side of a metadata change: what this node's logs must become once the metadata moved from one
 //! image to the next. Partitions placed on this node get a log, partitions no longer placed here (a deleted
-//! topic, a topic recreated under a new id) lose theirs, and config changes reach the logs. Handlers never
-//! touch logs for metadata reasons; every change, whichever node proposed it, arrives here in log order.
+//! topic, a topic recreated under a new id) lose theirs, and config changes (a topic's, or the dynamic log
+//! defaults) reach the logs. Handlers never touch logs for metadata reasons; every change, whichever node
+//! proposed it, arrives here in log order.
 
 use sluice_storage::TopicPartition;
 use tracing::{info, warn};
@@ -44,15 +45,22 @@ pub fn publish(broker: &Broker, old: &MetadataImage, new: &MetadataImage) -> Res
             }
         }
     }
+    // A changed dynamic log default (the cluster's or this broker's) reaches every log, overridden or not: the
+    // override is applied on top again.
+    let defaults_changed = broker.log_defaults(old) != broker.log_defaults(new);
+    if defaults_changed {
+        info!("the dynamic log defaults changed; updating every log");
+    }
     for topic in new.topics.values() {
         let before = old.topics.get(&topic.name).filter(|t| t.id == topic.id);
-        let unchanged =
-            before.is_some_and(|b| same_replicas(b, topic) && b.configs == topic.configs);
+        let unchanged = !defaults_changed
+            && before.is_some_and(|b| same_replicas(b, topic) && b.configs == topic.configs);
         if unchanged {
             continue;
         }
-        let config = broker.topic_log_config(&topic.configs)?;
-        let configs_changed = before.is_some_and(|b| b.configs != topic.configs);
+        let config = broker.topic_log_config(new, &topic.configs)?;
+        let configs_changed =
+            defaults_changed || before.is_some_and(|b| b.configs != topic.configs);
         for partition in 0..topic.partitions {
             let tp = TopicPartition {
                 topic: topic.name.clone(),
@@ -83,17 +91,19 @@ fn roles(broker: &Broker, old: &MetadataImage, new: &MetadataImage) -> Result<()
     Ok(())
 }
 
-fn publish_topic(broker: &Broker, topic: &TopicMeta) -> Result<(), Error> {
-    let config = broker.topic_log_config(&topic.configs)?;
+fn publish_topic(broker: &Broker, image: &MetadataImage, topic: &TopicMeta) -> Result<(), Error> {
+    let config = broker.topic_log_config(image, &topic.configs)?;
     for partition in 0..topic.partitions {
         if hosts(topic, partition, broker.node_id) {
-            broker.logs.get_or_create(
+            let log = broker.logs.get_or_create(
                 &TopicPartition {
                     topic: topic.name.clone(),
                     partition,
                 },
                 config.clone(),
             )?;
+            // A log found on disk was opened with the file's defaults, before the metadata was read.
+            log.lock().update_config(config.clone());
         }
     }
     Ok(())
@@ -103,7 +113,7 @@ fn publish_topic(broker: &Broker, topic: &TopicMeta) -> Result<(), Error> {
 /// places here (deleted while the node was down) are removed.
 pub fn reconcile(broker: &Broker, image: &MetadataImage) -> Result<(), Error> {
     for topic in image.topics.values() {
-        publish_topic(broker, topic)?;
+        publish_topic(broker, image, topic)?;
     }
     for tp in broker.logs.partitions() {
         if tp.topic == METADATA_TOPIC {

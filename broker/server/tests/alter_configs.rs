@@ -6,40 +6,12 @@
 
 mod common;
 
+use common::{create_topic, s};
+
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn create_topic(client: &mut common::Client, name: &str, configs: &[(&str, &str)]) {
-    let configs = configs
-        .iter()
-        .map(|(k, v)| {
-            create_topics_request::CreatableTopicConfig::default()
-                .with_name(s(k))
-                .with_value(Some(s(v)))
-        })
-        .collect();
-    let ResponseKind::CreateTopics(r) = client.call(
-        ApiKey::CreateTopics,
-        7,
-        &RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-            create_topics_request::CreatableTopic::default()
-                .with_name(TopicName(s(name)))
-                .with_num_partitions(1)
-                .with_replication_factor(1)
-                .with_configs(configs),
-        ])),
-    ) else {
-        panic!()
-    };
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-}
 
 /// (error code, error message) of one AlterConfigs resource sent at `version`.
 fn alter(
@@ -250,9 +222,9 @@ fn alter_configs_refusals_change_nothing() {
         (
             BROKER,
             "1",
-            &[("log.retention.ms", Some("1"))],
-            invalid_config,
-            "log.retention.ms: cannot be changed while the broker runs",
+            &[("log.dirs", Some("/elsewhere"))],
+            invalid_request,
+            "log.dirs: cannot be changed while the broker runs",
         ),
     ];
     for (resource_type, name, configs, code, text) in cases {

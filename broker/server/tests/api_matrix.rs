@@ -8,49 +8,14 @@
 
 mod common;
 
+use common::s;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use sluice_protocol::versions::SUPPORTED;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
 
 fn topic(v: &str) -> TopicName {
     TopicName(s(v))
-}
-
-fn batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from_static(b"k")),
-        value: Some(Bytes::from_static(b"value")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &[record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
 }
 
 fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
@@ -67,7 +32,10 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                         .with_partition_data(vec![
                             produce_request::PartitionProduceData::default()
                                 .with_index(0)
-                                .with_records(Some(batch())),
+                                .with_records(Some(common::one_record_batch(
+                                    Some(Bytes::from_static(b"k")),
+                                    Bytes::from_static(b"value"),
+                                ))),
                         ]),
                 ]),
         ),

@@ -150,3 +150,68 @@ impl Client {
         Ok(Bytes::from(body))
     }
 }
+
+pub fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Creates a topic of one partition and one replica with `configs`; panics if refused.
+pub fn create_topic(client: &mut Client, name: &str, configs: &[(&str, &str)]) {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default()
+                .with_name(s(k))
+                .with_value(Some(s(v)))
+        })
+        .collect();
+    let ResponseKind::CreateTopics(r) = client.call(
+        ApiKey::CreateTopics,
+        7,
+        &RequestKind::CreateTopics(
+            kafka_protocol::messages::CreateTopicsRequest::default().with_topics(vec![
+                kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                    .with_name(kafka_protocol::messages::TopicName(s(name)))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(configs),
+            ]),
+        ),
+    ) else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// A record batch (v2, uncompressed) of one record.
+pub fn one_record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key,
+        value: Some(value),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &[record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}

@@ -4,18 +4,127 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use sluice_kafka_admin::{AdminClient, TopicInfo};
+use sluice_kafka_admin::{AdminClient, QuorumInfo, TopicInfo, Uuid};
 
 use crate::error::Error;
-use crate::kafka_cluster::moves::{self, Replicas};
+use crate::kafka_cluster::live_config::LiveChange;
+use crate::kafka_cluster::moves::{self, Move, Replicas};
+use crate::kafka_cluster::quorum::{Quorum, Replica};
+use crate::kafka_cluster::roll::Health;
+
+/// What the operator decides its day-2 steps on, read from the cluster in one go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterState {
+    /// Brokers registered and serving (Metadata).
+    pub brokers: Vec<i32>,
+    pub partitions: Vec<PartitionState>,
+    /// Partitions being reassigned.
+    pub reassigning: usize,
+    pub quorum: Quorum,
+    /// The cluster-wide dynamic broker configs.
+    pub live_configs: BTreeMap<String, String>,
+}
+
+/// One partition: its replicas, in-sync replicas and leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: Option<i32>,
+}
+
+impl ClusterState {
+    pub fn health(&self) -> Health {
+        Health {
+            under_replicated: self
+                .partitions
+                .iter()
+                .filter(|p| p.isr.len() < p.replicas.len())
+                .count(),
+            offline: self
+                .partitions
+                .iter()
+                .filter(|p| p.leader.is_none())
+                .count(),
+            reassigning: self.reassigning,
+            active_controller: self.quorum.leader,
+            lagging_voters: self.quorum.lagging_voters(),
+        }
+    }
+
+    pub fn replicas(&self) -> Vec<Replicas> {
+        self.partitions
+            .iter()
+            .map(|p| Replicas {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                replicas: p.replicas.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A change the operator asks of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alteration {
+    /// Give these partitions new replica lists (AlterPartitionReassignments).
+    Reassign(Vec<Move>),
+    /// Change the cluster-wide dynamic broker configs (IncrementalAlterConfigs).
+    LiveConfig(LiveChange),
+    /// Make a controller a voter (AddRaftVoter), reached at `host:port`.
+    AddVoter {
+        id: i32,
+        directory_id: Uuid,
+        host: String,
+        port: u16,
+    },
+    /// Stop a controller voting (RemoveRaftVoter).
+    RemoveVoter { id: i32, directory_id: Uuid },
+    /// Mark (`on`) or unmark the replication of these topics as throttled: every replica not in
+    /// sync is then held to the brokers' throttle rates, as `kafka-reassign-partitions
+    /// --throttle` does.
+    Throttle { topics: Vec<String>, on: bool },
+}
+
+/// The topic configs that name which replicas the brokers' throttle rates hold back.
+pub const THROTTLED_REPLICAS_KEYS: [&str; 2] = [
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+
+async fn throttle_topics(
+    client: &AdminClient,
+    topics: &[String],
+    on: bool,
+) -> Result<(), sluice_kafka_admin::AdminError> {
+    let keys = THROTTLED_REPLICAS_KEYS.map(str::to_owned);
+    for topic in topics {
+        let result = if on {
+            let set = keys.iter().map(|k| (k.clone(), "*".to_owned())).collect();
+            client.alter_topic_configs(topic, &set, &[]).await
+        } else {
+            client
+                .alter_topic_configs(topic, &BTreeMap::new(), &keys)
+                .await
+        };
+        match result {
+            // A topic deleted meanwhile needs no throttle.
+            Err(e) if e.is_unknown_topic() => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
 
 /// Where moving the replicas off brokers that are to be removed stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drain {
     /// Reassignments are running (this many partitions); nothing new is asked until they finish.
     InProgress(usize),
-    /// This many partitions were just asked to move.
-    Started(usize),
+    /// These partitions were just asked to move; their topics are the ones now throttled.
+    Started { moves: usize, topics: Vec<String> },
     /// The brokers that stay cannot hold some topic's replicas: why, naming the topics.
     Impossible(String),
     /// No partition has a replica on those brokers.
@@ -35,12 +144,24 @@ pub trait ClusterInspector: Send + Sync + 'static {
 
     /// Moves every replica on `leaving` to brokers of `staying` (AlterPartitionReassignments),
     /// unless moves are already running. Asked again on every reconcile until it answers `Done`.
+    /// `throttle`: mark the moving topics' replication as throttled first.
     fn drain(
         &self,
         bootstrap: &str,
         staying: &[i32],
         leaving: &[i32],
+        throttle: bool,
     ) -> impl Future<Output = Result<Drain, Error>> + Send;
+
+    /// The brokers, partitions, reassignments, quorum and dynamic configs, as one snapshot.
+    fn state(&self, bootstrap: &str) -> impl Future<Output = Result<ClusterState, Error>> + Send;
+
+    /// Asks the cluster for one change.
+    fn alter(
+        &self,
+        bootstrap: &str,
+        alteration: &Alteration,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// The production inspector: asks the brokers over the Kafka protocol.
@@ -61,6 +182,7 @@ impl ClusterInspector for KafkaAdminInspector {
         bootstrap: &str,
         staying: &[i32],
         leaving: &[i32],
+        throttle: bool,
     ) -> Result<Drain, Error> {
         let inspect_error = inspect_error(bootstrap);
         let client = connect(bootstrap).await?;
@@ -72,8 +194,14 @@ impl ClusterInspector for KafkaAdminInspector {
             return Ok(Drain::InProgress(running.len()));
         }
         let topics = client.list_topics().await.map_err(&inspect_error)?;
+        let replicas = replicas_of(&topics);
+        let unsettled = moves::unsettled(&replicas);
+        if !unsettled.is_empty() {
+            // Moves just finished that this broker's metadata does not show yet.
+            return Ok(Drain::InProgress(unsettled.len()));
+        }
         let plan = moves::drain(
-            &replicas_of(&topics),
+            &replicas,
             &staying.iter().copied().collect(),
             &leaving.iter().copied().collect(),
         );
@@ -81,6 +209,12 @@ impl ClusterInspector for KafkaAdminInspector {
             Err(cannot) => Ok(Drain::Impossible(cannot.to_string())),
             Ok(plan) if plan.is_empty() => Ok(Drain::Done),
             Ok(plan) => {
+                let topics = moves::topics(&plan);
+                if throttle {
+                    throttle_topics(&client, &topics, true)
+                        .await
+                        .map_err(&inspect_error)?;
+                }
                 let asked: Vec<(String, i32, Vec<i32>)> = plan
                     .into_iter()
                     .map(|m| (m.topic, m.partition, m.to))
@@ -89,9 +223,97 @@ impl ClusterInspector for KafkaAdminInspector {
                     .alter_partition_reassignments(&asked)
                     .await
                     .map_err(&inspect_error)?;
-                Ok(Drain::Started(asked.len()))
+                Ok(Drain::Started {
+                    moves: asked.len(),
+                    topics,
+                })
             }
         }
+    }
+
+    async fn state(&self, bootstrap: &str) -> Result<ClusterState, Error> {
+        let inspect_error = inspect_error(bootstrap);
+        let client = connect(bootstrap).await?;
+        let cluster = client.cluster().await.map_err(&inspect_error)?;
+        let topics = client.list_topics().await.map_err(&inspect_error)?;
+        let reassigning = client
+            .list_partition_reassignments()
+            .await
+            .map_err(&inspect_error)?
+            .len();
+        let quorum = quorum_of(client.describe_quorum().await.map_err(&inspect_error)?);
+        let live_configs = client
+            .cluster_default_configs()
+            .await
+            .map_err(&inspect_error)?;
+        let mut brokers: Vec<i32> = cluster.brokers.iter().map(|b| b.id).collect();
+        brokers.sort_unstable();
+        Ok(ClusterState {
+            brokers,
+            partitions: topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| PartitionState {
+                        topic: t.name.clone(),
+                        partition: p.id,
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                    })
+                })
+                .collect(),
+            reassigning,
+            quorum,
+            live_configs,
+        })
+    }
+
+    async fn alter(&self, bootstrap: &str, alteration: &Alteration) -> Result<(), Error> {
+        let inspect_error = inspect_error(bootstrap);
+        let client = connect(bootstrap).await?;
+        match alteration {
+            Alteration::Reassign(moves) => {
+                let asked: Vec<(String, i32, Vec<i32>)> = moves
+                    .iter()
+                    .map(|m| (m.topic.clone(), m.partition, m.to.clone()))
+                    .collect();
+                client.alter_partition_reassignments(&asked).await
+            }
+            Alteration::LiveConfig(change) => {
+                client
+                    .alter_cluster_default_configs(&change.set, &change.delete)
+                    .await
+            }
+            Alteration::AddVoter {
+                id,
+                directory_id,
+                host,
+                port,
+            } => {
+                client
+                    .add_raft_voter(*id, *directory_id, "CONTROLLER", host, *port)
+                    .await
+            }
+            Alteration::RemoveVoter { id, directory_id } => {
+                client.remove_raft_voter(*id, *directory_id).await
+            }
+            Alteration::Throttle { topics, on } => throttle_topics(&client, topics, *on).await,
+        }
+        .map_err(&inspect_error)
+    }
+}
+
+fn quorum_of(info: QuorumInfo) -> Quorum {
+    let replica = |r: &sluice_kafka_admin::QuorumReplica| Replica {
+        id: r.id,
+        directory_id: r.directory_id,
+        log_end_offset: r.log_end_offset,
+    };
+    Quorum {
+        leader: info.leader,
+        high_watermark: info.high_watermark,
+        voters: info.voters.iter().map(replica).collect(),
+        observers: info.observers.iter().map(replica).collect(),
     }
 }
 

@@ -41,6 +41,8 @@ pub fn render(yaml: &str, options: &RenderOptions) -> Result<String, Error> {
         .clone()
         .or_else(|| kc.status.as_ref().and_then(|s| s.cluster_id.clone()))
         .unwrap_or_else(status::new_cluster_id);
-    let desired = build::build(&cluster, &cluster_id, cluster.brokers.replicas);
+    let counts = build::PodCounts::of(&cluster);
+    let quorum = build::quorum_mode(&cluster, false, counts.controllers);
+    let desired = build::build(&cluster, &cluster_id, counts, quorum);
     to_multi_doc(&desired.to_json()?)
 }

@@ -18,7 +18,9 @@ fn rendered(role: Role) -> String {
     // Three controllers, to check every voter.
     kc.spec.controllers.replicas = 3;
     let cluster = validate::validate(&kc, "img", "default").unwrap();
-    let desired = build::build(&cluster, CLUSTER_ID, cluster.brokers.replicas);
+    let counts = build::PodCounts::of(&cluster);
+    let quorum = build::quorum_mode(&cluster, false, counts.controllers);
+    let desired = build::build(&cluster, CLUSTER_ID, counts, quorum);
     let cm = desired
         .config_maps
         .iter()
@@ -45,7 +47,9 @@ fn brokers_get_ordinal_node_ids_and_per_pod_advertised_listeners() {
             config.log_dirs,
             [std::path::PathBuf::from("/var/lib/sluice/data")]
         );
-        assert_eq!(config.controller_quorum_voters.len(), 3);
+        // A dynamic quorum: found through every controller, its voters kept in the metadata log.
+        assert!(config.controller_quorum_voters.is_empty());
+        assert_eq!(config.controller_quorum_bootstrap_servers.len(), 3);
         let advertised = config.advertised_for("PLAINTEXT").unwrap();
         assert_eq!(
             (advertised.host.as_str(), advertised.port),
@@ -58,17 +62,54 @@ fn brokers_get_ordinal_node_ids_and_per_pod_advertised_listeners() {
 }
 
 #[test]
-fn controllers_get_offset_node_ids_that_are_voters() {
+fn controllers_get_offset_node_ids_and_find_the_quorum_through_every_controller() {
     for ordinal in 0..3 {
         let config = load(Role::Controller, ordinal);
         assert_eq!(config.node_id, 1000 + ordinal);
         assert!(config.process_roles.controller && !config.process_roles.broker);
         assert_eq!(config.node_id_offset, 1000);
-        let ids: Vec<i32> = config
-            .controller_quorum_voters
+        let hosts: Vec<String> = config
+            .controller_quorum_bootstrap_servers
             .iter()
-            .map(|v| v.id)
+            .map(|h| format!("{}:{}", h.host, h.port))
             .collect();
-        assert_eq!(ids, [1000, 1001, 1002]);
+        assert_eq!(
+            hosts,
+            (0..3)
+                .map(|i| format!("demo-controller-{i}.demo-controllers.kafka.svc:9093"))
+                .collect::<Vec<_>>()
+        );
+        // The address a controller registers under, which the other controllers must resolve.
+        let advertised = config.advertised_for("CONTROLLER").unwrap();
+        assert_eq!(
+            advertised.host,
+            format!("demo-controller-{ordinal}.demo-controllers.kafka.svc")
+        );
+    }
+}
+
+#[test]
+fn the_keys_the_operator_applies_live_are_exactly_the_ones_the_broker_changes_live() {
+    use sluice_operator::kafka_cluster::live_config::{LIVE_KEYS, is_live};
+    use sluice_server::config::TOPIC_CONFIGS;
+    use sluice_server::dynamic_config;
+    for key in LIVE_KEYS {
+        assert!(
+            dynamic_config::is_dynamic(key),
+            "{key} is not dynamic in the broker"
+        );
+    }
+    // Every broker key the broker changes live (each topic config's main broker synonym, and the
+    // throttle rates) is one the operator leaves out of the file.
+    let broker_keys = TOPIC_CONFIGS
+        .iter()
+        .filter_map(|d| d.broker_synonyms.first().copied())
+        .chain(dynamic_config::THROTTLE_RATES.iter().copied())
+        .filter(|k| dynamic_config::is_dynamic(k));
+    for key in broker_keys {
+        assert!(
+            is_live(key),
+            "the broker changes {key} live but the operator renders it"
+        );
     }
 }

@@ -245,6 +245,17 @@ fn assert_owned_by(kind: &str, meta: &ObjectMeta, kc: &KafkaCluster) {
     assert_eq!(labels["app.kubernetes.io/name"], "sluice", "{what}");
 }
 
+/// The pod-template hash of a rendered file: SHA-256 of it without the quorum bootstrap line, which
+/// only a pod's start reads (so scaling the controllers restarts nothing).
+fn rendered_hash(text: &str) -> String {
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with("controller.quorum.bootstrap.servers="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    sha256_hex(&kept)
+}
+
 fn voters(name: &str, ns: &str, n: i32) -> String {
     (0..n)
         .map(|i| {
@@ -310,15 +321,18 @@ async fn the_schema_refuses_invalid_specs_at_apply_time() {
         "a refused KafkaCluster must not be stored"
     );
 
-    // The controller count cannot change once the cluster exists (the voters are static).
-    apply_cluster(&clusters, "fixed", json!({"controllers": {"replicas": 3}}))
+    // The controller count may change, to another quorum size only.
+    apply_cluster(&clusters, "grows", json!({"controllers": {"replicas": 3}}))
+        .await
+        .unwrap();
+    apply_cluster(&clusters, "grows", json!({"controllers": {"replicas": 5}}))
         .await
         .unwrap();
     let (code, message) =
-        api_error(apply_cluster(&clusters, "fixed", json!({"controllers": {"replicas": 5}})).await);
+        api_error(apply_cluster(&clusters, "grows", json!({"controllers": {"replicas": 4}})).await);
     assert_eq!(code, 422);
     assert!(
-        message.contains("spec.controllers.replicas cannot change"),
+        message.contains("spec.controllers.replicas must be 1, 3 or 5"),
         "{message}"
     );
 
@@ -407,7 +421,14 @@ async fn a_three_by_three_cluster_becomes_its_objects_and_status() {
         want("process.roles", role);
         want("node.id.offset", offset);
         want("cluster.id", &cluster_id);
-        want("controller.quorum.voters", &expected_voters);
+        // A dynamic quorum: found through every controller, its voters kept in the metadata log.
+        want(
+            "controller.quorum.bootstrap.servers",
+            &(0..3)
+                .map(|i| format!("{name}-controller-{i}.{name}-controllers.{ns}.svc:9093"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         want("controller.listener.names", "CONTROLLER");
         want(
             "listener.security.protocol.map",
@@ -489,10 +510,17 @@ async fn a_three_by_three_cluster_becomes_its_objects_and_status() {
         let requests = claims[0].spec.as_ref().unwrap().resources.as_ref().unwrap();
         assert_eq!(requests.requests.as_ref().unwrap()["storage"].0, size);
         let container = &spec.template.spec.as_ref().unwrap().containers[0];
-        assert_eq!(
-            container.args.as_deref(),
-            Some(&["/etc/sluice/server.properties".to_owned()][..])
-        );
+        let args = container.args.clone().unwrap();
+        assert_eq!(args[0], "/etc/sluice/server.properties");
+        if service == "controllers" {
+            // The first controller starts the quorum; the broker formats the others to join it.
+            assert_eq!(args[1], "--initial-controllers");
+            let prefix = format!("1000@{name}-controller-0.{name}-controllers.{ns}.svc:9093:");
+            assert!(args[2].starts_with(&prefix), "{args:?}");
+            assert_eq!(args.len(), 3);
+        } else {
+            assert_eq!(args.len(), 1, "{args:?}");
+        }
         for probe in [&container.readiness_probe, &container.liveness_probe] {
             let tcp = probe.as_ref().unwrap().tcp_socket.as_ref().unwrap();
             assert_eq!(
@@ -502,7 +530,7 @@ async fn a_three_by_three_cluster_becomes_its_objects_and_status() {
         }
         assert_eq!(
             config_hash(sts),
-            sha256_hex(data(cm)),
+            rendered_hash(data(cm)),
             "config hash of {service}"
         );
     }
@@ -764,11 +792,11 @@ async fn spec_changes_reach_the_objects_and_an_unchanged_spec_writes_nothing() {
     });
     assert_eq!(
         config_hash(&owned.controller_sts),
-        sha256_hex(data(&owned.controller_config))
+        rendered_hash(data(&owned.controller_config))
     );
     assert_eq!(
         config_hash(&owned.broker_sts),
-        sha256_hex(data(&owned.broker_config))
+        rendered_hash(data(&owned.broker_config))
     );
     assert_eq!(
         properties(data(&owned.broker_config))["cluster.id"],
@@ -1363,6 +1391,7 @@ fn operator_rules() -> Vec<PolicyRule> {
         rule("", &["configmaps", "services"], &owned),
         rule("apps", &["statefulsets"], &owned),
         rule("policy", &["poddisruptionbudgets"], &owned),
+        rule("", &["pods"], &["list", "delete"]),
         rule("events.k8s.io", &["events"], &["create", "patch"]),
         rule(
             "coordination.k8s.io",

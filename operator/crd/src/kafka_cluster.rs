@@ -146,16 +146,18 @@ fn owned_keys_rule() -> kube::core::Rule {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ControllersSpec {
-    /// Number of controllers: 1, 3 or 5. Fixed once the cluster exists, because the quorum's
-    /// voters are static (`controller.quorum.voters`).
+    /// Number of controllers: 1, 3 or 5. A change adds or removes one voter at a time
+    /// (KIP-853), each new one once it has caught up, the active controller handing over before
+    /// it goes.
     #[serde(default = "default_controller_replicas")]
-    #[x_kube(
-        validation = Rule::new("self == 1 || self == 3 || self == 5")
-            .message("spec.controllers.replicas must be 1, 3 or 5 (a quorum needs an odd size)"),
-        validation = Rule::new("self == oldSelf")
-            .message("spec.controllers.replicas cannot change: the controller quorum's voters are fixed when the cluster is created")
-    )]
+    #[x_kube(validation = Rule::new("self == 1 || self == 3 || self == 5")
+        .message("spec.controllers.replicas must be 1, 3 or 5 (a quorum needs an odd size)"))]
     pub replicas: i32,
+
+    /// What becomes of the volume of a controller a scale-down removes: `Retain` (the default, as
+    /// StatefulSets do) keeps its PersistentVolumeClaim for a later scale-up, `Delete` deletes it.
+    #[serde(default)]
+    pub pvc_retention: PvcRetention,
 
     /// Volume of each controller pod (the metadata log).
     #[serde(default)]
@@ -185,6 +187,7 @@ impl Default for ControllersSpec {
     fn default() -> Self {
         ControllersSpec {
             replicas: default_controller_replicas(),
+            pvc_retention: PvcRetention::default(),
             storage: Storage::default(),
             resources: None,
             node_selector: BTreeMap::new(),
@@ -209,6 +212,21 @@ pub struct BrokersSpec {
         "spec.brokers.replicas must be between 1 and 1000 (controllers use node ids from 1000)"
     ))]
     pub replicas: i32,
+
+    /// Bytes per second each broker may spend copying the replicas the operator moves (to spread
+    /// partitions onto new brokers, or off brokers that go), as `kafka-reassign-partitions
+    /// --throttle` sets it; replicas in sync are never held back. Default 52428800 (50 MiB/s);
+    /// 0 moves them unthrottled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message(
+        "spec.brokers.moveThrottleBytesPerSecond must not be negative"
+    ))]
+    pub move_throttle_bytes_per_second: Option<i64>,
+
+    /// What becomes of the volume of a broker a scale-down removes: `Retain` (the default, as
+    /// StatefulSets do) keeps its PersistentVolumeClaim for a later scale-up, `Delete` deletes it.
+    #[serde(default)]
+    pub pvc_retention: PvcRetention,
 
     /// Volume of each broker pod (the partition logs).
     #[serde(default)]
@@ -238,6 +256,8 @@ impl Default for BrokersSpec {
     fn default() -> Self {
         BrokersSpec {
             replicas: default_broker_replicas(),
+            move_throttle_bytes_per_second: None,
+            pvc_retention: PvcRetention::default(),
             storage: Storage::default(),
             resources: None,
             node_selector: BTreeMap::new(),
@@ -251,8 +271,28 @@ fn default_broker_replicas() -> i32 {
     3
 }
 
+/// The fate of a removed pod's PersistentVolumeClaim (a StatefulSet's `whenScaled` policy).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PvcRetention {
+    #[default]
+    Retain,
+    Delete,
+}
+
+impl PvcRetention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PvcRetention::Retain => "Retain",
+            PvcRetention::Delete => "Delete",
+        }
+    }
+}
+
 /// Default size of a pod's persistent volume when `storage.size` is not given.
 pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
+
+/// Default of `spec.brokers.moveThrottleBytesPerSecond`: 50 MiB/s.
+pub const DEFAULT_MOVE_THROTTLE: i64 = 50 * 1024 * 1024;
 
 /// Where a pod keeps its data: a PersistentVolumeClaim per pod (the default), or an emptyDir
 /// that is lost with the pod (`ephemeral: true`, for tests).
@@ -320,9 +360,36 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controllers: Option<ReplicaCounts>,
 
-    /// The rendered `controller.quorum.voters`.
+    /// The controller quorum's voters, `id@host:port` (as `controller.quorum.voters` writes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voters: Option<String>,
+
+    /// Topics whose replication the operator throttles while it moves their partitions; the
+    /// throttle is lifted once no move runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled_topics: Vec<String>,
+
+    /// The day-2 operation in progress (a scale, a quorum change, a rolling restart), absent when
+    /// the cluster is settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationStatus>,
+}
+
+/// A day-2 operation in progress and how far it has come.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    /// `ScaleDown`, `ScaleUp`, `QuorumChange`, `Roll` or `LiveConfig`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// What is happening now, or what it waits for.
+    pub message: String,
+    /// Partition replicas still to move (scale-down and scale-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions_to_move: Option<i32>,
+    /// Pods still to restart (rolling restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_to_restart: Option<i32>,
 }
 
 /// Pods of one role.

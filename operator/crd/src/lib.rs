@@ -11,9 +11,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use kafka_cluster::{
-    BrokersSpec, CONTROLLER_REPLICAS, ControllersSpec, DEFAULT_STORAGE_SIZE, KafkaCluster,
-    KafkaClusterSpec, KafkaClusterStatus, MAX_BROKERS, OPERATOR_OWNED_CONFIG_KEYS,
-    OPERATOR_OWNED_CONFIG_PREFIX, ReplicaCounts, Storage,
+    BrokersSpec, CONTROLLER_REPLICAS, ControllersSpec, DEFAULT_MOVE_THROTTLE, DEFAULT_STORAGE_SIZE,
+    KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, MAX_BROKERS, OPERATOR_OWNED_CONFIG_KEYS,
+    OPERATOR_OWNED_CONFIG_PREFIX, OperationStatus, PvcRetention, ReplicaCounts, Storage,
 };
 pub use topic::{ClusterRef, TOPIC_NAME_PATTERN, Topic, TopicSpec, TopicStatus};
 

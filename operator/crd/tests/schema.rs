@@ -288,6 +288,8 @@ fn kafka_cluster_transition_rules() {
     let base = json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 3}});
     // Brokers scale both ways; config and image change freely.
     for new in [
+        json!({"controllers": {"replicas": 5}, "brokers": {"replicas": 3}}),
+        json!({"controllers": {"replicas": 1}, "brokers": {"replicas": 3}}),
         json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 5}}),
         json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 1}}),
         json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 3}, "image": "x:2",
@@ -301,8 +303,8 @@ fn kafka_cluster_transition_rules() {
     }
     let cases: &[(Value, &str)] = &[
         (
-            json!({"controllers": {"replicas": 5}, "brokers": {"replicas": 3}}),
-            "spec.controllers.replicas cannot change",
+            json!({"controllers": {"replicas": 4}, "brokers": {"replicas": 3}}),
+            "spec.controllers.replicas must be 1, 3 or 5",
         ),
         (
             json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 3, "storage": {"size": "20Gi"}}}),

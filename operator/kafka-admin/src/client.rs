@@ -30,6 +30,7 @@ use crate::types::{
 use sluice_kafka_client::Connection;
 
 const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 
@@ -190,13 +191,32 @@ impl AdminClient {
         &self,
         name: &str,
     ) -> Result<BTreeMap<String, ConfigValue>, AdminError> {
+        self.describe_configs(RESOURCE_TOPIC, name).await
+    }
+
+    /// The cluster-wide dynamic broker configs (`kafka-configs --entity-type brokers --entity-default`):
+    /// only the keys set dynamically, with their values.
+    pub async fn cluster_default_configs(&self) -> Result<BTreeMap<String, String>, AdminError> {
+        let all = self.describe_configs(RESOURCE_BROKER, "").await?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, c)| c.source == ConfigSource::DynamicDefaultBroker)
+            .filter_map(|(k, c)| c.value.map(|v| (k, v)))
+            .collect())
+    }
+
+    async fn describe_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<BTreeMap<String, ConfigValue>, AdminError> {
         let deadline = self.deadline();
         let mut conns = self.lock(deadline).await?;
         let (resp, _) = self
             .on_bootstrap(&mut conns, deadline, |_| {
                 Ok(DescribeConfigsRequest::default().with_resources(vec![
                     DescribeConfigsResource::default()
-                        .with_resource_type(RESOURCE_TOPIC)
+                        .with_resource_type(resource_type)
                         .with_resource_name(StrBytes::from_string(name.to_string()))
                         .with_configuration_keys(None),
                 ]))
@@ -236,9 +256,34 @@ impl AdminClient {
         set: &BTreeMap<String, String>,
         delete: &[String],
     ) -> Result<(), AdminError> {
+        self.alter_configs(RESOURCE_TOPIC, name, set, delete).await
+    }
+
+    /// As `alter_topic_configs`, for the cluster-wide dynamic broker configs: applied by every
+    /// broker at once, without a restart.
+    pub async fn alter_cluster_default_configs(
+        &self,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), AdminError> {
+        self.alter_configs(RESOURCE_BROKER, "", set, delete).await
+    }
+
+    async fn alter_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), AdminError> {
+        let what = if resource_type == RESOURCE_TOPIC {
+            format!("topic '{name}'")
+        } else {
+            "the cluster-wide broker defaults".to_owned()
+        };
         if let Some(both) = delete.iter().find(|k| set.contains_key(*k)) {
             return Err(AdminError::InvalidRequest(format!(
-                "config '{both}' of topic '{name}' is both set and deleted"
+                "config '{both}' of {what} is both set and deleted"
             )));
         }
         if set.is_empty() && delete.is_empty() {
@@ -264,7 +309,7 @@ impl AdminClient {
                 Ok(
                     IncrementalAlterConfigsRequest::default().with_resources(vec![
                         AlterConfigsResource::default()
-                            .with_resource_type(RESOURCE_TOPIC)
+                            .with_resource_type(resource_type)
                             .with_resource_name(StrBytes::from_string(name.to_string()))
                             .with_configs(ops),
                     ]),

@@ -1,4 +1,5 @@
-//! A small async Kafka admin client for the Sluice operator: topics, partitions and topic configs over the
+//! A small async Kafka admin client for the Sluice operator: topics, partitions, configs, partition
+//! reassignments and the controller quorum over the
 //! Kafka wire protocol (via `kafka-protocol`), with no native library, so the operator stays a static binary.
 //!
 //! ```no_run
@@ -17,6 +18,7 @@
 
 mod client;
 mod error;
+mod quorum;
 mod reassignments;
 mod types;
 
@@ -24,6 +26,7 @@ pub use client::AdminClient;
 pub use error::{AdminError, error_name};
 pub use kafka_protocol::error::ResponseError;
 pub use kafka_protocol::messages::ApiKey;
+pub use quorum::{QuorumInfo, QuorumReplica};
 pub use reassignments::Reassignment;
 pub use sluice_kafka_client::MAX_RESPONSE_BYTES;
 pub use types::{

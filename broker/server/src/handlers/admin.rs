@@ -182,7 +182,8 @@ pub async fn create_topics(
             ));
             continue;
         }
-        if let Err(e) = broker.topic_log_config(&configs) {
+        let image = broker.metadata.image();
+        if let Err(e) = broker.topic_log_config(&image, &configs) {
             results.push(fail(result, ResponseError::InvalidConfig, e.to_string()));
             continue;
         }
@@ -190,17 +191,21 @@ pub async fn create_topics(
             result.num_partitions = partitions;
             result.replication_factor = replication;
             result.configs = Some(
-                crate::config::describe_topic_config(&broker.config, &configs)
-                    .into_iter()
-                    .map(|e| {
-                        CreatableTopicConfigs::default()
-                            .with_name(StrBytes::from_string(e.name))
-                            .with_value(e.value.map(StrBytes::from_string))
-                            .with_read_only(e.read_only)
-                            .with_config_source(e.source.kafka_id())
-                            .with_is_sensitive(e.sensitive)
-                    })
-                    .collect(),
+                crate::config::describe_topic_config(
+                    &broker.config,
+                    &crate::dynamic_config::DynamicConfigs::of(&image, broker.node_id),
+                    &configs,
+                )
+                .into_iter()
+                .map(|e| {
+                    CreatableTopicConfigs::default()
+                        .with_name(StrBytes::from_string(e.name))
+                        .with_value(e.value.map(StrBytes::from_string))
+                        .with_read_only(e.read_only)
+                        .with_config_source(e.source.kafka_id())
+                        .with_is_sensitive(e.sensitive)
+                })
+                .collect(),
             );
         }
         if req.validate_only {

@@ -1,5 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, and for brokers: the static file's
-//! keys (read-only) and the dynamic replication throttles, kept in the metadata.
+//! keys (read-only) and the dynamic ones (`dynamic_config`: throttle rates and log defaults), kept in the
+//! metadata.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -16,10 +17,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
-use crate::config::{
-    ConfigEntry, ConfigSource, ConfigType, DYNAMIC_BROKER_CONFIGS, describe_topic_config,
-    topic_config_def, validate_dynamic_broker_config,
-};
+use crate::config::{ConfigEntry, describe_topic_config};
+use crate::dynamic_config::{self, DynamicConfigs};
 use crate::metadata::MetadataRecord;
 use crate::repeats::first_of_each;
 
@@ -50,53 +49,24 @@ pub fn describe_configs(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            let image = broker.metadata.image();
             let entries: Vec<ConfigEntry> = match res.resource_type {
-                RESOURCE_TOPIC => {
-                    let overrides = broker
-                        .metadata
-                        .image()
-                        .topics
-                        .get(&name)
-                        .map(|t| t.configs.clone());
-                    match overrides {
-                        Some(o) => describe_topic_config(&broker.config, &o),
-                        None => {
-                            return result
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                                .with_error_message(Some(StrBytes::from_string(format!(
-                                    "Topic '{name}' does not exist."
-                                ))));
-                        }
+                RESOURCE_TOPIC => match image.topics.get(&name) {
+                    Some(t) => describe_topic_config(
+                        &broker.config,
+                        &DynamicConfigs::of(&image, broker.node_id),
+                        &t.configs,
+                    ),
+                    None => {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Topic '{name}' does not exist."
+                            ))));
                     }
-                }
+                },
                 RESOURCE_BROKER if name.is_empty() || name == broker.node_id.to_string() => {
-                    let image = broker.metadata.image();
-                    let own = image.broker_configs.get(&name);
-                    let default = image.broker_configs.get("");
-                    let mut entries = broker.config.describe_broker_config();
-                    // The dynamic value, if any, replaces the file's: the broker's own, else the cluster default.
-                    for e in entries
-                        .iter_mut()
-                        .filter(|e| DYNAMIC_BROKER_CONFIGS.contains(&e.name.as_str()))
-                    {
-                        let dynamic = match (
-                            own.and_then(|c| c.get(&e.name)),
-                            default.and_then(|c| c.get(&e.name)),
-                        ) {
-                            (Some(v), _) if !name.is_empty() => {
-                                Some((v, ConfigSource::DynamicBroker))
-                            }
-                            (_, Some(v)) => Some((v, ConfigSource::DefaultBroker)),
-                            _ => None,
-                        };
-                        if let Some((value, source)) = dynamic {
-                            e.value = Some(value.clone());
-                            e.source = source;
-                            e.is_default = false;
-                        }
-                        e.read_only = false;
-                    }
-                    entries
+                    DynamicConfigs::for_resource(&image, &name).describe_broker(&broker.config)
                 }
                 RESOURCE_BROKER => {
                     return result
@@ -274,7 +244,7 @@ async fn change_topic_configs(
     };
     let configs = change(&topic.configs)?;
     broker
-        .topic_log_config(&configs)
+        .topic_log_config(&broker.metadata.image(), &configs)
         .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
     if validate_only || configs == topic.configs {
         return Ok(());
@@ -292,7 +262,8 @@ async fn change_topic_configs(
 }
 
 /// As `change_topic_configs`, for a broker's dynamic configs (`name`: a broker id, or "" for the cluster-wide
-/// default). Only the replication throttle rates are dynamic; any other key is refused, naming it.
+/// default): the replication throttle rates and the log defaults (`dynamic_config`); any other key is refused,
+/// naming it. The publisher hands changed log defaults to every log.
 async fn change_broker_configs(
     broker: &Arc<Broker>,
     name: &str,
@@ -313,9 +284,10 @@ async fn change_broker_configs(
     let image = broker.metadata.image();
     let current = image.broker_configs.get(name).cloned().unwrap_or_default();
     let configs = change(&current)?;
+    // Kafka answers INVALID_REQUEST both for a key that is not dynamic and for a bad value.
     for (key, value) in &configs {
-        validate_dynamic_broker_config(key, value)
-            .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+        dynamic_config::validate(key, value)
+            .map_err(|e| (ResponseError::InvalidRequest, e.to_string()))?;
     }
     if validate_only || configs == current {
         return Ok(());
@@ -349,7 +321,7 @@ fn incremental_configs(
             }
             (OP_APPEND | OP_SUBTRACT, Some(v)) => {
                 let append = op.config_operation == OP_APPEND;
-                if topic_config_def(&key).is_none_or(|d| d.config_type != ConfigType::List) {
+                if !dynamic_config::is_list(&key) {
                     // Kafka's refusal, word for word.
                     let verb = if append { "APPEND" } else { "SUBTRACT" };
                     return Err((

@@ -219,6 +219,9 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
             } else {
                 partition.log.lock().high_watermark()
             };
+            // Asked before the log lock is taken: the partition's state lock is taken after the log lock
+            // nowhere, and the ISR code takes them the other way round.
+            let throttled = replica >= 0 && partition.leader_throttles(replica);
             let log = partition.log.lock();
             // KIP-74: the first partition with data may exceed the request's max_bytes by one batch.
             let first = out.bytes == 0;
@@ -232,7 +235,7 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                     part.log_start_offset = read.log_start_offset;
                     if let Some(slice) = read.slice {
                         let len = slice.len;
-                        if replica >= 0 && partition.leader_throttles(replica) {
+                        if throttled {
                             broker
                                 .replicas
                                 .leader_quota

@@ -190,7 +190,11 @@ pub async fn alter_partition_reassignments(
     } else {
         image.brokers.keys().copied().collect()
     };
-    let unclean = broker.config.unclean_leader_election_enable;
+    let unclean = crate::dynamic_config::unclean_leader_election_default(
+        broker.config.unclean_leader_election_enable,
+        &image,
+        broker.node_id,
+    );
     let mut records = Vec::new();
     let mut responses = Vec::new();
     for topic in req.topics {

@@ -147,13 +147,15 @@ impl ReplicaManager {
         let mut offsets = Vec::new();
         let mut hosted: HashSet<TopicPartition> = HashSet::new();
         let mut changed: HashSet<&str> = HashSet::new();
+        let defaults = broker.log_defaults(new);
+        // A dynamic default (min.insync.replicas) may have changed the settings of every topic without an override.
+        let defaults_changed = broker.log_defaults(old) != defaults;
         for topic in new.topics.values() {
-            if old.topics.get(&topic.name) == Some(topic) {
+            if !defaults_changed && old.topics.get(&topic.name) == Some(topic) {
                 continue;
             }
             changed.insert(&topic.name);
-            let settings =
-                crate::config::topic_log_defaults(&broker.config.log, &topic.configs).ok();
+            let settings = crate::config::topic_log_defaults(&defaults, &topic.configs).ok();
             let min_isr = settings.as_ref().map_or(1, |l| l.min_insync_replicas);
             for (index, state) in topic.partition_states.iter().enumerate() {
                 if !state.replicas.contains(&self.me) {

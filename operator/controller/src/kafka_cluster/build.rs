@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
@@ -16,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use super::properties;
+use super::properties::{self, QuorumMode};
 use super::role::{CONFIG_MOUNT, DATA_MOUNT, PROPERTIES_FILE, Role, bootstrap_service_name};
 use super::validate::{ValidCluster, ValidRole, ValidStorage};
 use crate::error::Error;
@@ -57,9 +60,52 @@ impl Desired {
     }
 }
 
-/// The objects for `cluster`. `broker_replicas` is how many brokers the StatefulSet should run:
-/// normally `cluster.brokers.replicas`, but more while a scale-down is blocked.
-pub fn build(cluster: &ValidCluster, cluster_id: &str, broker_replicas: i32) -> Desired {
+/// How many pods each StatefulSet runs: normally the spec's counts, but more while brokers are
+/// drained or controllers stop voting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodCounts {
+    pub controllers: i32,
+    pub brokers: i32,
+}
+
+impl PodCounts {
+    /// The counts the spec asks for.
+    pub fn of(cluster: &ValidCluster) -> PodCounts {
+        PodCounts {
+            controllers: cluster.controllers.replicas,
+            brokers: cluster.brokers.replicas,
+        }
+    }
+}
+
+/// How `cluster`'s controllers find each other: a dynamic quorum that can grow and shrink, unless
+/// the cluster was created with fixed voters (`rendered_static`, read from its ConfigMap) or its
+/// controllers keep no data (a controller that restarts empty must not take part in a quorum that
+/// trusts its log).
+pub fn quorum_mode(
+    cluster: &ValidCluster,
+    rendered_static: bool,
+    controller_pods: i32,
+) -> QuorumMode {
+    if fixed_voters(cluster, rendered_static) {
+        QuorumMode::Static
+    } else {
+        QuorumMode::Dynamic { controller_pods }
+    }
+}
+
+/// Whether `cluster`'s voters are fixed (see `quorum_mode`).
+pub fn fixed_voters(cluster: &ValidCluster, rendered_static: bool) -> bool {
+    rendered_static || cluster.controllers.storage == ValidStorage::Ephemeral
+}
+
+/// The objects for `cluster`, running `counts` pods, its controllers forming a `quorum`.
+pub fn build(
+    cluster: &ValidCluster,
+    cluster_id: &str,
+    counts: PodCounts,
+    quorum: QuorumMode,
+) -> Desired {
     let mut desired = Desired {
         config_maps: Vec::new(),
         services: Vec::new(),
@@ -68,17 +114,21 @@ pub fn build(cluster: &ValidCluster, cluster_id: &str, broker_replicas: i32) -> 
     };
     for role in Role::ALL {
         let (spec, replicas) = match role {
-            Role::Controller => (&cluster.controllers, cluster.controllers.replicas),
-            Role::Broker => (&cluster.brokers, broker_replicas),
+            Role::Controller => (&cluster.controllers, counts.controllers),
+            Role::Broker => (&cluster.brokers, counts.brokers),
         };
-        let text = properties::render(cluster, role, cluster_id);
-        let hash = properties::hash(&text);
+        let text = properties::render(cluster, role, cluster_id, quorum);
+        let hash = properties::config_hash(&text);
+        let mut args = vec![format!("{CONFIG_MOUNT}/{PROPERTIES_FILE}")];
+        if role == Role::Controller && matches!(quorum, QuorumMode::Dynamic { .. }) {
+            args.extend(properties::controller_format_args(cluster, cluster_id));
+        }
         desired.config_maps.push(config_map(cluster, role, text));
         desired.services.push(headless_service(cluster, role));
         desired.pod_disruption_budgets.push(pdb(cluster, role));
         desired
             .stateful_sets
-            .push(stateful_set(cluster, role, spec, replicas, &hash));
+            .push(stateful_set(cluster, role, spec, replicas, &hash, args));
     }
     desired.services.push(bootstrap_service(cluster));
     desired
@@ -192,12 +242,13 @@ fn stateful_set(
     spec: &ValidRole,
     replicas: i32,
     config_hash: &str,
+    args: Vec<String>,
 ) -> StatefulSet {
     let name = &cluster.name;
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(cluster.image.clone()),
-        args: Some(vec![format!("{CONFIG_MOUNT}/{PROPERTIES_FILE}")]),
+        args: Some(args),
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -316,10 +367,18 @@ fn stateful_set(
                 match_labels: Some(role.selector_labels(name)),
                 ..LabelSelector::default()
             },
+            // The operator restarts outdated pods itself, one at a time and only while the
+            // cluster is healthy (`roll`), in an order Kubernetes' own rolling update cannot follow.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
+                type_: Some("OnDelete".to_owned()),
                 ..StatefulSetUpdateStrategy::default()
             }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_scaled: Some(spec.pvc_retention.as_str().to_owned()),
+                    when_deleted: Some("Retain".to_owned()),
+                },
+            ),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(role.labels(name)),
@@ -405,10 +464,20 @@ mod tests {
         cm.data.as_ref().unwrap()[PROPERTIES_FILE].clone()
     }
 
+    /// The objects as a fresh cluster gets them, with `brokers` broker pods.
+    fn fresh(cluster: &ValidCluster, brokers: i32) -> Desired {
+        let counts = PodCounts {
+            brokers,
+            ..PodCounts::of(cluster)
+        };
+        let quorum = quorum_mode(cluster, false, counts.controllers);
+        build(cluster, CLUSTER_ID, counts, quorum)
+    }
+
     #[test]
     fn one_controller_cluster() {
         let cluster = one_controller();
-        let desired = build(&cluster, CLUSTER_ID, 1);
+        let desired = fresh(&cluster, 1);
         insta::assert_snapshot!(
             "one_controller_objects",
             to_multi_doc(&desired.to_json().unwrap()).unwrap()
@@ -426,7 +495,7 @@ mod tests {
     #[test]
     fn three_controller_cluster() {
         let cluster = three_controllers();
-        let desired = build(&cluster, CLUSTER_ID, 3);
+        let desired = fresh(&cluster, 3);
         insta::assert_snapshot!(
             "three_controller_objects",
             to_multi_doc(&desired.to_json().unwrap()).unwrap()
@@ -443,7 +512,7 @@ mod tests {
 
     #[test]
     fn every_object_is_owned_and_labelled() {
-        let desired = build(&three_controllers(), CLUSTER_ID, 3);
+        let desired = fresh(&three_controllers(), 3);
         let objects = desired.to_json().unwrap();
         assert_eq!(objects.len(), 9);
         for object in objects {
@@ -469,7 +538,7 @@ mod tests {
             .config
             .insert("log.retention.hours".to_owned(), "24".to_owned());
         let hash = |c: &ValidCluster| -> Vec<String> {
-            build(c, CLUSTER_ID, 3)
+            fresh(c, 3)
                 .stateful_sets
                 .iter()
                 .map(|s| {
@@ -491,11 +560,48 @@ mod tests {
         assert_ne!(a[0], b[0], "controller pods roll");
         assert_ne!(a[1], b[1], "broker pods roll");
         assert_eq!(hash(&before), a, "rendering is deterministic");
+        // A key the brokers take live, and the controller count, roll nothing.
+        let mut live = before.clone();
+        live.config
+            .insert("log.retention.ms".to_owned(), "1000".to_owned());
+        live.controllers.replicas = 5;
+        assert_eq!(hash(&live), a);
+        let text = properties_of(&fresh(&live, 3), Role::Broker);
+        assert!(!text.contains("log.retention.ms"), "{text}");
+        assert!(
+            text.contains("demo-controller-4") || text.contains("prod-controller-4"),
+            "{text}"
+        );
+    }
+
+    fn args_of(sts: &StatefulSet) -> Vec<String> {
+        let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        pod.containers[0].args.clone().unwrap()
+    }
+
+    #[test]
+    fn the_quorum_is_dynamic_unless_it_was_static_or_controllers_keep_no_data() {
+        let prod = three_controllers();
+        assert_eq!(
+            quorum_mode(&prod, false, 3),
+            QuorumMode::Dynamic { controller_pods: 3 }
+        );
+        assert_eq!(quorum_mode(&prod, true, 3), QuorumMode::Static);
+        assert_eq!(quorum_mode(&one_controller(), false, 1), QuorumMode::Static);
+        let desired = fresh(&prod, 3);
+        let args = args_of(&desired.stateful_sets[0]);
+        assert_eq!(args[1], "--initial-controllers");
+        assert!(
+            args[2].starts_with("1000@prod-controller-0.prod-controllers.kafka.svc:9093:"),
+            "{args:?}"
+        );
+        let broker_args = args_of(&desired.stateful_sets[1]);
+        assert_eq!(broker_args.len(), 1);
     }
 
     #[test]
     fn broker_replicas_come_from_the_argument() {
-        let desired = build(&three_controllers(), CLUSTER_ID, 5);
+        let desired = fresh(&three_controllers(), 5);
         let replicas: Vec<i32> = desired
             .stateful_sets
             .iter()
@@ -507,7 +613,7 @@ mod tests {
     #[test]
     fn objects_deserialize_as_their_kubernetes_types() {
         // The YAML `render` prints must read back as the typed objects, field for field.
-        let desired = build(&three_controllers(), CLUSTER_ID, 3);
+        let desired = fresh(&three_controllers(), 3);
         let text = to_multi_doc(&desired.to_json().unwrap()).unwrap();
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
         assert_eq!(docs, desired.to_json().unwrap());

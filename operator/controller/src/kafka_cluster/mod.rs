@@ -4,10 +4,14 @@
 
 pub mod apply;
 pub mod build;
+pub mod live_config;
 pub mod moves;
+pub mod operations;
 pub mod properties;
+pub mod quorum;
 pub mod read;
 pub mod role;
+pub mod roll;
 pub mod scale_down;
 pub mod status;
 pub mod validate;
@@ -29,10 +33,14 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_crd::{KafkaCluster, KafkaClusterStatus};
+use sluice_crd::{KafkaCluster, KafkaClusterStatus, OperationStatus};
 
 use self::apply::Outcome;
-use self::role::{MANAGED_BY, Role, bootstrap_servers, quorum_voters};
+use self::build::PodCounts;
+use self::properties::QuorumMode;
+use self::role::{
+    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, MANAGED_BY, Role, bootstrap_servers, quorum_voters,
+};
 use self::scale_down::BrokerCount;
 use self::status::{Observation, Problem, RoleState};
 use crate::error::Error;
@@ -209,6 +217,8 @@ async fn reconcile_cluster<I: ClusterInspector>(
                 cluster_id: None,
                 bootstrap_servers: None,
                 voters: None,
+                operation: None,
+                throttled_topics: None,
                 pod_selector: pod_selector(&name),
             };
             let new = status::compute(previous.as_ref(), &obs, k8s_openapi::jiff::Timestamp::now());
@@ -241,10 +251,36 @@ async fn reconcile_cluster<I: ClusterInspector>(
     };
 
     let bootstrap = bootstrap_servers(&name, &namespace);
-    let brokers = decide_broker_count(ctx, &cluster, &observed, &bootstrap).await;
+    let reach = ctx
+        .settings
+        .bootstrap_override
+        .clone()
+        .unwrap_or_else(|| bootstrap.clone());
+    let (brokers, draining) = decide_broker_count(ctx, &cluster, &observed, &reach).await;
+    let snapshot = operations::snapshot(ctx, &observed, &reach).await;
+    let static_quorum = build::fixed_voters(&cluster, observed.static_quorum);
+    let controller_pods =
+        operations::controller_pods(&cluster, &observed, &snapshot, static_quorum);
+    let quorum_mode = build::quorum_mode(&cluster, observed.static_quorum, controller_pods);
+    let fixed_quorum = (static_quorum
+        && observed
+            .current_replicas(Role::Controller)
+            .is_some_and(|n| n != cluster.controllers.replicas))
+    .then(|| {
+        Problem::ControllersFixed(format!(
+            "spec.controllers.replicas cannot change from {} to {}: this cluster's controllers have \
+             fixed voters (it was created before the quorum could grow, or its controllers use \
+             ephemeral storage)",
+            controller_pods, cluster.controllers.replicas
+        ))
+    });
 
     // build + apply
-    let desired = build::build(&cluster, &cluster_id, brokers.replicas());
+    let counts = PodCounts {
+        controllers: controller_pods,
+        brokers: brokers.replicas(),
+    };
+    let desired = build::build(&cluster, &cluster_id, counts, quorum_mode);
     let mut changes = Vec::new();
     let applied = async {
         apply_all(client, &namespace, &desired.config_maps, &mut changes).await?;
@@ -264,31 +300,87 @@ async fn reconcile_cluster<I: ClusterInspector>(
             .await;
     }
 
+    // day-2 steps, once the objects are as wanted
+    let outcome = match &applied {
+        Err(_) => None,
+        Ok(()) => {
+            let scale_down = match &brokers {
+                BrokerCount::Blocked { reason, .. } => Some((
+                    OperationStatus {
+                        type_: operations::SCALE_DOWN.to_owned(),
+                        message: reason.clone(),
+                        partitions_to_move: draining.moving,
+                        pods_to_restart: None,
+                    },
+                    draining.throttled.clone(),
+                )),
+                BrokerCount::Run(_) => None,
+            };
+            let input = operations::StepInput {
+                kc,
+                cluster: &cluster,
+                observed: &observed,
+                snapshot: &snapshot,
+                bootstrap: &reach,
+                quorum_mode,
+                previous: previous.as_ref(),
+                scale_down,
+            };
+            Some(operations::step(ctx, input).await.unwrap_or_else(|e| {
+                operations::StepOutcome {
+                    operation: Some(OperationStatus {
+                        type_: "Failed".to_owned(),
+                        message: e.to_string(),
+                        partitions_to_move: None,
+                        pods_to_restart: None,
+                    }),
+                    throttled_topics: previous
+                        .as_ref()
+                        .map(|p| p.throttled_topics.clone())
+                        .unwrap_or_default(),
+                }
+            }))
+        }
+    };
+    let operation = outcome.as_ref().and_then(|o| o.operation.clone());
+
     // status
     let problem = match (&applied, &brokers) {
         (Err(e), _) => Some(Problem::ApplyFailed(e.to_string())),
         (Ok(()), BrokerCount::Blocked { reason, .. }) => {
             Some(Problem::ScaleDownBlocked(reason.clone()))
         }
-        (Ok(()), BrokerCount::Run(_)) => None,
+        (Ok(()), BrokerCount::Run(_)) => fixed_quorum,
+    };
+    let voters = match (quorum_mode, snapshot.state()) {
+        (QuorumMode::Dynamic { .. }, Some(state)) => state
+            .quorum
+            .voters
+            .iter()
+            .map(|v| {
+                let host =
+                    Role::Controller.pod_host(&name, &namespace, v.id - CONTROLLER_NODE_ID_OFFSET);
+                format!("{}@{host}:{CONTROLLER_PORT}", v.id)
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => quorum_voters(&name, &namespace, cluster.controllers.replicas),
     };
     let obs = Observation {
         generation,
         controllers: role_state(
             Role::Controller,
             cluster.controllers.replicas,
-            cluster.controllers.replicas,
+            controller_pods,
         ),
         brokers: role_state(Role::Broker, cluster.brokers.replicas, brokers.replicas()),
         changed: !changes.is_empty(),
         problem: problem.clone(),
         cluster_id: Some(cluster_id),
         bootstrap_servers: Some(bootstrap),
-        voters: Some(quorum_voters(
-            &name,
-            &namespace,
-            cluster.controllers.replicas,
-        )),
+        voters: Some(voters),
+        operation: operation.clone(),
+        throttled_topics: outcome.map(|o| o.throttled_topics),
         pod_selector: pod_selector(&name),
     };
     let new = status::compute(previous.as_ref(), &obs, k8s_openapi::jiff::Timestamp::now());
@@ -303,9 +395,10 @@ async fn reconcile_cluster<I: ClusterInspector>(
         .await;
     }
     applied?;
-    Ok(match brokers {
-        BrokerCount::Blocked { .. } => Action::requeue(BLOCKED_RECHECK),
-        BrokerCount::Run(_) => resync,
+    Ok(if operation.is_some() {
+        Action::requeue(BLOCKED_RECHECK)
+    } else {
+        resync
     })
 }
 
@@ -314,23 +407,28 @@ fn pod_selector(cluster: &str) -> String {
     format!("app.kubernetes.io/name=sluice,app.kubernetes.io/instance={cluster}")
 }
 
+/// A scale-down's drain as far as this reconcile took it.
+#[derive(Debug, Clone, Default)]
+struct Draining {
+    /// Partitions still moving off the brokers that go.
+    moving: Option<i32>,
+    /// Topics whose moves were just asked for, throttled.
+    throttled: Vec<String>,
+}
+
+/// How many brokers to run and, while brokers are drained, how that goes.
 async fn decide_broker_count<I: ClusterInspector>(
     ctx: &Context<I>,
     cluster: &validate::ValidCluster,
     observed: &read::Observed,
     bootstrap: &str,
-) -> BrokerCount {
+) -> (BrokerCount, Draining) {
     let current = observed.current_broker_replicas();
     let desired = cluster.brokers.replicas;
     let removed = scale_down::brokers_to_remove(current, desired);
     if removed.is_empty() {
-        return BrokerCount::Run(desired);
+        return (BrokerCount::Run(desired), Draining::default());
     }
-    let bootstrap = ctx
-        .settings
-        .bootstrap_override
-        .as_deref()
-        .unwrap_or(bootstrap);
     let hosted = ctx
         .inspector
         .partitions_on_brokers(bootstrap, &removed)
@@ -338,26 +436,42 @@ async fn decide_broker_count<I: ClusterInspector>(
         .map_err(|e| e.to_string());
     let decided = scale_down::decide(current, desired, hosted.as_ref().map_err(Clone::clone));
     let BrokerCount::Blocked { keep, reason } = decided else {
-        return decided;
+        return (decided, Draining::default());
     };
     if hosted.is_err() {
-        return BrokerCount::Blocked { keep, reason };
+        return (BrokerCount::Blocked { keep, reason }, Draining::default());
     }
     // Brokers that still hold data are drained first: their replicas move to the brokers that
     // stay, and the StatefulSet shrinks once they hold nothing (checked again next time).
     let staying: Vec<i32> = (0..desired).collect();
-    let drain = ctx.inspector.drain(bootstrap, &staying, &removed).await;
-    let progress = match drain {
-        Ok(Drain::Started(n)) => format!("moving {n} partitions off them now"),
-        Ok(Drain::InProgress(n)) => format!("{n} partition moves in progress"),
-        Ok(Drain::Impossible(why)) => format!("they cannot be drained: {why}"),
-        Ok(Drain::Done) => "their moves are finishing".to_owned(),
-        Err(e) => format!("could not move their partitions: {e}"),
+    let throttle = cluster.move_throttle > 0;
+    let drain = ctx
+        .inspector
+        .drain(bootstrap, &staying, &removed, throttle)
+        .await;
+    let mut throttled = Vec::new();
+    let (progress, moving) = match drain {
+        Ok(Drain::Started { moves, topics }) => {
+            throttled = topics;
+            (
+                format!("moving {moves} partitions off them now"),
+                Some(moves),
+            )
+        }
+        Ok(Drain::InProgress(n)) => (format!("{n} partition moves in progress"), Some(n)),
+        Ok(Drain::Impossible(why)) => (format!("they cannot be drained: {why}"), None),
+        Ok(Drain::Done) => ("their moves are finishing".to_owned(), Some(0)),
+        Err(e) => (format!("could not move their partitions: {e}"), None),
     };
-    BrokerCount::Blocked {
+    let blocked = BrokerCount::Blocked {
         keep,
         reason: format!("{reason}; {progress}"),
-    }
+    };
+    let draining = Draining {
+        moving: moving.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        throttled,
+    };
+    (blocked, draining)
 }
 
 /// Applies each object, noting `"created ConfigMap x"`-style changes.

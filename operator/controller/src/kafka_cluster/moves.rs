@@ -123,6 +123,33 @@ pub fn drain(
     Ok(moves)
 }
 
+/// Partitions listed with more replicas than the fewest any partition of their topic has. A
+/// partition being moved lists its new replicas and its old ones together, and a broker's
+/// metadata can still show that for a moment after the controller has finished the move: planning
+/// from it would make the extra replica permanent. The reconciler waits until none is left.
+pub fn unsettled(partitions: &[Replicas]) -> Vec<(String, i32)> {
+    let mut fewest: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in partitions {
+        let n = fewest.entry(p.topic.as_str()).or_insert(usize::MAX);
+        *n = (*n).min(p.replicas.len());
+    }
+    partitions
+        .iter()
+        .filter(|p| {
+            fewest
+                .get(p.topic.as_str())
+                .is_some_and(|n| p.replicas.len() > *n)
+        })
+        .map(|p| (p.topic.clone(), p.partition))
+        .collect()
+}
+
+/// The topics `moves` touch, sorted, each once.
+pub fn topics(moves: &[Move]) -> Vec<String> {
+    let set: BTreeSet<&str> = moves.iter().map(|m| m.topic.as_str()).collect();
+    set.into_iter().map(str::to_owned).collect()
+}
+
 /// Spreads replicas evenly over `brokers` (new brokers hold none): while the busiest broker holds
 /// more than one replica more than the idlest, one replica of a partition on the busiest that the
 /// idlest does not hold moves there. At most `limit` moves, so a big cluster moves in rounds.
@@ -184,6 +211,18 @@ mod tests {
             partition,
             replicas: replicas.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_partition_listed_with_its_old_and_new_replicas_is_unsettled() {
+        let parts = [
+            p("a", 0, &[1, 2, 3]),
+            p("a", 1, &[1, 2, 3, 4]),
+            p("b", 0, &[1, 2]),
+            p("b", 1, &[3, 4]),
+        ];
+        assert_eq!(unsettled(&parts), [("a".to_owned(), 1)]);
+        assert!(unsettled(&parts[2..]).is_empty());
     }
 
     fn set(ids: &[i32]) -> BTreeSet<i32> {

@@ -138,6 +138,19 @@ pub fn bootstrap_servers(cluster: &str, namespace: &str) -> String {
     )
 }
 
+/// `controller.quorum.bootstrap.servers`: the first `controllers` controllers as `host:9093`.
+pub fn quorum_bootstrap_servers(cluster: &str, namespace: &str, controllers: i32) -> String {
+    (0..controllers)
+        .map(|i| {
+            format!(
+                "{}:{CONTROLLER_PORT}",
+                Role::Controller.pod_host(cluster, namespace, i)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `controller.quorum.voters`: every controller as `id@host:9093`.
 pub fn quorum_voters(cluster: &str, namespace: &str, controllers: i32) -> String {
     (0..controllers)

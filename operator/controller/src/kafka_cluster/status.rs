@@ -5,7 +5,7 @@ use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
-use sluice_crd::{KafkaCluster, KafkaClusterStatus, ReplicaCounts};
+use sluice_crd::{KafkaCluster, KafkaClusterStatus, OperationStatus, ReplicaCounts};
 
 use crate::error::Error;
 
@@ -22,6 +22,8 @@ pub enum Problem {
     ApplyFailed(String),
     /// Brokers that would be removed still hold data.
     ScaleDownBlocked(String),
+    /// The controller count changed on a cluster whose voters are fixed.
+    ControllersFixed(String),
 }
 
 impl Problem {
@@ -30,12 +32,16 @@ impl Problem {
             Problem::InvalidSpec(_) => "InvalidSpec",
             Problem::ApplyFailed(_) => "ApplyFailed",
             Problem::ScaleDownBlocked(_) => "ScaleDownBlocked",
+            Problem::ControllersFixed(_) => "ControllersFixed",
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Problem::InvalidSpec(m) | Problem::ApplyFailed(m) | Problem::ScaleDownBlocked(m) => m,
+            Problem::InvalidSpec(m)
+            | Problem::ApplyFailed(m)
+            | Problem::ScaleDownBlocked(m)
+            | Problem::ControllersFixed(m) => m,
         }
     }
 }
@@ -95,6 +101,10 @@ pub struct Observation {
     pub cluster_id: Option<String>,
     pub bootstrap_servers: Option<String>,
     pub voters: Option<String>,
+    /// The day-2 operation in progress, if any.
+    pub operation: Option<OperationStatus>,
+    /// Topics throttled for moves; `None` keeps what the status says.
+    pub throttled_topics: Option<Vec<String>>,
     /// Label selector of the cluster's pods, named when they are not ready so that the reader
     /// knows where to look (their events say why: unschedulable, image pull, crash loop, ...).
     pub pod_selector: String,
@@ -162,6 +172,9 @@ fn conditions(obs: &Observation) -> [Condition; 3] {
             p.reason(),
             "waiting for the spec to be fixed".to_owned(),
         ),
+        _ if let Some(op) = &obs.operation => {
+            condition(PROGRESSING, true, &op.type_, op.message.clone())
+        }
         _ if !settled => condition(
             PROGRESSING,
             true,
@@ -208,6 +221,11 @@ pub fn compute(
         brokers: Some(counts(&obs.brokers)),
         controllers: Some(counts(&obs.controllers)),
         voters: obs.voters.clone().or(previous.voters),
+        operation: obs.operation.clone(),
+        throttled_topics: obs
+            .throttled_topics
+            .clone()
+            .unwrap_or(previous.throttled_topics),
     }
 }
 
@@ -255,6 +273,8 @@ mod tests {
             generation: Some(4),
             controllers,
             brokers,
+            operation: None,
+            throttled_topics: None,
             changed: false,
             problem,
             cluster_id: Some("id".to_owned()),
@@ -314,6 +334,29 @@ mod tests {
             })
         );
         assert_eq!(s.cluster_id.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn an_operation_in_progress_is_reported_and_keeps_the_cluster_progressing() {
+        let role = RoleState::new(3, 3, Some(&sts(3, 3, 3, 1, 1)));
+        let op = OperationStatus {
+            type_: "Roll".to_owned(),
+            message: "restarting pod demo-broker-2".to_owned(),
+            partitions_to_move: None,
+            pods_to_restart: Some(2),
+        };
+        let mut o = obs(role, role, None);
+        o.operation = Some(op.clone());
+        let s = compute(None, &o, t(100));
+        assert_eq!(s.operation, Some(op));
+        let p = get(&s, PROGRESSING);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Roll"));
+        assert_eq!(p.message, "restarting pod demo-broker-2");
+        assert_eq!(get(&s, READY).status, "True");
+        // Done: the operation is gone from the status.
+        let s = compute(Some(&s), &obs(role, role, None), t(200));
+        assert_eq!(s.operation, None);
+        assert_eq!(get(&s, PROGRESSING).status, "False");
     }
 
     #[test]

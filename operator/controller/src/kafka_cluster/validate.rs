@@ -60,12 +60,15 @@ pub struct ValidCluster {
     pub brokers: ValidRole,
     /// `spec.config`, sorted.
     pub config: BTreeMap<String, String>,
+    /// Bytes/s a broker may spend on replicas the operator moves; 0: unthrottled.
+    pub move_throttle: u64,
 }
 
 /// One role (controllers or brokers) with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidRole {
     pub replicas: i32,
+    pub pvc_retention: sluice_crd::PvcRetention,
     pub storage: ValidStorage,
     pub resources: Option<ResourceRequirements>,
     pub node_selector: BTreeMap<String, String>,
@@ -143,6 +146,7 @@ pub fn validate(
         image,
         controllers: ValidRole {
             replicas: spec.controllers.replicas,
+            pvc_retention: spec.controllers.pvc_retention,
             storage: controller_storage,
             resources: spec.controllers.resources.clone(),
             node_selector: spec.controllers.node_selector.clone(),
@@ -151,6 +155,7 @@ pub fn validate(
         },
         brokers: ValidRole {
             replicas: spec.brokers.replicas,
+            pvc_retention: spec.brokers.pvc_retention,
             storage: broker_storage,
             resources: spec.brokers.resources.clone(),
             node_selector: spec.brokers.node_selector.clone(),
@@ -158,6 +163,11 @@ pub fn validate(
             affinity: spec.brokers.affinity.clone(),
         },
         config: spec.config.clone(),
+        move_throttle: spec
+            .brokers
+            .move_throttle_bytes_per_second
+            .unwrap_or(sluice_crd::DEFAULT_MOVE_THROTTLE)
+            .max(0) as u64,
     })
 }
 

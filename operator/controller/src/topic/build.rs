@@ -5,7 +5,9 @@
 //! override (even when its value equals the broker default, so that a later change of the
 //! default does not move the topic), and every topic override the spec does not name is
 //! deleted, so out-of-band changes are reverted. Only topic overrides are ever deleted: values
-//! coming from the broker's own configuration are not the topic's.
+//! coming from the broker's own configuration are not the topic's. The replication throttle
+//! markers the KafkaCluster reconciler sets while it moves a topic's partitions are its own, and
+//! are left alone unless the spec names them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -179,7 +181,12 @@ pub fn config_diff(
         }
     }
     for (key, current) in actual {
-        if current.is_topic_override() && !current.read_only && !desired.contains_key(key) {
+        let move_throttle = crate::inspector::THROTTLED_REPLICAS_KEYS.contains(&key.as_str());
+        if current.is_topic_override()
+            && !current.read_only
+            && !desired.contains_key(key)
+            && !move_throttle
+        {
             diff.delete.push(key.clone());
             diff.changes.push(ConfigChange::Removed {
                 key: key.clone(),
@@ -325,6 +332,11 @@ mod tests {
             // stray overrides
             ("segment.ms", value("100", ConfigSource::TopicOverride)),
             ("flush.ms", value("7", ConfigSource::TopicOverride)),
+            // a partition move's throttle, the KafkaCluster reconciler's
+            (
+                "leader.replication.throttled.replicas",
+                value("*", ConfigSource::TopicOverride),
+            ),
             // defaults and broker values the spec does not name are not the topic's
             ("retention.bytes", value("-1", ConfigSource::Default)),
             (
