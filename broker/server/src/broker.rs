@@ -528,6 +528,16 @@ impl Broker {
         }
     }
 
+    /// Whether this node does its job, for the readiness endpoint: a broker once the controller has unfenced
+    /// it (it serves clients from then on), a controller once it knows the quorum's leader.
+    pub fn is_ready(&self) -> bool {
+        let roles = &self.config.process_roles;
+        let broker = !roles.broker || *self.serving.borrow();
+        let controller =
+            !roles.controller || self.metadata.quorum().is_none_or(|q| q.leader().is_some());
+        broker && controller
+    }
+
     /// Waits until client requests are served; false if `shutdown` came first.
     pub async fn wait_serving(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut serving = self.serving.subscribe();
@@ -622,6 +632,8 @@ pub struct Server {
     pub broker: Arc<Broker>,
     /// The bound address of each listener, by listener name (useful with port 0); client listeners first.
     pub addresses: Vec<(String, std::net::SocketAddr)>,
+    /// Where the readiness endpoint listens, if it is configured (`sluice.health.listener`).
+    pub health: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Registration and heartbeats: it says goodbye to the controller first, while the quorum still runs.
@@ -666,6 +678,13 @@ impl Server {
             }
             sockets.push((listener.name.clone(), socket, local));
         }
+        let health = match config.health_listener {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| Error::Config {
+                key: "sluice.health.listener".into(),
+                message: format!("cannot listen on {addr}: {e}"),
+            })?),
+            None => None,
+        };
         let me = controller_member(&config, &sockets);
         let quorum = if metadata::raft::uses_quorum(&config) {
             Some(metadata::raft::open_formatted(&config, &format, me.clone()).await?)
@@ -730,10 +749,24 @@ impl Server {
                 shutdown_rx.clone(),
             )));
         }
+        let health = match health {
+            Some(socket) => {
+                let local = socket.local_addr()?;
+                info!(address = %local, "readiness endpoint listening");
+                tasks.push(tokio::spawn(crate::health::serve(
+                    socket,
+                    broker.clone(),
+                    shutdown_rx.clone(),
+                )));
+                Some(local)
+            }
+            None => None,
+        };
         tasks.push(tokio::spawn(housekeeping(broker.clone(), shutdown_rx)));
         Ok(Server {
             broker,
             addresses,
+            health,
             shutdown,
             tasks,
             lifecycle,

@@ -229,6 +229,8 @@ pub struct BrokerConfig {
     /// A connection holding part of a request waits at most this long for more request memory, then is
     /// closed, so requests that are all still arriving cannot hold the pool forever.
     pub request_memory_wait_ms: u64,
+    /// Where the readiness endpoint listens (`sluice.health.listener`, a Sluice extension; see health.rs).
+    pub health_listener: Option<std::net::SocketAddr>,
     pub offsets_topic_num_partitions: i32,
     /// As configured; capping it at the number of live brokers is the server's business.
     pub offsets_topic_replication_factor: i16,
@@ -421,6 +423,8 @@ const BROKER_KEYS: &[BrokerKey] = &[
         ConfigType::Long,
     ),
     key("connections.max.idle.ms", Some("600000"), ConfigType::Long),
+    // Sluice's own: where Kubernetes asks whether this node is ready (health.rs); none by default.
+    key("sluice.health.listener", None, ConfigType::String),
     // How long a connection holding part of a request may wait for request memory (see request_memory.rs).
     key(
         "sluice.request.memory.wait.ms",
@@ -633,6 +637,16 @@ impl BrokerConfig {
             },
             connections_max_idle_ms: v.int("connections.max.idle.ms", 1, i64::MAX)? as u64,
             request_memory_wait_ms: v.int("sluice.request.memory.wait.ms", 1, i64::MAX)? as u64,
+            health_listener: match v.get("sluice.health.listener").map(str::trim) {
+                None | Some("") => None,
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    Error::invalid(
+                        "sluice.health.listener",
+                        addr,
+                        "expected an address and port such as 0.0.0.0:9095",
+                    )
+                })?),
+            },
             offsets_topic_num_partitions: v.int("offsets.topic.num.partitions", 1, INT_MAX)? as i32,
             offsets_topic_replication_factor: v.int(
                 "offsets.topic.replication.factor",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fetch_waiters;
 pub mod group;
 pub mod handlers;
+pub mod health;
 pub mod lifecycle;
 pub mod meta_properties;
 pub mod metadata;

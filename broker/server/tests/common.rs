@@ -14,6 +14,8 @@ use sluice_server::config::BrokerConfig;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The readiness endpoint, when `sluice.health.listener` is set.
+    pub health: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<Server>,
@@ -50,17 +52,27 @@ impl TestBroker {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
+        Self::start_in_cluster(dir, extra, None)
+    }
+
+    /// Starts a node of the cluster `cluster_id` (formatting its directory with that id).
+    pub fn start_in_cluster(
+        dir: tempfile::TempDir,
+        extra: &[(&str, &str)],
+        cluster_id: Option<&str>,
+    ) -> TestBroker {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let server = runtime
-            .block_on(Server::start(config(dir.path(), extra), None))
+            .block_on(Server::start(config(dir.path(), extra), cluster_id))
             .unwrap();
         let addr = server.addresses[0].1;
         TestBroker {
             addr,
+            health: server.health,
             dir,
             runtime: Some(runtime),
             server: Some(server),

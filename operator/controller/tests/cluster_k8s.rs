@@ -521,13 +521,19 @@ async fn a_three_by_three_cluster_becomes_its_objects_and_status() {
         } else {
             assert_eq!(args.len(), 1, "{args:?}");
         }
-        for probe in [&container.readiness_probe, &container.liveness_probe] {
-            let tcp = probe.as_ref().unwrap().tcp_socket.as_ref().unwrap();
-            assert_eq!(
-                tcp.port,
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(port.to_owned())
-            );
-        }
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let live = container.liveness_probe.as_ref().unwrap();
+        let tcp = live.tcp_socket.as_ref().unwrap();
+        assert_eq!(tcp.port, IntOrString::String(port.to_owned()));
+        // Ready only once the node does its job, which the broker's readiness endpoint knows.
+        let ready = container.readiness_probe.as_ref().unwrap();
+        let http = ready.http_get.as_ref().unwrap();
+        assert_eq!(http.path.as_deref(), Some("/ready"));
+        assert_eq!(http.port, IntOrString::String("health".to_owned()));
+        assert!(
+            data(cm).contains("sluice.health.listener=0.0.0.0:9095\n"),
+            "{service}"
+        );
         assert_eq!(
             config_hash(sts),
             rendered_hash(data(cm)),

@@ -23,6 +23,7 @@ pub const OPERATOR_OWNED_CONFIG_KEYS: &[&str] = &[
     "log.dirs",
     "log.dir",
     "cluster.id",
+    "sluice.health.listener",
 ];
 
 /// Prefix of the quorum settings, all of which the operator owns.

@@ -9,9 +9,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -20,7 +21,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::properties::{self, QuorumMode};
-use super::role::{CONFIG_MOUNT, DATA_MOUNT, PROPERTIES_FILE, Role, bootstrap_service_name};
+use super::role::{
+    CONFIG_MOUNT, DATA_MOUNT, HEALTH_PORT, HEALTH_PORT_NAME, PROPERTIES_FILE, Role,
+    bootstrap_service_name,
+};
 use super::validate::{ValidCluster, ValidRole, ValidStorage};
 use crate::error::Error;
 
@@ -253,13 +257,34 @@ fn stateful_set(
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some(role.port_name().to_owned()),
-            container_port: role.port(),
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(tcp_probe(role, 5, 5, 3)),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(role.port_name().to_owned()),
+                container_port: role.port(),
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(HEALTH_PORT_NAME.to_owned()),
+                container_port: HEALTH_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        // Ready once the node does its job (see `sluice.health.listener`): the bootstrap Service
+        // then sends clients only to unfenced brokers, and a roll waits for the restarted pod to
+        // be back in the cluster, not merely listening.
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ready".to_owned()),
+                port: IntOrString::String(HEALTH_PORT_NAME.to_owned()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(2),
+            period_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
         // Generous: a broker recovering a large log after a crash must not be killed for it.
         liveness_probe: Some(tcp_probe(role, 30, 10, 6)),
         resources: spec.resources.clone(),

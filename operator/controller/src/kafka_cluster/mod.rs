@@ -44,7 +44,7 @@ use self::role::{
 use self::scale_down::BrokerCount;
 use self::status::{Observation, Problem, RoleState};
 use crate::error::Error;
-use crate::inspector::{ClusterInspector, Drain};
+use crate::inspector::ClusterInspector;
 use crate::metrics::Metrics;
 
 /// The `kind` label of this reconciler's metrics.
@@ -256,8 +256,12 @@ async fn reconcile_cluster<I: ClusterInspector>(
         .bootstrap_override
         .clone()
         .unwrap_or_else(|| bootstrap.clone());
-    let (brokers, draining) = decide_broker_count(ctx, &cluster, &observed, &reach).await;
     let snapshot = operations::snapshot(ctx, &observed, &reach).await;
+    let brokers = scale_down::broker_count(
+        observed.current_broker_replicas(),
+        cluster.brokers.replicas,
+        snapshot.state().ok_or_else(|| snapshot.why_not()),
+    );
     let static_quorum = build::fixed_voters(&cluster, observed.static_quorum);
     let controller_pods =
         operations::controller_pods(&cluster, &observed, &snapshot, static_quorum);
@@ -304,18 +308,6 @@ async fn reconcile_cluster<I: ClusterInspector>(
     let outcome = match &applied {
         Err(_) => None,
         Ok(()) => {
-            let scale_down = match &brokers {
-                BrokerCount::Blocked { reason, .. } => Some((
-                    OperationStatus {
-                        type_: operations::SCALE_DOWN.to_owned(),
-                        message: reason.clone(),
-                        partitions_to_move: draining.moving,
-                        pods_to_restart: None,
-                    },
-                    draining.throttled.clone(),
-                )),
-                BrokerCount::Run(_) => None,
-            };
             let input = operations::StepInput {
                 kc,
                 cluster: &cluster,
@@ -324,7 +316,6 @@ async fn reconcile_cluster<I: ClusterInspector>(
                 bootstrap: &reach,
                 quorum_mode,
                 previous: previous.as_ref(),
-                scale_down,
             };
             Some(operations::step(ctx, input).await.unwrap_or_else(|e| {
                 operations::StepOutcome {
@@ -405,73 +396,6 @@ async fn reconcile_cluster<I: ClusterInspector>(
 /// Selects every pod of the cluster, both roles.
 fn pod_selector(cluster: &str) -> String {
     format!("app.kubernetes.io/name=sluice,app.kubernetes.io/instance={cluster}")
-}
-
-/// A scale-down's drain as far as this reconcile took it.
-#[derive(Debug, Clone, Default)]
-struct Draining {
-    /// Partitions still moving off the brokers that go.
-    moving: Option<i32>,
-    /// Topics whose moves were just asked for, throttled.
-    throttled: Vec<String>,
-}
-
-/// How many brokers to run and, while brokers are drained, how that goes.
-async fn decide_broker_count<I: ClusterInspector>(
-    ctx: &Context<I>,
-    cluster: &validate::ValidCluster,
-    observed: &read::Observed,
-    bootstrap: &str,
-) -> (BrokerCount, Draining) {
-    let current = observed.current_broker_replicas();
-    let desired = cluster.brokers.replicas;
-    let removed = scale_down::brokers_to_remove(current, desired);
-    if removed.is_empty() {
-        return (BrokerCount::Run(desired), Draining::default());
-    }
-    let hosted = ctx
-        .inspector
-        .partitions_on_brokers(bootstrap, &removed)
-        .await
-        .map_err(|e| e.to_string());
-    let decided = scale_down::decide(current, desired, hosted.as_ref().map_err(Clone::clone));
-    let BrokerCount::Blocked { keep, reason } = decided else {
-        return (decided, Draining::default());
-    };
-    if hosted.is_err() {
-        return (BrokerCount::Blocked { keep, reason }, Draining::default());
-    }
-    // Brokers that still hold data are drained first: their replicas move to the brokers that
-    // stay, and the StatefulSet shrinks once they hold nothing (checked again next time).
-    let staying: Vec<i32> = (0..desired).collect();
-    let throttle = cluster.move_throttle > 0;
-    let drain = ctx
-        .inspector
-        .drain(bootstrap, &staying, &removed, throttle)
-        .await;
-    let mut throttled = Vec::new();
-    let (progress, moving) = match drain {
-        Ok(Drain::Started { moves, topics }) => {
-            throttled = topics;
-            (
-                format!("moving {moves} partitions off them now"),
-                Some(moves),
-            )
-        }
-        Ok(Drain::InProgress(n)) => (format!("{n} partition moves in progress"), Some(n)),
-        Ok(Drain::Impossible(why)) => (format!("they cannot be drained: {why}"), None),
-        Ok(Drain::Done) => ("their moves are finishing".to_owned(), Some(0)),
-        Err(e) => (format!("could not move their partitions: {e}"), None),
-    };
-    let blocked = BrokerCount::Blocked {
-        keep,
-        reason: format!("{reason}; {progress}"),
-    };
-    let draining = Draining {
-        moving: moving.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-        throttled,
-    };
-    (blocked, draining)
 }
 
 /// Applies each object, noting `"created ConfigMap x"`-style changes.

@@ -126,7 +126,8 @@ pub fn drain(
 /// Partitions listed with more replicas than the fewest any partition of their topic has. A
 /// partition being moved lists its new replicas and its old ones together, and a broker's
 /// metadata can still show that for a moment after the controller has finished the move: planning
-/// from it would make the extra replica permanent. The reconciler waits until none is left.
+/// from it would make the extra replica permanent. The reconciler reads the cluster again, a few
+/// times, while any is left (a topic whose partitions really differ then costs only that wait).
 pub fn unsettled(partitions: &[Replicas]) -> Vec<(String, i32)> {
     let mut fewest: BTreeMap<&str, usize> = BTreeMap::new();
     for p in partitions {

@@ -52,7 +52,7 @@ impl Snapshot {
         }
     }
 
-    fn why_not(&self) -> String {
+    pub fn why_not(&self) -> String {
         match self {
             Snapshot::NotAsked => "no broker is ready to be asked".to_owned(),
             Snapshot::Failed(e) => e.clone(),
@@ -61,13 +61,15 @@ impl Snapshot {
     }
 }
 
-/// Asks the cluster for its state, if a broker is ready to answer.
+/// Asks the cluster for its state, if a broker is ready to answer (or the operator was told where
+/// to reach the brokers, `--bootstrap-override`).
 pub async fn snapshot<I: ClusterInspector>(
     ctx: &Context<I>,
     observed: &Observed,
     bootstrap: &str,
 ) -> Snapshot {
-    if !observed.broker_pods.iter().any(super::read::is_ready) {
+    let told = ctx.settings.bootstrap_override.is_some();
+    if !told && !observed.broker_pods.iter().any(super::read::is_ready) {
         return Snapshot::NotAsked;
     }
     match ctx.inspector.state(bootstrap).await {
@@ -117,9 +119,6 @@ pub struct StepInput<'a> {
     /// The last reconcile's status: its operation (spreading onto new brokers continues until they
     /// carry their share) and the topics it throttled.
     pub previous: Option<&'a KafkaClusterStatus>,
-    /// A broker scale-down under way (its brokers are being drained): the operation to report,
-    /// and the topics its drain just throttled.
-    pub scale_down: Option<(OperationStatus, Vec<String>)>,
 }
 
 /// What a step leaves for the status.
@@ -178,17 +177,22 @@ pub async fn step<I: ClusterInspector>(
         .map(|p| p.throttled_topics.clone())
         .unwrap_or_default();
     let Some(state) = input.snapshot.state() else {
-        let operation = match &input.scale_down {
-            Some((op, _)) => Some(op.clone()),
-            None => waiting_roll(input.cluster, input.observed, input.snapshot),
+        let why = input.snapshot.why_not();
+        let shrinking = input
+            .observed
+            .current_replicas(Role::Broker)
+            .is_some_and(|n| n > input.cluster.brokers.replicas);
+        let operation = if shrinking {
+            Some(op(
+                SCALE_DOWN,
+                format!("waiting: cannot check what the brokers that go hold: {why}"),
+            ))
+        } else {
+            waiting_roll(input.cluster, input.observed, &why)
         };
-        let mut topics = previous_topics;
-        topics.extend(input.scale_down_topics());
-        topics.sort();
-        topics.dedup();
         return Ok(StepOutcome {
             operation,
-            throttled_topics: topics,
+            throttled_topics: previous_topics,
         });
     };
     let mut moving = Moving {
@@ -196,21 +200,10 @@ pub async fn step<I: ClusterInspector>(
         topics: previous_topics.into_iter().collect(),
         started: false,
     };
-    let operation = match &input.scale_down {
-        Some((op, topics)) => {
-            moving.started |= !topics.is_empty();
-            moving.topics.extend(topics.iter().cloned());
-            Ok(Some(op.clone()))
-        }
-        None => next_operation(ctx, &input, state, &mut moving).await,
-    };
+    let operation = next_operation(ctx, &input, state, &mut moving).await;
     // The throttle goes once no move runs (none was running when the cluster was read, and none
     // was asked for since).
-    let draining = input
-        .scale_down
-        .as_ref()
-        .is_some_and(|(op, _)| op.partitions_to_move.is_some_and(|n| n > 0));
-    if state.reassigning == 0 && !moving.started && !draining && !moving.topics.is_empty() {
+    if state.reassigning == 0 && !moving.started && !moving.topics.is_empty() {
         let topics: Vec<String> = moving.topics.iter().cloned().collect();
         let lift = Alteration::Throttle { topics, on: false };
         match ctx.inspector.alter(input.bootstrap, &lift).await {
@@ -226,25 +219,11 @@ pub async fn step<I: ClusterInspector>(
     })
 }
 
-impl StepInput<'_> {
-    fn scale_down_topics(&self) -> Vec<String> {
-        self.scale_down
-            .as_ref()
-            .map(|(_, t)| t.clone())
-            .unwrap_or_default()
-    }
-}
-
 /// A roll that cannot be checked on: reported as waiting, if any pod is outdated.
-fn waiting_roll(
-    cluster: &ValidCluster,
-    observed: &Observed,
-    snapshot: &Snapshot,
-) -> Option<OperationStatus> {
+fn waiting_roll(cluster: &ValidCluster, observed: &Observed, why: &str) -> Option<OperationStatus> {
     let controllers = observed.role_pods(Role::Controller, &cluster.name);
     let brokers = observed.role_pods(Role::Broker, &cluster.name);
-    let why = snapshot.why_not();
-    let waiting = roll::next(&controllers, &brokers, Err(&why), CONTROLLER_NODE_ID_OFFSET);
+    let waiting = roll::next(&controllers, &brokers, Err(why), CONTROLLER_NODE_ID_OFFSET);
     (waiting.outdated() > 0).then(|| OperationStatus {
         pods_to_restart: Some(waiting.outdated() as i32),
         ..op(
@@ -375,7 +354,7 @@ async fn next_operation<I: ClusterInspector>(
         }
     }
 
-    if let Some(drain) = drain_removed(ctx, cluster, observed, state, bootstrap, moving).await? {
+    if let Some(drain) = drain(ctx, cluster, state, bootstrap, moving).await? {
         return Ok(Some(drain));
     }
     if let Some(spread) = spread(ctx, cluster, observed, state, bootstrap, previous, moving).await?
@@ -412,47 +391,42 @@ async fn next_operation<I: ClusterInspector>(
     }
 }
 
-/// Moves replicas off brokers the cluster no longer runs. A scale-down drains its brokers before
-/// removing them, but a topic created while the last of them was stopping can still have been
-/// placed on it; such replicas would stay under-replicated for good.
-async fn drain_removed<I: ClusterInspector>(
+/// Moves every replica off brokers outside the spec's `0..replicas`: the brokers a scale-down
+/// removes (the StatefulSet shrinks once they hold nothing, `decide_broker_count`), and any
+/// replica left on a broker already gone (a topic created while the last of them was stopping can
+/// have been placed there, and would stay under-replicated for good).
+async fn drain<I: ClusterInspector>(
     ctx: &Context<I>,
     cluster: &ValidCluster,
-    observed: &Observed,
     state: &ClusterState,
     bootstrap: &str,
     moving: &mut Moving,
 ) -> Result<Option<OperationStatus>, Error> {
-    let wanted = cluster.brokers.replicas;
-    if observed.current_replicas(Role::Broker) != Some(wanted) {
+    let staying: BTreeSet<i32> = (0..cluster.brokers.replicas).collect();
+    let gone = |replicas: &[moves::Replicas]| -> BTreeSet<i32> {
+        replicas
+            .iter()
+            .flat_map(|p| p.replicas.iter().copied())
+            .filter(|b| !staying.contains(b))
+            .collect()
+    };
+    if gone(&state.replicas()).is_empty() {
         return Ok(None);
-    }
-    let staying: BTreeSet<i32> = (0..wanted).collect();
-    let replicas = state.replicas();
-    let gone: BTreeSet<i32> = replicas
-        .iter()
-        .flat_map(|p| p.replicas.iter().copied())
-        .filter(|b| !staying.contains(b))
-        .collect();
-    if gone.is_empty() {
-        return Ok(None);
-    }
-    if let Some(wait) = settling(&replicas, SCALE_DOWN) {
-        return Ok(Some(wait));
     }
     if state.reassigning > 0 {
-        return Ok(Some(OperationStatus {
-            partitions_to_move: Some(state.reassigning as i32),
-            ..op(
-                SCALE_DOWN,
-                format!("{} partition moves in progress", state.reassigning),
-            )
-        }));
+        return Ok(Some(in_progress(SCALE_DOWN, state.reassigning)));
     }
-    match moves::drain(&replicas, &staying, &gone) {
+    let replicas = settled_replicas(ctx, bootstrap, state).await;
+    let leaving = gone(&replicas);
+    let list = leaving
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match moves::drain(&replicas, &staying, &leaving) {
         Err(cannot) => Ok(Some(op(
             SCALE_DOWN,
-            format!("replicas on removed brokers {gone:?} cannot move: {cannot}"),
+            format!("the replicas on brokers {list} cannot move: {cannot}"),
         ))),
         Ok(plan) if plan.is_empty() => Ok(None),
         Ok(plan) => {
@@ -462,12 +436,46 @@ async fn drain_removed<I: ClusterInspector>(
                 partitions_to_move: Some(n as i32),
                 ..op(
                     SCALE_DOWN,
-                    format!("moving {n} partitions off removed brokers {gone:?}"),
+                    format!("moving {n} partitions off brokers {list}"),
                 )
             }))
         }
     }
 }
+
+fn in_progress(type_: &str, reassigning: usize) -> OperationStatus {
+    OperationStatus {
+        partitions_to_move: Some(reassigning as i32),
+        ..op(type_, format!("{reassigning} partition moves in progress"))
+    }
+}
+
+/// The replica lists to plan moves from. Right after a move finishes, the broker that answered
+/// can still list the partition's old replicas with its new ones (`moves::unsettled`); planning
+/// from that would make the extra replica permanent. So while any partition looks like that, the
+/// cluster is read again, a second apart, a few times; a topic whose partitions really have
+/// different replica counts costs only that wait.
+async fn settled_replicas<I: ClusterInspector>(
+    ctx: &Context<I>,
+    bootstrap: &str,
+    state: &ClusterState,
+) -> Vec<moves::Replicas> {
+    let mut replicas = state.replicas();
+    for _ in 0..SETTLE_READS {
+        if moves::unsettled(&replicas).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match ctx.inspector.state(bootstrap).await {
+            Ok(fresh) => replicas = fresh.replicas(),
+            Err(e) => tracing::warn!(error = %e, "cannot read the cluster again"),
+        }
+    }
+    replicas
+}
+
+/// How many times the cluster is read again while its metadata looks unsettled.
+const SETTLE_READS: usize = 3;
 
 /// Spreads partitions onto brokers that hold none (a scale-up), in rounds, until the load is even.
 async fn spread<I: ClusterInspector>(
@@ -508,17 +516,9 @@ async fn spread<I: ClusterInspector>(
         }));
     }
     if state.reassigning > 0 {
-        return Ok(Some(OperationStatus {
-            partitions_to_move: Some(state.reassigning as i32),
-            ..op(
-                SCALE_UP,
-                format!("{} partition moves in progress", state.reassigning),
-            )
-        }));
+        return Ok(Some(in_progress(SCALE_UP, state.reassigning)));
     }
-    if let Some(wait) = settling(&replicas, SCALE_UP) {
-        return Ok(Some(wait));
-    }
+    let replicas = settled_replicas(ctx, bootstrap, state).await;
     let remaining = moves::spread(&replicas, &brokers, usize::MAX).len();
     if remaining == 0 {
         return Ok(None);
@@ -533,21 +533,6 @@ async fn spread<I: ClusterInspector>(
             format!("moving {asked} of the {remaining} partitions that balance the brokers"),
         )
     }))
-}
-
-/// Waits while the brokers' metadata still lists a finished move's old replicas (see
-/// `moves::unsettled`).
-fn settling(replicas: &[moves::Replicas], type_: &str) -> Option<OperationStatus> {
-    let unsettled = moves::unsettled(replicas);
-    let (topic, partition) = unsettled.first()?;
-    Some(op(
-        type_,
-        format!(
-            "waiting for the brokers' metadata to show the finished moves of {} partitions \
-             ({topic}-{partition} first) before planning more",
-            unsettled.len()
-        ),
-    ))
 }
 
 async fn delete_pod<I: ClusterInspector>(

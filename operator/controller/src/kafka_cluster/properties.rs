@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 
 use super::live_config;
 use super::role::{
-    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, DATA_DIR, Role, quorum_bootstrap_servers,
-    quorum_voters,
+    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, DATA_DIR, HEALTH_PORT, Role,
+    quorum_bootstrap_servers, quorum_voters,
 };
 use super::validate::ValidCluster;
 
@@ -59,6 +59,9 @@ pub fn render(cluster: &ValidCluster, role: Role, cluster_id: &str, quorum: Quor
         "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
     );
     line("listeners", &format!("{listener}://0.0.0.0:{port}"));
+    // The pod is Ready only once the node does its job (a broker unfenced, a controller knowing the
+    // quorum's leader), not as soon as it listens.
+    line("sluice.health.listener", &format!("0.0.0.0:{HEALTH_PORT}"));
     // The broker substitutes ${env:POD_NAME} at start, so one file serves every pod.
     line(
         "advertised.listeners",

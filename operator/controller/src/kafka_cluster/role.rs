@@ -16,6 +16,9 @@ pub const PROPERTIES_FILE: &str = "server.properties";
 pub const BROKER_PORT: i32 = 9092;
 /// Port of the quorum listener (`CONTROLLER`) on controllers.
 pub const CONTROLLER_PORT: i32 = 9093;
+/// Port of the readiness endpoint (`sluice.health.listener`) on every pod.
+pub const HEALTH_PORT: i32 = 9095;
+pub const HEALTH_PORT_NAME: &str = "health";
 
 /// Node ids: broker `i` is node `i`, as Kafka users expect; controller `i` is node `1000 + i`,
 /// which can never collide because brokers are capped at 1000 replicas. Each pod derives its id

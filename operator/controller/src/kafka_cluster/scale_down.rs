@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::moves;
+use crate::inspector::ClusterState;
+
 /// How many brokers the StatefulSet should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerCount {
@@ -84,6 +87,36 @@ pub fn decide(
             "cannot scale brokers from {current} to {desired} yet: brokers {} {what}",
             list(&busy)
         ),
+    }
+}
+
+/// How many brokers to run, given the cluster as read (or why it could not be): fewer only once
+/// the brokers that go hold no replica (`operations::step` moves their replicas off meanwhile).
+/// A scale-down that cannot be drained says why, naming the topics.
+pub fn broker_count(
+    current: Option<i32>,
+    desired: i32,
+    state: Result<&ClusterState, String>,
+) -> BrokerCount {
+    let removed = brokers_to_remove(current, desired);
+    if removed.is_empty() {
+        return BrokerCount::Run(desired);
+    }
+    let state = match state {
+        Ok(state) => state,
+        Err(why) => return decide(current, desired, Err(why)),
+    };
+    let decided = decide(current, desired, Ok(&state.topics_on(&removed)));
+    let BrokerCount::Blocked { keep, reason } = decided else {
+        return decided;
+    };
+    let staying = (0..desired).collect();
+    match moves::drain(&state.replicas(), &staying, &removed.into_iter().collect()) {
+        Err(cannot) => BrokerCount::Blocked {
+            keep,
+            reason: format!("{reason}; they cannot be drained: {cannot}"),
+        },
+        Ok(_) => BrokerCount::Blocked { keep, reason },
     }
 }
 
@@ -174,5 +207,65 @@ mod tests {
                     .to_owned()
             }
         );
+    }
+
+    #[test]
+    fn broker_count_from_the_cluster_as_read() {
+        let drained = ClusterState::of_partitions(&[("a", &[0, 1]), ("b", &[2, 0])]);
+        let busy = ClusterState::of_partitions(&[("a", &[0, 3]), ("b", &[4, 2])]);
+        let wide = ClusterState::of_partitions(&[("a", &[0, 1]), ("wide", &[0, 1, 2, 3])]);
+        // (case, current brokers, desired, the cluster as read, brokers kept, what the reason says)
+        type Case<'a> = (
+            &'a str,
+            Option<i32>,
+            i32,
+            Result<&'a ClusterState, String>,
+            i32,
+            &'a [&'a str],
+        );
+        let cases: [Case; 6] = [
+            ("no change", Some(3), 3, Err("down".into()), 3, &[]),
+            ("growing", Some(3), 5, Err("down".into()), 5, &[]),
+            ("drained", Some(5), 3, Ok(&drained), 3, &[]),
+            (
+                "still hosting, can move",
+                Some(5),
+                3,
+                Ok(&busy),
+                5,
+                &["brokers 3, 4 still host replicas of topics a, b"],
+            ),
+            (
+                "a topic too wide",
+                Some(4),
+                3,
+                Ok(&wide),
+                4,
+                &["they cannot be drained", "wide (replication factor 4)"],
+            ),
+            (
+                "cannot read",
+                Some(4),
+                3,
+                Err("no broker is ready".into()),
+                4,
+                &["could not check", "no broker is ready"],
+            ),
+        ];
+        for (name, current, desired, read, keep, says) in cases {
+            let got = broker_count(current, desired, read);
+            assert_eq!(got.replicas(), keep, "{name}: {got:?}");
+            let reason = match &got {
+                BrokerCount::Blocked { reason, .. } => reason.as_str(),
+                BrokerCount::Run(_) => "",
+            };
+            assert_eq!(reason.is_empty(), says.is_empty(), "{name}: {got:?}");
+            for s in says {
+                assert!(reason.contains(s), "{name}: {reason}");
+            }
+            if name == "still hosting, can move" {
+                assert!(!reason.contains("cannot be drained"), "{reason}");
+            }
+        }
     }
 }
