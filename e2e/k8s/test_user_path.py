@@ -385,6 +385,17 @@ def settled() -> dict | None:
     return kc if ok else None
 
 
+def restart_operator() -> str:
+    """Deletes the operator's pod (its Deployment starts another, which takes over the leader Lease):
+    what a node drain or an upgrade does in the middle of an operation. Returns the old pod's name."""
+    pods = kube.pods(OPERATOR_NS, "app.kubernetes.io/name=sluice-operator")
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    old = pods[0]["metadata"]["name"]
+    kube.kubectl("delete", "pod", old, "-n", OPERATOR_NS, "--wait=false")
+    print(f"operator pod {old} deleted at {time.strftime('%H:%M:%S')}")
+    return old
+
+
 def cluster_pods() -> dict[str, str]:
     return {p["metadata"]["name"]: p["metadata"]["uid"] for p in kube.pods(NS, f"app.kubernetes.io/instance={CLUSTER}")}
 
@@ -469,6 +480,7 @@ def test_a_config_change_rolls_one_pod_at_a_time_under_load_and_loses_nothing(cl
         # A key brokers read only at start: every pod restarts, controllers first, then brokers.
         patch_spec({"config": {"log.retention.hours": "100"}})
         replaced_order: list[str] = []
+        restarted: list[str] = []
 
         def rolled():
             log.note()
@@ -476,6 +488,9 @@ def test_a_config_change_rolls_one_pod_at_a_time_under_load_and_loses_nothing(cl
             for name, uid in now.items():
                 if before.get(name) != uid and name not in replaced_order:
                     replaced_order.append(name)
+            # Half-way, the operator itself restarts: the new one carries on from what the pods show.
+            if len(replaced_order) == 3 and not restarted:
+                restarted.append(restart_operator())
             # Never more than one pod missing or unready at a time.
             unready = [p["metadata"]["name"] for p in kube.pods(NS, f"app.kubernetes.io/instance={CLUSTER}")
                        if not kube.pod_ready(p)]
@@ -491,6 +506,7 @@ def test_a_config_change_rolls_one_pod_at_a_time_under_load_and_loses_nothing(cl
     assert [n.split("-")[1] for n in replaced_order] == ["controller"] * 3 + ["broker"] * 3, replaced_order
     assert [n for n in replaced_order if "broker" in n] == [f"{CLUSTER}-broker-{i}" for i in (2, 1, 0)]
     assert any(op["type"] == "Roll" and op.get("podsToRestart") for op in log.seen), log.seen
+    assert restarted, "the operator was not restarted during the roll"
     cm = kube.get("configmap", f"{CLUSTER}-broker-config", NS)
     assert "log.retention.hours=100" in json.dumps(cm["data"])
     check(_Bootstrap(bootstrap(cluster)), topic, list(range(6)), ledger, replicas=False)
@@ -626,6 +642,17 @@ def test_brokers_scale_3_5_3_under_load_spreading_then_draining(cluster):
         assert kube.get("statefulset", f"{CLUSTER}-broker", NS)["spec"]["replicas"] == 5
         for f in a.delete_topics(["wide"], operation_timeout=30).values():
             f.result(60)
+
+        # While the replicas move off brokers 3 and 4, the operator restarts; the new one finds the
+        # moves in the cluster and carries on.
+        since = len(log.seen)
+
+        def draining():
+            log.note()
+            return any(op.get("type") == "ScaleDown" and (op.get("partitionsToMove") or 0) > 0
+                       for op in log.seen[since:])
+        kube.wait_until(draining, 120, "the drain of brokers 3 and 4 under way", interval=0.5)
+        restart_operator()
 
         def drained():
             note_throttle()
