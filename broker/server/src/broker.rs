@@ -727,15 +727,28 @@ impl Server {
             }
         }
         let mut addresses = Vec::new();
+        let mut tls_listeners = Vec::new();
         for (name, socket, local) in sockets {
-            info!(listener = %name, address = %local, "listening");
+            let tls = match broker.config.tls.get(&name) {
+                Some(settings) => Some(Arc::new(crate::tls::ListenerTls::load(settings.clone())?)),
+                None => None,
+            };
+            info!(listener = %name, address = %local, tls = tls.is_some(), "listening");
             addresses.push((name.clone(), local));
+            tls_listeners.extend(tls.clone());
             let controller = broker.config.controller_listener_names.contains(&name);
             tasks.push(tokio::spawn(network::serve(
                 socket,
                 name,
                 controller,
+                tls,
                 broker.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        if !tls_listeners.is_empty() {
+            tasks.push(tokio::spawn(reload_certificates(
+                tls_listeners,
                 shutdown_rx.clone(),
             )));
         }
@@ -886,6 +899,26 @@ async fn bind(listener: &Listener) -> Result<TcpListener, Error> {
                 listener.name
             ),
         })
+}
+
+/// How often the TLS listeners' certificate files are looked at for a change.
+const CERTIFICATE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves renewed certificates without a restart (see tls.rs).
+async fn reload_certificates(
+    listeners: Vec<Arc<crate::tls::ListenerTls>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(CERTIFICATE_CHECK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        for listener in &listeners {
+            listener.reload_if_changed();
+        }
+    }
 }
 
 async fn wait_for_signal() {

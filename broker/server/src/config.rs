@@ -229,6 +229,8 @@ pub struct BrokerConfig {
     /// A connection holding part of a request waits at most this long for more request memory, then is
     /// closed, so requests that are all still arriving cannot hold the pool forever.
     pub request_memory_wait_ms: u64,
+    /// The TLS settings of each `SSL` listener, by listener name.
+    pub tls: BTreeMap<String, crate::tls::TlsSettings>,
     /// Where the readiness endpoint listens (`sluice.health.listener`, a Sluice extension; see health.rs).
     pub health_listener: Option<std::net::SocketAddr>,
     pub offsets_topic_num_partitions: i32,
@@ -528,7 +530,10 @@ impl BrokerConfig {
     ) -> Result<BrokerConfig, Error> {
         let mut unknown_keys = Vec::new();
         for name in props.keys() {
-            if broker_key(name).is_none() && !SILENTLY_IGNORED_KEYS.contains(&name.as_str()) {
+            if broker_key(name).is_none()
+                && !SILENTLY_IGNORED_KEYS.contains(&name.as_str())
+                && !crate::tls::is_tls_key(name)
+            {
                 tracing::warn!(key = %name, "ignoring unknown configuration key");
                 unknown_keys.push(name.clone());
             }
@@ -556,10 +561,23 @@ impl BrokerConfig {
             .iter()
             .map(|n| n.to_ascii_uppercase())
             .collect();
-        check_security_protocols(
+        let protocols = check_security_protocols(
             v.get("listener.security.protocol.map").unwrap_or(""),
             &listeners,
+            &controller_listener_names,
         )?;
+        let mut tls = BTreeMap::new();
+        for (listener, protocol) in &protocols {
+            if protocol == "SSL" {
+                let get = |key: &str| {
+                    props
+                        .get(key)
+                        .map(|raw| substitute(key, raw, env, Some(node_id)))
+                        .transpose()
+                };
+                tls.insert(listener.clone(), crate::tls::settings(listener, &get)?);
+            }
+        }
         let advertised_listeners = resolve_advertised_listeners(
             v.get("advertised.listeners"),
             &listeners,
@@ -603,6 +621,22 @@ impl BrokerConfig {
             ));
         }
 
+        // Followers fetch from the leader's inter-broker listener, and do not speak TLS yet.
+        let inter_broker = v
+            .get("inter.broker.listener.name")
+            .map(str::to_ascii_uppercase)
+            .or_else(|| advertised_listeners.first().map(|l| l.name.clone()));
+        if process_roles.broker
+            && let Some(name) = inter_broker.filter(|n| tls.contains_key(n))
+        {
+            return Err(Error::config(
+                "inter.broker.listener.name",
+                format!(
+                    "replication over TLS is not supported yet: listener {name} uses SSL; name a \
+                     PLAINTEXT listener here (or list one first in advertised.listeners)"
+                ),
+            ));
+        }
         let config = BrokerConfig {
             node_id,
             process_roles,
@@ -637,6 +671,7 @@ impl BrokerConfig {
             },
             connections_max_idle_ms: v.int("connections.max.idle.ms", 1, i64::MAX)? as u64,
             request_memory_wait_ms: v.int("sluice.request.memory.wait.ms", 1, i64::MAX)? as u64,
+            tls,
             health_listener: match v.get("sluice.health.listener").map(str::trim) {
                 None | Some("") => None,
                 Some(addr) => Some(addr.parse().map_err(|_| {
@@ -1479,9 +1514,14 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, Error> {
     Ok(listeners)
 }
 
-/// Every listener must map to a security protocol, and Sluice only speaks PLAINTEXT. Map entries
-/// for listeners that are not in use may name other protocols: Kafka's sample file lists them all.
-fn check_security_protocols(value: &str, listeners: &[Listener]) -> Result<(), Error> {
+/// Every listener must map to a security protocol: PLAINTEXT, or SSL on a listener for clients (the
+/// controller listener speaks PLAINTEXT). SASL is not spoken yet. Map entries for listeners that are
+/// not in use may name other protocols: Kafka's sample file lists them all. Returns each listener's.
+fn check_security_protocols(
+    value: &str,
+    listeners: &[Listener],
+    controller_listener_names: &[String],
+) -> Result<BTreeMap<String, String>, Error> {
     let key = "listener.security.protocol.map";
     let mut map = BTreeMap::new();
     for entry in split_list(value) {
@@ -1501,27 +1541,38 @@ fn check_security_protocols(value: &str, listeners: &[Listener]) -> Result<(), E
         }
         map.insert(name.trim().to_ascii_uppercase(), protocol);
     }
+    let mut used = BTreeMap::new();
     for listener in listeners {
-        match map.get(&listener.name) {
+        let controller = controller_listener_names.contains(&listener.name);
+        match map.get(&listener.name).map(String::as_str) {
             None => {
                 return Err(Error::config(
                     key,
                     format!("has no entry for listener {}", listener.name),
                 ));
             }
-            Some(protocol) if protocol != "PLAINTEXT" => {
+            Some("PLAINTEXT") => {}
+            Some("SSL") if !controller => {}
+            Some(protocol) => {
+                let supported = if controller {
+                    "only PLAINTEXT is supported on the controller listener"
+                } else {
+                    "PLAINTEXT and SSL are supported (SASL not yet)"
+                };
                 return Err(Error::config(
                     key,
                     format!(
-                        "listener {} uses security protocol {protocol}; only PLAINTEXT is supported",
+                        "listener {} uses security protocol {protocol}; {supported}",
                         listener.name
                     ),
                 ));
             }
-            Some(_) => {}
+        }
+        if let Some(protocol) = map.get(&listener.name) {
+            used.insert(listener.name.clone(), protocol.clone());
         }
     }
-    Ok(())
+    Ok(used)
 }
 
 /// `advertised.listeners`, or else the non-controller `listeners`. An empty host becomes this
@@ -2445,10 +2496,10 @@ mod tests {
             (
                 &[(
                     "listener.security.protocol.map",
-                    "PLAINTEXT:SSL,CONTROLLER:PLAINTEXT",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
                 )],
                 "listener.security.protocol.map",
-                "PLAINTEXT uses security protocol SSL; only PLAINTEXT is supported",
+                "CONTROLLER uses security protocol SSL; only PLAINTEXT is supported on the controller listener",
             ),
             (
                 &[("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT")],
@@ -2468,6 +2519,43 @@ mod tests {
         dynamic[2] = ("controller.quorum.bootstrap.servers", "c:9093");
         dynamic.push(("controller.quorum.voters", ""));
         assert!(build(&dynamic).is_ok());
+    }
+
+    #[test]
+    fn ssl_listeners_are_for_clients_only() {
+        let listeners = (
+            "listeners",
+            "PLAINTEXT://:9092,SSL://:9094,CONTROLLER://:9093",
+        );
+        let map = (
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT",
+        );
+        let keystore = ("listener.name.ssl.ssl.keystore.location", "/etc/broker.pem");
+        let c = build(&[listeners, map, keystore, ("ssl.client.auth", "none")]).unwrap();
+        assert_eq!(c.tls.keys().collect::<Vec<_>>(), ["SSL"]);
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        // Replication does not speak TLS yet: the inter-broker listener must not be the SSL one.
+        let err = build_err(&[
+            listeners,
+            map,
+            keystore,
+            ("inter.broker.listener.name", "SSL"),
+        ]);
+        assert!(
+            err.contains("inter.broker.listener.name") && err.contains("SSL"),
+            "{err}"
+        );
+        // An SSL listener without a certificate names the key to set.
+        assert!(build_err(&[listeners, map]).contains("ssl.keystore.location"));
+        let err = build_err(&[
+            listeners,
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            ),
+        ]);
+        assert!(err.contains("SASL not yet"), "{err}");
     }
 
     #[test]

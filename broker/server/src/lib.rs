@@ -20,6 +20,8 @@ pub mod publisher;
 pub mod repeats;
 pub mod replica;
 pub mod request_memory;
+pub mod tls;
+mod transport;
 mod zero_copy;
 
 pub use error::Error;

@@ -21,7 +21,11 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
 use crate::request_memory::Reservation;
-use crate::zero_copy::{send_file, set_cork};
+use crate::tls::ListenerTls;
+use crate::transport::Transport;
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much the read buffer grows at a time: a frame's claimed size is not allocated up front.
 const READ_CHUNK: usize = 64 * 1024;
@@ -40,6 +44,7 @@ pub async fn serve(
     listener: TcpListener,
     listener_name: String,
     controller: bool,
+    tls: Option<Arc<ListenerTls>>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -51,8 +56,13 @@ pub async fn serve(
                     let info = ConnectionInfo { peer, listener: listener_name.clone(), controller };
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        if let Err(e) = connection(stream, info.clone(), broker, shutdown).await {
+                        let result = match open(stream, tls.as_deref()).await {
+                            Ok(stream) => connection(stream, info.clone(), broker, shutdown).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = result {
                             debug!(peer = %info.peer, error = %e, "connection closed");
                         }
                     });
@@ -71,13 +81,26 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// The connection's stream, after the TLS handshake on a TLS listener. A client that does not
+/// complete it (plaintext to a TLS port, an untrusted certificate) is closed here.
+async fn open(stream: TcpStream, tls: Option<&ListenerTls>) -> std::io::Result<Transport> {
+    stream.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        return Ok(Transport::Plain(stream));
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => Ok(Transport::Tls(Box::new(stream))),
+        Ok(Err(e)) => Err(std::io::Error::other(format!("TLS handshake failed: {e}"))),
+        Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+    }
+}
+
 async fn connection(
-    mut stream: TcpStream,
+    mut stream: Transport,
     info: ConnectionInfo,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
     let max_request = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let memory_wait = Duration::from_millis(broker.config.request_memory_wait_ms);
@@ -165,7 +188,10 @@ async fn connection(
                 return Ok(());
             };
             match quorum.answer_frame(frame).await {
-                Ok(reply) => stream.write_all(&reply).await?,
+                Ok(reply) => {
+                    stream.write_all(&reply).await?;
+                    stream.flush().await?;
+                }
                 Err(e) => {
                     warn!(peer = %info.peer, error = %e, "malformed quorum message; closing connection");
                     return Ok(());
@@ -202,6 +228,7 @@ async fn connection(
                 let out = encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
                     .map_err(std::io::Error::other)?;
                 stream.write_all(&out).await?;
+                stream.flush().await?;
                 continue;
             }
             Err(
@@ -215,6 +242,7 @@ async fn connection(
                         sluice_protocol::codec::UNSUPPORTED_VERSION,
                     ))
                     .await?;
+                stream.flush().await?;
                 continue;
             }
             Err(e) => {
@@ -236,23 +264,7 @@ async fn connection(
                     .map_err(std::io::Error::other)?;
                 stream.write_all(&out).await?;
             }
-            Response::Fetch(layout) => {
-                let corked = layout.pieces.len() > 1;
-                if corked {
-                    set_cork(&stream, true)?;
-                }
-                for piece in layout.pieces {
-                    match piece {
-                        sluice_protocol::Piece::Bytes(bytes) => stream.write_all(&bytes).await?,
-                        sluice_protocol::Piece::File(slice) => {
-                            send_file(&stream, &slice.file, slice.position, slice.len).await?
-                        }
-                    }
-                }
-                if corked {
-                    set_cork(&stream, false)?;
-                }
-            }
+            Response::Fetch(layout) => stream.write_pieces(layout.pieces).await?,
             Response::None => {}
             Response::Error(code) => {
                 stream
@@ -260,5 +272,7 @@ async fn connection(
                     .await?
             }
         }
+        // A no-op on TCP; under TLS the last record may still be in the session.
+        stream.flush().await?;
     }
 }

@@ -16,6 +16,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// The readiness endpoint, when `sluice.health.listener` is set.
     pub health: Option<SocketAddr>,
+    /// Every listener's bound address, by name.
+    pub addresses: Vec<(String, SocketAddr)>,
     pub dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<Server>,
@@ -73,6 +75,7 @@ impl TestBroker {
         TestBroker {
             addr,
             health: server.health,
+            addresses: server.addresses.clone(),
             dir,
             runtime: Some(runtime),
             server: Some(server),
@@ -104,8 +107,9 @@ impl Drop for TestBroker {
     }
 }
 
-pub struct Client {
-    pub stream: TcpStream,
+/// A blocking Kafka wire client over any byte stream (TCP, or TLS in tests/tls.rs).
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     correlation: i32,
 }
 
@@ -115,6 +119,12 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
+        Client::over(stream)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn over(stream: S) -> Client<S> {
         Client {
             stream,
             correlation: 0,
@@ -168,7 +178,7 @@ pub fn s(v: &str) -> StrBytes {
 }
 
 /// Creates a topic of one partition and one replica with `configs`; panics if refused.
-pub fn create_topic(client: &mut Client, name: &str, configs: &[(&str, &str)]) {
+pub fn create_topic<S: Read + Write>(client: &mut Client<S>, name: &str, configs: &[(&str, &str)]) {
     let configs = configs
         .iter()
         .map(|(k, v)| {

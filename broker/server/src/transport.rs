@@ -1,0 +1,135 @@
+//! A client connection's byte stream: plain TCP, or TLS through rustls. The connection loop reads and
+//! writes it the same way either way; only a Fetch response's file bytes differ. On TCP they go with
+//! `sendfile(2)` and never enter this process; under TLS they must be encrypted here, so they are read
+//! (`pread`, a chunk at a time) and written through the TLS session, as Kafka does over SSL. (Kernel
+//! TLS would keep `sendfile`: the kernel this is developed on has none, see the crate README.)
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use crate::zero_copy::{send_file, set_cork};
+
+/// How much of a segment is read at a time to be encrypted: rustls cuts it into 16 KiB records.
+const TLS_FILE_CHUNK: usize = 64 * 1024;
+
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    /// Writes one response made of pieces, some of them file ranges, as one burst.
+    pub async fn write_pieces(
+        &mut self,
+        pieces: Vec<sluice_protocol::Piece<sluice_storage::FileSlice>>,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => {
+                // Framing, file bytes and more framing would otherwise each leave as a small segment
+                // (TCP_NODELAY is on).
+                let corked = pieces.len() > 1;
+                if corked {
+                    set_cork(tcp, true)?;
+                }
+                for piece in pieces {
+                    match piece {
+                        sluice_protocol::Piece::Bytes(bytes) => tcp.write_all(&bytes).await?,
+                        sluice_protocol::Piece::File(slice) => {
+                            send_file(tcp, &slice.file, slice.position, slice.len).await?
+                        }
+                    }
+                }
+                if corked {
+                    set_cork(tcp, false)?;
+                }
+                Ok(())
+            }
+            Transport::Tls(tls) => {
+                for piece in pieces {
+                    match piece {
+                        sluice_protocol::Piece::Bytes(bytes) => tls.write_all(&bytes).await?,
+                        sluice_protocol::Piece::File(slice) => {
+                            copy_file(tls, &slice.file, slice.position, slice.len).await?
+                        }
+                    }
+                }
+                tls.flush().await
+            }
+        }
+    }
+}
+
+/// `len` bytes of `file` from `position`, through the TLS session. Fails with `UnexpectedEof` if the
+/// file ends first (a segment deleted or truncated under the reader), as `send_file` does.
+async fn copy_file(
+    tls: &mut TlsStream<TcpStream>,
+    file: &File,
+    position: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; TLS_FILE_CHUNK.min(len as usize)];
+    let mut at = position;
+    let end = position + len;
+    while at < end {
+        let want = ((end - at) as usize).min(buf.len());
+        // A read of page-cache pages; the segment is only appended to, so this does not block on
+        // anything but the disk.
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment file ended before the promised bytes were sent",
+            ));
+        }
+        tls.write_all(&buf[..n]).await?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
