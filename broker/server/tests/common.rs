@@ -205,6 +205,32 @@ pub fn create_topic<S: Read + Write>(client: &mut Client<S>, name: &str, configs
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
 }
 
+/// The error code of an acks=1 Produce (v9) of one record holding `value` to partition 0.
+pub fn produce_value<S: Read + Write>(client: &mut Client<S>, topic: &str, value: Bytes) -> i16 {
+    use kafka_protocol::messages::{ProduceRequest, TopicName, produce_request};
+    let ResponseKind::Produce(r) = client.call(
+        ApiKey::Produce,
+        9,
+        &RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![
+                    produce_request::TopicProduceData::default()
+                        .with_name(TopicName(s(topic)))
+                        .with_partition_data(vec![
+                            produce_request::PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(one_record_batch(None, value))),
+                        ]),
+                ]),
+        ),
+    ) else {
+        panic!("not a Produce answer")
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
 /// A record batch (v2, uncompressed) of one record.
 pub fn one_record_batch(key: Option<Bytes>, value: Bytes) -> Bytes {
     use kafka_protocol::records::{

@@ -26,28 +26,7 @@ const DEFAULT: i8 = 5;
 
 /// The error code of an acks=1 Produce of one record with a `value_len`-byte value.
 fn produce(client: &mut common::Client, topic: &str, value_len: usize) -> i16 {
-    let records = common::one_record_batch(None, Bytes::from(vec![b'v'; value_len]));
-    let ResponseKind::Produce(r) = client.call(
-        ApiKey::Produce,
-        9,
-        &RequestKind::Produce(
-            ProduceRequest::default()
-                .with_acks(1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![
-                    produce_request::TopicProduceData::default()
-                        .with_name(TopicName(s(topic)))
-                        .with_partition_data(vec![
-                            produce_request::PartitionProduceData::default()
-                                .with_index(0)
-                                .with_records(Some(records)),
-                        ]),
-                ]),
-        ),
-    ) else {
-        panic!()
-    };
-    r.responses[0].partition_responses[0].error_code
+    common::produce_value(client, topic, Bytes::from(vec![b'v'; value_len]))
 }
 
 /// (error code, error message) of one IncrementalAlterConfigs resource of operations (op, key, value).

@@ -159,28 +159,7 @@ fn records_go_both_ways_over_tls_and_plaintext_is_refused() {
     // Two batches, one large enough to span several TLS records and file chunks.
     let big = Bytes::from(vec![b'x'; 300 * 1024]);
     for value in [Bytes::from_static(b"first"), big.clone()] {
-        let ResponseKind::Produce(r) = client.call(
-            ApiKey::Produce,
-            9,
-            &RequestKind::Produce(
-                ProduceRequest::default()
-                    .with_acks(1)
-                    .with_timeout_ms(5000)
-                    .with_topic_data(vec![
-                        produce_request::TopicProduceData::default()
-                            .with_name(TopicName(s("secret")))
-                            .with_partition_data(vec![
-                                produce_request::PartitionProduceData::default()
-                                    .with_index(0)
-                                    .with_records(Some(common::one_record_batch(None, value))),
-                            ]),
-                    ]),
-            ),
-        ) else {
-            panic!()
-        };
-        let p = &r.responses[0].partition_responses[0];
-        assert_eq!(p.error_code, 0);
+        assert_eq!(common::produce_value(&mut client, "secret", value), 0);
     }
     // Read back from the files, through TLS: both values, byte for byte.
     let mut values: Vec<Bytes> = Vec::new();
