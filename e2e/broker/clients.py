@@ -291,12 +291,13 @@ def batches_in_log(path: Path) -> list[tuple[int, int, int]]:
 # -- kafka-python ---------------------------------------------------------------------------------
 
 
-def kp_read(bootstrap: str, topic: str, partition: int, count: int, timeout: float = 60) -> list[Consumed]:
+def kp_read(bootstrap: str, topic: str, partition: int, count: int, timeout: float = 60, **config) -> list[Consumed]:
     """Read `count` records from the start of one partition with kafka-python (assigned, no group)."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition as KPTopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                      **config)
     try:
         tp = KPTopicPartition(topic, partition)
         c.assign([tp])

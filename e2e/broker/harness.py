@@ -68,10 +68,14 @@ class Broker:
     host = "127.0.0.1"
     netns: str | None = None
 
-    def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None):
+    def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None,
+                 ssl: bool = False):
         self.name = name
         self.extra_config = {k: str(v) for k, v in (extra_config or {}).items()}
         self.port = free_port()
+        # With `ssl`, a second client listener named SSL (security protocol SSL) beside PLAINTEXT, which
+        # stays first: the harness's readiness probe and inter-broker traffic use it.
+        self.ssl_port = free_port() if ssl else None
         self.controller_port = free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
@@ -89,6 +93,11 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        assert self.ssl_port is not None, "the broker has no SSL listener"
+        return f"localhost:{self.ssl_port}"
 
     @property
     def pid(self) -> int:
@@ -183,15 +192,21 @@ class Broker:
             listeners.append(f"PLAINTEXT://{self.host}:{self.port}")
         if "controller" in self.roles:
             listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        advertised = f"PLAINTEXT://{self.host}:{self.port}"
+        if self.ssl_port is not None and "broker" in self.roles:
+            listeners.insert(1, f"SSL://{self.host}:{self.ssl_port}")
+            advertised += f",SSL://localhost:{self.ssl_port}"
+            protocols += ",SSL:SSL"
         props = {
             "node.id": str(self.node_id),
             "process.roles": self.roles,
             "listeners": ",".join(listeners),
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir),
             "offsets.topic.replication.factor": "1",
-            **({"advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}"} if "broker" in self.roles else {}),
+            **({"advertised.listeners": advertised} if "broker" in self.roles else {}),
             "group.initial.rebalance.delay.ms": "0",
             "num.partitions": "1",
         }
@@ -346,6 +361,7 @@ def random_cluster_id() -> str:
             return s
 
 
-def make_broker(name: str, log_dir: Path, extra_config: dict[str, object] | None = None) -> Broker:
+def make_broker(name: str, log_dir: Path, extra_config: dict[str, object] | None = None,
+                ssl: bool = False) -> Broker:
     cls = KafkaBroker if peer_name() == "kafka" else SluiceBroker
-    return cls(name, log_dir, extra_config)
+    return cls(name, log_dir, extra_config, ssl=ssl)

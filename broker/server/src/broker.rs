@@ -396,8 +396,12 @@ impl Broker {
         // registered: before its own registration is in, listing itself would let a client (or a second
         // process under the same id) take it for a member of the cluster.
         if self.metadata.quorum().is_none() && image.brokers.is_empty() {
-            let (host, port) = &self.advertised;
-            return vec![(self.node_id, host.clone(), *port, None)];
+            // The listener the client came in on: a client on the SSL listener must be sent back to it.
+            let (host, port) = match self.config.advertised_for(listener) {
+                Some(l) => (l.host.clone(), i32::from(l.port)),
+                None => self.advertised.clone(),
+            };
+            return vec![(self.node_id, host, port, None)];
         }
         image
             .live_brokers()

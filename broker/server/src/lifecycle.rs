@@ -23,8 +23,9 @@ use uuid::Uuid;
 use crate::broker::{Broker, METADATA_WRITE_TIMEOUT};
 use crate::error::Error;
 
-/// PLAINTEXT: the only security protocol a listener may have until TLS and SASL exist.
+/// Kafka's security protocol ids, as brokers register their listeners with them.
 const PLAINTEXT: i16 = 0;
+const SSL: i16 = 1;
 
 fn registration(broker: &Broker, incarnation: Uuid) -> BrokerRegistrationRequest {
     let listeners = broker
@@ -38,7 +39,11 @@ fn registration(broker: &Broker, incarnation: Uuid) -> BrokerRegistrationRequest
                 .with_name(StrBytes::from_string(l.name.clone()))
                 .with_host(StrBytes::from_string(l.host.clone()))
                 .with_port(l.port)
-                .with_security_protocol(PLAINTEXT)
+                .with_security_protocol(if broker.config.tls.contains_key(&l.name) {
+                    SSL
+                } else {
+                    PLAINTEXT
+                })
         })
         .collect();
     BrokerRegistrationRequest::default()

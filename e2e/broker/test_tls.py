@@ -1,0 +1,133 @@
+"""TLS on an SSL listener with PEM stores (`ssl.keystore.type=PEM`), with real clients: confluent-kafka
+(librdkafka) and kafka-python produce and consume over it, client certificates are required and checked
+(mTLS), and clients that cannot or will not speak TLS to the broker are turned away. Certificates come
+from `openssl`, a throwaway CA per test session."""
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from clients import create_topic, kp_produce, kp_read, produce, read_partitions, unique
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+class Pki:
+    """A CA and what it signed, as PEM files in `dir`: `ca.pem`; per name, `NAME.key` (PKCS#8,
+    unencrypted) and `NAME.pem` (the certificate), and `NAME-keystore.pem` (key, certificate, CA)."""
+
+    def __init__(self, dir: Path, ca_name: str):
+        self.dir = dir
+        dir.mkdir(parents=True, exist_ok=True)
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", f"/CN={ca_name}", cwd=dir)
+        self.ca = dir / "ca.pem"
+
+    def issue(self, name: str, san: str | None = None) -> tuple[Path, Path]:
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=self.dir)
+        ext = self.dir / f"{name}.ext"
+        ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", str(ext), cwd=self.dir)
+        key, cert = self.dir / f"{name}.key", self.dir / f"{name}.pem"
+        (self.dir / f"{name}-keystore.pem").write_text(key.read_text() + cert.read_text() + self.ca.read_text())
+        return cert, key
+
+    def keystore(self, name: str) -> Path:
+        return self.dir / f"{name}-keystore.pem"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pki")
+    ca = Pki(root / "ca", "e2e CA")
+    ca.issue("broker", san="DNS:localhost,IP:127.0.0.1")
+    ca.issue("client-1")
+    other = Pki(root / "other", "another CA")
+    other.issue("broker", san="DNS:localhost,IP:127.0.0.1")
+    other.issue("client-2")
+    return ca, other
+
+
+def ssl_config(broker_pki: Pki, **extra) -> dict:
+    return {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(broker_pki.keystore("broker")), **extra}
+
+
+def tls_client(ca: Path, cert: Path | None = None, key: Path | None = None) -> dict:
+    conf = {"security.protocol": "SSL", "ssl.ca.location": str(ca)}
+    if cert is not None:
+        conf.update({"ssl.certificate.location": str(cert), "ssl.key.location": str(key)})
+    return conf
+
+
+def reaches(bootstrap: str, conf: dict) -> bool:
+    """Whether a librdkafka client with `conf` gets metadata within 10 s."""
+    a = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, **conf})
+    try:
+        a.list_topics(timeout=10)
+        return True
+    except KafkaException:
+        return False
+
+
+def test_confluent_and_kafka_python_produce_and_consume_over_tls(broker_factory, pki):
+    ca, _ = pki
+    b = broker_factory(ssl_config(ca), ssl=True)
+    topic = unique("tls")
+    create_topic(b.bootstrap, topic)
+    conf = tls_client(ca.ca)
+    # Small records and one of 900 KB, which the broker sends from its segment through the TLS
+    # session in several chunks.
+    big = bytes(range(256)) * 3600
+    messages = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(500)] + [(b"big", big)]
+    delivered = produce(b.ssl_bootstrap, topic, messages, conf={**conf, "enable.idempotence": True, "acks": "all"})
+    assert [d.offset for d in delivered] == list(range(len(messages)))
+    got = read_partitions(b.ssl_bootstrap, topic, [0], conf=conf)
+    assert [(m.key, m.value) for m in got] == messages
+
+    kp_tls = {"security_protocol": "SSL", "ssl_cafile": str(ca.ca)}
+    kp_produce(b.ssl_bootstrap, topic, [(b"kp", b"from kafka-python")], **kp_tls)
+    records = kp_read(b.ssl_bootstrap, topic, 0, len(messages) + 1, **kp_tls)
+    assert [(r.key, r.value) for r in records] == messages + [(b"kp", b"from kafka-python")]
+
+
+def test_client_certificates_are_required_and_checked(broker_factory, pki):
+    ca, other = pki
+    b = broker_factory(ssl_config(ca, **{"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca.ca),
+                                         "ssl.client.auth": "required"}), ssl=True)
+    cert, key = ca.dir / "client-1.pem", ca.dir / "client-1.key"
+    assert reaches(b.ssl_bootstrap, tls_client(ca.ca, cert, key))
+    topic = unique("mtls")
+    create_topic(b.bootstrap, topic)
+    produce(b.ssl_bootstrap, topic, [(None, b"with a certificate")], conf=tls_client(ca.ca, cert, key))
+    assert not reaches(b.ssl_bootstrap, tls_client(ca.ca)), "a client without a certificate was let in"
+    stranger = tls_client(ca.ca, other.dir / "client-2.pem", other.dir / "client-2.key")
+    assert not reaches(b.ssl_bootstrap, stranger), "a certificate from an untrusted CA was let in"
+
+
+def test_clients_that_do_not_trust_the_broker_or_speak_plaintext_are_turned_away(broker_factory, pki):
+    ca, other = pki
+    b = broker_factory(ssl_config(ca), ssl=True)
+    # The client checks the broker's certificate against a CA that did not sign it.
+    assert not reaches(b.ssl_bootstrap, tls_client(other.ca))
+    # A plaintext ApiVersions to the TLS port gets no Kafka answer: the broker closes the connection
+    # (after a TLS alert, if anything).
+    with socket.create_connection(("127.0.0.1", b.ssl_port), timeout=10) as s:
+        s.sendall(bytes([0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xFF, 0xFF]))
+        s.settimeout(10)
+        answer = b""
+        try:
+            while chunk := s.recv(4096):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert not answer or answer[0] == 0x15, f"a plaintext request got {answer[:16]!r}"
+    # The plaintext listener beside it is unaffected.
+    assert reaches(b.bootstrap, {})
