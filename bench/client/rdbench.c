@@ -57,6 +57,9 @@ struct args {
     double seconds;
     double warmup;
     double timeout;
+    /* --set key=value: librdkafka settings for every client (security.protocol=SSL and its CA, say). */
+    const char *extra[16];
+    int extra_count;
 };
 
 static void die(const char *fmt, ...) {
@@ -105,6 +108,15 @@ static rd_kafka_conf_t *base_conf(const struct args *a) {
     set(conf, "client.id", "rdbench");
     /* Loopback: no need for the broker.address.family dance, but be explicit so "localhost" never picks ::1. */
     set(conf, "broker.address.family", "v4");
+    for (int i = 0; i < a->extra_count; i++) {
+        char key[256];
+        const char *eq = strchr(a->extra[i], '=');
+        if (!eq || eq == a->extra[i] || (size_t)(eq - a->extra[i]) >= sizeof(key))
+            die("--set %s: expected key=value", a->extra[i]);
+        memcpy(key, a->extra[i], (size_t)(eq - a->extra[i]));
+        key[eq - a->extra[i]] = 0;
+        set(conf, key, eq + 1);
+    }
     /* For investigating the client, not for measuring: RDBENCH_DEBUG=broker,metadata,... */
     const char *debug = getenv("RDBENCH_DEBUG");
     if (debug && *debug)
@@ -669,7 +681,7 @@ static void usage(void) {
     fprintf(stderr, "usage: rdbench version|create-topic|delete-topic|produce|consume|latency|first-ack --brokers B --topic T "
                     "[--partitions P] [--replication-factor R] [--min-insync M] [--messages N] [--size S] "
                     "[--acks 1|all] [--linger-ms L] [--batch-bytes X] [--await-hw 1] "
-                    "[--rate R] [--seconds D] [--warmup W] [--timeout T]\n");
+                    "[--rate R] [--seconds D] [--warmup W] [--timeout T] [--set key=value]...\n");
     exit(2);
 }
 
@@ -725,6 +737,11 @@ int main(int argc, char **argv) {
             a.warmup = atof(v);
         else if (!strcmp(k, "--timeout"))
             a.timeout = atof(v);
+        else if (!strcmp(k, "--set")) {
+            if (a.extra_count == (int)(sizeof(a.extra) / sizeof(a.extra[0])))
+                die("too many --set");
+            a.extra[a.extra_count++] = v;
+        }
         else
             usage();
     }

@@ -97,13 +97,14 @@ def broker(_shared_broker, request, log_dir):
 
 @pytest.fixture
 def broker_factory(request, log_dir):
-    """make(extra_config=None, start=True, ssl=False) -> a dedicated, started broker for this test (with `ssl`,
-    also an SSL listener at `ssl_bootstrap`)."""
+    """make(extra_config=None, start=True, secure=None) -> a dedicated, started broker for this test (with
+    `secure`, one of SSL, SASL_PLAINTEXT and SASL_SSL, also a listener of that protocol at `secure_bootstrap`)."""
     made: list[harness.Broker] = []
 
-    def make(extra_config: dict[str, object] | None = None, start: bool = True, ssl: bool = False) -> harness.Broker:
+    def make(extra_config: dict[str, object] | None = None, start: bool = True,
+             secure: str | None = None) -> harness.Broker:
         name = _safe(request.node.name) + (f"-{len(made)}" if made else "")
-        b = harness.make_broker(name, log_dir, extra_config, ssl=ssl)
+        b = harness.make_broker(name, log_dir, extra_config, secure=secure)
         made.append(b)
         _all_brokers.append(b)
         request.node._e2e_brokers = getattr(request.node, "_e2e_brokers", []) + [b]

@@ -69,13 +69,15 @@ class Broker:
     netns: str | None = None
 
     def __init__(self, name: str, log_dir: Path, extra_config: dict[str, object] | None = None,
-                 ssl: bool = False):
+                 secure: str | None = None):
         self.name = name
         self.extra_config = {k: str(v) for k, v in (extra_config or {}).items()}
         self.port = free_port()
-        # With `ssl`, a second client listener named SSL (security protocol SSL) beside PLAINTEXT, which
-        # stays first: the harness's readiness probe and inter-broker traffic use it.
-        self.ssl_port = free_port() if ssl else None
+        # With `secure` (SSL, SASL_PLAINTEXT or SASL_SSL), a second client listener of that name and security
+        # protocol beside PLAINTEXT, which stays first: the harness's readiness probe and inter-broker traffic
+        # use it.
+        self.secure = secure
+        self.secure_port = free_port() if secure else None
         self.controller_port = free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
@@ -95,9 +97,9 @@ class Broker:
         return f"{self.host}:{self.port}"
 
     @property
-    def ssl_bootstrap(self) -> str:
-        assert self.ssl_port is not None, "the broker has no SSL listener"
-        return f"localhost:{self.ssl_port}"
+    def secure_bootstrap(self) -> str:
+        assert self.secure_port is not None, "the broker has no second listener"
+        return f"localhost:{self.secure_port}"
 
     @property
     def pid(self) -> int:
@@ -194,10 +196,10 @@ class Broker:
             listeners.append(f"CONTROLLER://{self.host}:{self.controller_port}")
         protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
         advertised = f"PLAINTEXT://{self.host}:{self.port}"
-        if self.ssl_port is not None and "broker" in self.roles:
-            listeners.insert(1, f"SSL://{self.host}:{self.ssl_port}")
-            advertised += f",SSL://localhost:{self.ssl_port}"
-            protocols += ",SSL:SSL"
+        if self.secure_port is not None and "broker" in self.roles:
+            listeners.insert(1, f"{self.secure}://{self.host}:{self.secure_port}")
+            advertised += f",{self.secure}://localhost:{self.secure_port}"
+            protocols += f",{self.secure}:{self.secure}"
         props = {
             "node.id": str(self.node_id),
             "process.roles": self.roles,
@@ -362,6 +364,6 @@ def random_cluster_id() -> str:
 
 
 def make_broker(name: str, log_dir: Path, extra_config: dict[str, object] | None = None,
-                ssl: bool = False) -> Broker:
+                secure: str | None = None) -> Broker:
     cls = KafkaBroker if peer_name() == "kafka" else SluiceBroker
-    return cls(name, log_dir, extra_config, ssl=ssl)
+    return cls(name, log_dir, extra_config, secure=secure)

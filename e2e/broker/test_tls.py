@@ -79,7 +79,7 @@ def reaches(bootstrap: str, conf: dict) -> bool:
 
 def test_confluent_and_kafka_python_produce_and_consume_over_tls(broker_factory, pki):
     ca, _ = pki
-    b = broker_factory(ssl_config(ca), ssl=True)
+    b = broker_factory(ssl_config(ca), secure="SSL")
     topic = unique("tls")
     create_topic(b.bootstrap, topic)
     conf = tls_client(ca.ca)
@@ -87,39 +87,39 @@ def test_confluent_and_kafka_python_produce_and_consume_over_tls(broker_factory,
     # session in several chunks.
     big = bytes(range(256)) * 3600
     messages = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(500)] + [(b"big", big)]
-    delivered = produce(b.ssl_bootstrap, topic, messages, conf={**conf, "enable.idempotence": True, "acks": "all"})
+    delivered = produce(b.secure_bootstrap, topic, messages, conf={**conf, "enable.idempotence": True, "acks": "all"})
     assert [d.offset for d in delivered] == list(range(len(messages)))
-    got = read_partitions(b.ssl_bootstrap, topic, [0], conf=conf)
+    got = read_partitions(b.secure_bootstrap, topic, [0], conf=conf)
     assert [(m.key, m.value) for m in got] == messages
 
     kp_tls = {"security_protocol": "SSL", "ssl_cafile": str(ca.ca)}
-    kp_produce(b.ssl_bootstrap, topic, [(b"kp", b"from kafka-python")], **kp_tls)
-    records = kp_read(b.ssl_bootstrap, topic, 0, len(messages) + 1, **kp_tls)
+    kp_produce(b.secure_bootstrap, topic, [(b"kp", b"from kafka-python")], **kp_tls)
+    records = kp_read(b.secure_bootstrap, topic, 0, len(messages) + 1, **kp_tls)
     assert [(r.key, r.value) for r in records] == messages + [(b"kp", b"from kafka-python")]
 
 
 def test_client_certificates_are_required_and_checked(broker_factory, pki):
     ca, other = pki
     b = broker_factory(ssl_config(ca, **{"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca.ca),
-                                         "ssl.client.auth": "required"}), ssl=True)
+                                         "ssl.client.auth": "required"}), secure="SSL")
     cert, key = ca.dir / "client-1.pem", ca.dir / "client-1.key"
-    assert reaches(b.ssl_bootstrap, tls_client(ca.ca, cert, key))
+    assert reaches(b.secure_bootstrap, tls_client(ca.ca, cert, key))
     topic = unique("mtls")
     create_topic(b.bootstrap, topic)
-    produce(b.ssl_bootstrap, topic, [(None, b"with a certificate")], conf=tls_client(ca.ca, cert, key))
-    assert not reaches(b.ssl_bootstrap, tls_client(ca.ca)), "a client without a certificate was let in"
+    produce(b.secure_bootstrap, topic, [(None, b"with a certificate")], conf=tls_client(ca.ca, cert, key))
+    assert not reaches(b.secure_bootstrap, tls_client(ca.ca)), "a client without a certificate was let in"
     stranger = tls_client(ca.ca, other.dir / "client-2.pem", other.dir / "client-2.key")
-    assert not reaches(b.ssl_bootstrap, stranger), "a certificate from an untrusted CA was let in"
+    assert not reaches(b.secure_bootstrap, stranger), "a certificate from an untrusted CA was let in"
 
 
 def test_clients_that_do_not_trust_the_broker_or_speak_plaintext_are_turned_away(broker_factory, pki):
     ca, other = pki
-    b = broker_factory(ssl_config(ca), ssl=True)
+    b = broker_factory(ssl_config(ca), secure="SSL")
     # The client checks the broker's certificate against a CA that did not sign it.
-    assert not reaches(b.ssl_bootstrap, tls_client(other.ca))
+    assert not reaches(b.secure_bootstrap, tls_client(other.ca))
     # A plaintext ApiVersions to the TLS port gets no Kafka answer: the broker closes the connection
     # (after a TLS alert, if anything).
-    with socket.create_connection(("127.0.0.1", b.ssl_port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", b.secure_port), timeout=10) as s:
         s.sendall(bytes([0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 7, 0xFF, 0xFF]))
         s.settimeout(10)
         answer = b""

@@ -229,8 +229,10 @@ pub struct BrokerConfig {
     /// A connection holding part of a request waits at most this long for more request memory, then is
     /// closed, so requests that are all still arriving cannot hold the pool forever.
     pub request_memory_wait_ms: u64,
-    /// The TLS settings of each `SSL` listener, by listener name.
+    /// The TLS settings of each `SSL` and `SASL_SSL` listener, by listener name.
     pub tls: BTreeMap<String, crate::tls::TlsSettings>,
+    /// The SASL settings of each `SASL_PLAINTEXT` and `SASL_SSL` listener, by listener name.
+    pub sasl: BTreeMap<String, crate::sasl::SaslSettings>,
     /// Where the readiness endpoint listens (`sluice.health.listener`, a Sluice extension; see health.rs).
     pub health_listener: Option<std::net::SocketAddr>,
     pub offsets_topic_num_partitions: i32,
@@ -533,6 +535,7 @@ impl BrokerConfig {
             if broker_key(name).is_none()
                 && !SILENTLY_IGNORED_KEYS.contains(&name.as_str())
                 && !crate::tls::is_tls_key(name)
+                && !crate::sasl::is_sasl_key(name)
             {
                 tracing::warn!(key = %name, "ignoring unknown configuration key");
                 unknown_keys.push(name.clone());
@@ -567,15 +570,19 @@ impl BrokerConfig {
             &controller_listener_names,
         )?;
         let mut tls = BTreeMap::new();
+        let mut sasl = BTreeMap::new();
+        let get = |key: &str| {
+            props
+                .get(key)
+                .map(|raw| substitute(key, raw, env, Some(node_id)))
+                .transpose()
+        };
         for (listener, protocol) in &protocols {
-            if protocol == "SSL" {
-                let get = |key: &str| {
-                    props
-                        .get(key)
-                        .map(|raw| substitute(key, raw, env, Some(node_id)))
-                        .transpose()
-                };
+            if protocol == "SSL" || protocol == "SASL_SSL" {
                 tls.insert(listener.clone(), crate::tls::settings(listener, &get)?);
+            }
+            if protocol == "SASL_PLAINTEXT" || protocol == "SASL_SSL" {
+                sasl.insert(listener.clone(), crate::sasl::settings(listener, &get)?);
             }
         }
         let advertised_listeners = resolve_advertised_listeners(
@@ -627,13 +634,14 @@ impl BrokerConfig {
             .map(str::to_ascii_uppercase)
             .or_else(|| advertised_listeners.first().map(|l| l.name.clone()));
         if process_roles.broker
-            && let Some(name) = inter_broker.filter(|n| tls.contains_key(n))
+            && let Some(name) = inter_broker.filter(|n| tls.contains_key(n) || sasl.contains_key(n))
         {
             return Err(Error::config(
                 "inter.broker.listener.name",
                 format!(
-                    "replication over TLS is not supported yet: listener {name} uses SSL; name a \
-                     PLAINTEXT listener here (or list one first in advertised.listeners)"
+                    "replication over TLS or SASL is not supported yet: listener {name} uses {}; name a \
+                     PLAINTEXT listener here (or list one first in advertised.listeners)",
+                    protocols.get(&name).map_or("?", String::as_str)
                 ),
             ));
         }
@@ -672,6 +680,7 @@ impl BrokerConfig {
             connections_max_idle_ms: v.int("connections.max.idle.ms", 1, i64::MAX)? as u64,
             request_memory_wait_ms: v.int("sluice.request.memory.wait.ms", 1, i64::MAX)? as u64,
             tls,
+            sasl,
             health_listener: match v.get("sluice.health.listener").map(str::trim) {
                 None | Some("") => None,
                 Some(addr) => Some(addr.parse().map_err(|_| {
@@ -1514,8 +1523,8 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, Error> {
     Ok(listeners)
 }
 
-/// Every listener must map to a security protocol: PLAINTEXT, or SSL on a listener for clients (the
-/// controller listener speaks PLAINTEXT). SASL is not spoken yet. Map entries for listeners that are
+/// Every listener must map to a security protocol: PLAINTEXT, or SSL, SASL_PLAINTEXT or SASL_SSL on a listener
+/// for clients (the controller listener speaks PLAINTEXT). Map entries for listeners that are
 /// not in use may name other protocols: Kafka's sample file lists them all. Returns each listener's.
 fn check_security_protocols(
     value: &str,
@@ -1552,13 +1561,9 @@ fn check_security_protocols(
                 ));
             }
             Some("PLAINTEXT") => {}
-            Some("SSL") if !controller => {}
+            Some("SSL" | "SASL_PLAINTEXT" | "SASL_SSL") if !controller => {}
             Some(protocol) => {
-                let supported = if controller {
-                    "only PLAINTEXT is supported on the controller listener"
-                } else {
-                    "PLAINTEXT and SSL are supported (SASL not yet)"
-                };
+                let supported = "only PLAINTEXT is supported on the controller listener";
                 return Err(Error::config(
                     key,
                     format!(
@@ -2548,14 +2553,32 @@ mod tests {
         );
         // An SSL listener without a certificate names the key to set.
         assert!(build_err(&[listeners, map]).contains("ssl.keystore.location"));
+        // SASL_SSL needs both a certificate and SASL mechanisms.
         let err = build_err(&[
             listeners,
             (
                 "listener.security.protocol.map",
                 "PLAINTEXT:PLAINTEXT,SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
             ),
+            keystore,
         ]);
-        assert!(err.contains("SASL not yet"), "{err}");
+        assert!(err.contains("sasl.enabled.mechanisms"), "{err}");
+        let c = build(&[
+            listeners,
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            ),
+            keystore,
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            (
+                "listener.name.ssl.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"b\";",
+            ),
+        ])
+        .unwrap();
+        assert!(c.tls.contains_key("SSL") && c.sasl.contains_key("SSL"));
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod publisher;
 pub mod repeats;
 pub mod replica;
 pub mod request_memory;
+pub mod sasl;
 pub mod tls;
 mod transport;
 mod zero_copy;

@@ -26,6 +26,8 @@ use crate::error::Error;
 /// Kafka's security protocol ids, as brokers register their listeners with them.
 const PLAINTEXT: i16 = 0;
 const SSL: i16 = 1;
+const SASL_PLAINTEXT: i16 = 2;
+const SASL_SSL: i16 = 3;
 
 fn registration(broker: &Broker, incarnation: Uuid) -> BrokerRegistrationRequest {
     let listeners = broker
@@ -39,11 +41,17 @@ fn registration(broker: &Broker, incarnation: Uuid) -> BrokerRegistrationRequest
                 .with_name(StrBytes::from_string(l.name.clone()))
                 .with_host(StrBytes::from_string(l.host.clone()))
                 .with_port(l.port)
-                .with_security_protocol(if broker.config.tls.contains_key(&l.name) {
-                    SSL
-                } else {
-                    PLAINTEXT
-                })
+                .with_security_protocol(
+                    match (
+                        broker.config.tls.contains_key(&l.name),
+                        broker.config.sasl.contains_key(&l.name),
+                    ) {
+                        (false, false) => PLAINTEXT,
+                        (true, false) => SSL,
+                        (false, true) => SASL_PLAINTEXT,
+                        (true, true) => SASL_SSL,
+                    },
+                )
         })
         .collect();
     BrokerRegistrationRequest::default()

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
 use crate::request_memory::Reservation;
+use crate::sasl::{self, Step};
 use crate::tls::ListenerTls;
 use crate::transport::Transport;
 
@@ -105,6 +106,9 @@ async fn connection(
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let memory_wait = Duration::from_millis(broker.config.request_memory_wait_ms);
     let memory = broker.request_memory.clone();
+    // On a SASL listener, the client authenticates before anything else is served.
+    let sasl_settings = broker.config.sasl.get(&info.listener).cloned();
+    let mut session = sasl::Session::default();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         // Take one whole frame from the buffer, reading more only when it is incomplete. The frame's bytes
@@ -253,6 +257,29 @@ async fn connection(
 
         let correlation_id = request.header.correlation_id;
         let (api_key, version) = (request.api_key, request.version);
+        if let Some(settings) = &sasl_settings {
+            match session.step(settings, api_key, &request.body) {
+                Step::Serve => {}
+                Step::Close => {
+                    info!(peer = %info.peer, api = ?api_key, "request before SASL authentication; closing");
+                    return Ok(());
+                }
+                Step::Answer { body, close } => {
+                    let out = encode_response(correlation_id, api_key, version, &body)
+                        .map_err(std::io::Error::other)?;
+                    stream.write_all(&out).await?;
+                    stream.flush().await?;
+                    if close {
+                        info!(peer = %info.peer, api = ?api_key, "SASL authentication failed; closing");
+                        return Ok(());
+                    }
+                    if let Some(principal) = session.principal() {
+                        debug!(peer = %info.peer, %principal, "authenticated");
+                    }
+                    continue;
+                }
+            }
+        }
         let response = if info.controller {
             crate::controller::handle(&broker, &info, request).await
         } else {

@@ -327,6 +327,13 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ApiKey::ListPartitionReassignments => R::ListPartitionReassignments(
             ListPartitionReassignmentsRequest::default().with_timeout_ms(1000),
         ),
+        // On this PLAINTEXT listener both are answered ILLEGAL_SASL_STATE, as Kafka does.
+        ApiKey::SaslHandshake => {
+            R::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(s("PLAIN")))
+        }
+        ApiKey::SaslAuthenticate => R::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0a\0b")),
+        ),
         other => panic!("the version table lists {other:?} but this test has no request for it"),
     }
 }

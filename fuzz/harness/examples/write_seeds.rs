@@ -12,5 +12,12 @@ fn main() -> std::io::Result<()> {
         }
     }
     println!("{} seeds written to each request target", seeds.len());
+    // A real ClientHello, without and with required client certificates.
+    let dir = corpus.join("tls_handshake");
+    std::fs::create_dir_all(&dir)?;
+    for mode in [0u8, 1] {
+        let hello = sluice_fuzz_harness::tls_handshake::client_hello(mode);
+        std::fs::write(dir.join(format!("client-hello-{mode}")), hello)?;
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod produce_batch;
 pub mod request_frame;
 pub mod requests;
 pub mod seeds;
+pub mod tls_handshake;
 
 /// A target's body: libFuzzer's bytes in, a panic out if there is a bug.
 pub type Target = fn(&[u8]);
@@ -21,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("log_recovery", log_recovery::run),
     ("internal_logs", internal_logs::run),
     ("requests", requests::run),
+    ("tls_handshake", tls_handshake::run),
 ];
 
 /// A scratch directory, in memory when the machine has /dev/shm: the recovery targets write files on every

@@ -38,6 +38,8 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::RemoveRaftVoter => RequestKind::RemoveRaftVoter(Default::default()),
         ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(Default::default()),
         ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
         ApiKey::AlterPartitionReassignments => {
             RequestKind::AlterPartitionReassignments(Default::default())

@@ -80,6 +80,10 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(sluice_protocol::api_versions_response(0))
         }
+        // A SASL listener answers these in the network loop, before anything gets here.
+        RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+            crate::sasl::illegal_state(request.api_key)
+        }
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::metadata(broker, r, v, &conn.listener).await)
         }
