@@ -6,11 +6,9 @@ offer are refused; a client that skips authentication is not served."""
 import socket
 
 import pytest
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from clients import create_topic, kp_produce, kp_read, produce, read_partitions, unique
-from test_tls import Pki
+from test_tls import Pki, reaches
 
 USERS = {"admin": "admin-secret", "alice": "alice-secret"}
 
@@ -32,15 +30,6 @@ def client(protocol: str, user: str, password: str, mechanism: str = "PLAIN", ca
     if ca is not None:
         conf["ssl.ca.location"] = str(ca)
     return conf
-
-
-def reaches(bootstrap: str, conf: dict) -> bool:
-    a = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, **conf})
-    try:
-        a.list_topics(timeout=10)
-        return True
-    except KafkaException:
-        return False
 
 
 def test_plain_over_sasl_plaintext_with_two_clients(broker_factory):
