@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from clients import create_topic, kp_produce, kp_read, produce, read_partitions, unique
+from clients import create_topic, java, kp_produce, kp_read, produce, read_partitions, unique
 from test_tls import Pki, reaches
 
 USERS = {"admin": "admin-secret", "alice": "alice-secret"}
@@ -88,3 +88,38 @@ def test_plain_over_sasl_ssl(broker_factory, ca):
     got = read_partitions(b.secure_bootstrap, topic, [0], conf=conf)
     assert [m.value for m in got] == [b"encrypted and authenticated"]
     assert not reaches(b.secure_bootstrap, client("SASL_SSL", "admin", "wrong", ca=ca.ca))
+
+
+def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
+    """Kafka's own client: PLAIN over TLS, the broker's certificate checked against a PEM truststore and its
+    host name (the listener advertises localhost, which the certificate names)."""
+    b = broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
+                                                "ssl.keystore.location": str(ca.keystore("broker"))}),
+                       secure="SASL_SSL")
+    topic = unique("java-sasl")
+    create_topic(b.bootstrap, topic)
+
+    def config(password: str) -> str:
+        path = tmp_path / f"client-{password}.properties"
+        path.write_text(
+            "security.protocol=SASL_SSL\n"
+            "sasl.mechanism=PLAIN\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="alice" password="{password}";\n'
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={ca.ca}\n")
+        return str(path)
+
+    rc, lines, err = java("produce", "--bootstrap", b.secure_bootstrap, "--topic", topic, "--count", "100",
+                          "--client-config", config("alice-secret"))
+    assert rc == 0, f"java produce failed: {lines} {err}"
+    assert (lines[-1]["acked"], lines[-1]["failed"]) == (100, 0)
+    rc, lines, err = java("consume", "--bootstrap", b.secure_bootstrap, "--topic", topic, "--group", unique("g"),
+                          "--count", "100", "--timeout-ms", "60000", "--client-config", config("alice-secret"))
+    assert rc == 0 and lines[-1] == {"consumed": 100}, f"java consume failed: {lines[-1:]} {err}"
+    # A wrong password: the producer cannot send, and says why.
+    rc, lines, err = java("produce", "--bootstrap", b.secure_bootstrap, "--topic", topic, "--count", "1",
+                          "--client-config", config("wrong"), timeout=120)
+    assert rc != 0 or (lines and lines[-1].get("failed") == 1), f"a wrong password produced: {lines} {err}"
+    assert "Authentication failed" in err or "SaslAuthenticationException" in err \
+        or any("Authentication" in str(line) for line in lines), err[-2000:]

@@ -100,6 +100,19 @@ public final class TestClient {
         return opts;
     }
 
+    /** --client-config FILE: client properties (security.protocol, ssl.*, sasl.*) added to every client. */
+    private static void clientConfig(Properties props, Map<String, String> opts) throws java.io.IOException {
+        String file = opts.get("client-config");
+        if (file == null) {
+            return;
+        }
+        try (var in = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(file), StandardCharsets.UTF_8)) {
+            Properties extra = new Properties();
+            extra.load(in);
+            props.putAll(extra);
+        }
+    }
+
     private static String required(Map<String, String> opts, String key) {
         String v = opts.get(key);
         if (v == null) {
@@ -128,6 +141,7 @@ public final class TestClient {
 
         Properties props = new Properties();
         props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, required(opts, "bootstrap"));
+        clientConfig(props, opts);
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         props.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, opts.getOrDefault("compression", "none"));
@@ -165,7 +179,7 @@ public final class TestClient {
         return failed.get() == 0 ? 0 : 1;
     }
 
-    private static int consume(Map<String, String> opts) {
+    private static int consume(Map<String, String> opts) throws java.io.IOException {
         String topic = required(opts, "topic");
         int count = Integer.parseInt(required(opts, "count"));
         long timeoutMs = Long.parseLong(opts.getOrDefault("timeout-ms", "60000"));
@@ -173,6 +187,7 @@ public final class TestClient {
 
         Properties props = new Properties();
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, required(opts, "bootstrap"));
+        clientConfig(props, opts);
         props.put(ConsumerConfig.GROUP_ID_CONFIG, required(opts, "group"));
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
@@ -205,6 +220,7 @@ public final class TestClient {
     private static int admin(Map<String, String> opts) throws Exception {
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, required(opts, "bootstrap"));
+        clientConfig(props, opts);
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
         try (Admin admin = Admin.create(props);
