@@ -123,3 +123,20 @@ def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
     assert rc != 0 or (lines and lines[-1].get("failed") == 1), f"a wrong password produced: {lines} {err}"
     assert "Authentication failed" in err or "SaslAuthenticationException" in err \
         or any("Authentication" in str(line) for line in lines), err[-2000:]
+
+
+def test_franz_go_over_sasl_ssl(broker_factory, ca):
+    """franz-go (crypto/tls, its sasl/plain) produces idempotently and reads back over SASL_SSL."""
+    from test_franz_go import franz
+    b = broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
+                                                "ssl.keystore.location": str(ca.keystore("broker"))}),
+                       secure="SASL_SSL")
+    topic = unique("franz-sasl")
+    create_topic(b.bootstrap, topic)
+    secure = ("-brokers", b.secure_bootstrap, "-tls-ca", str(ca.ca), "-sasl-plain", "admin:admin-secret")
+    lines = franz("produce", *secure, "-topic", topic, "-count", "200", "-keys", "5")
+    assert lines[-1]["idempotent"] is True
+    assert len([line for line in lines if "o" in line]) == 200
+    *records, summary = franz("consume", *secure, "-topic", topic, "-partitions", "0", "-count", "200")
+    assert summary == {"consumed": 200}
+    assert [r["o"] for r in records] == list(range(200))

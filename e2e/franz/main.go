@@ -16,10 +16,15 @@
 //	    {"assigned": [...]} / {"revoked": [...]} / {"lost": [...]} on group changes, then
 //	    {"consumed": n}. In a group, what was polled is committed after every poll and on revoke.
 //	e2e-franz admin <op> -brokers B -topic T [...]   (see admin.go)
+//
+// Every subcommand also takes -tls-ca FILE (TLS, the broker's certificate checked against that PEM CA
+// and its host name) and -sasl-plain USER:PASSWORD (SASL/PLAIN).
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -35,6 +40,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
 func main() {
@@ -69,6 +75,8 @@ type common struct {
 	topic   string
 	timeout time.Duration
 	logLvl  string
+	tlsCA   string
+	sasl    string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -76,6 +84,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.topic, "topic", "", "topic")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on the whole operation")
 	fs.StringVar(&c.logLvl, "log", "warn", "franz-go log level on stderr: none, error, warn, info, debug")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "TLS: the PEM CA to check the broker's certificate against")
+	fs.StringVar(&c.sasl, "sasl-plain", "", "SASL/PLAIN as USER:PASSWORD")
 }
 
 // parse parses args and checks the common flags; exits 2 on bad usage.
@@ -98,10 +108,29 @@ func (c *common) clientOpts() ([]kgo.Opt, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown -log level %q", c.logLvl)
 	}
-	return []kgo.Opt{
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(c.brokers, ",")...),
 		kgo.WithLogger(kgo.BasicLogger(os.Stderr, lvl, nil)),
-	}, nil
+	}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-tls-ca %s: no certificate in it", c.tlsCA)
+		}
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	if c.sasl != "" {
+		user, pass, ok := strings.Cut(c.sasl, ":")
+		if !ok {
+			return nil, fmt.Errorf("-sasl-plain: expected USER:PASSWORD")
+		}
+		opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
+	}
+	return opts, nil
 }
 
 // out writes one JSON line per call; callbacks of the client call it from other goroutines.
