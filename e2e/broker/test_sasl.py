@@ -80,10 +80,15 @@ def ca(tmp_path_factory):
     return pki
 
 
+def sasl_ssl_broker(broker_factory, ca: Pki):
+    """A broker with a SASL_SSL listener: PLAIN's users, and a certificate `ca` signed."""
+    return broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
+                                                   "ssl.keystore.location": str(ca.keystore("broker"))}),
+                          secure="SASL_SSL")
+
+
 def test_plain_over_sasl_ssl(broker_factory, ca):
-    b = broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
-                                                "ssl.keystore.location": str(ca.keystore("broker"))}),
-                       secure="SASL_SSL")
+    b = sasl_ssl_broker(broker_factory, ca)
     topic = unique("sasl-ssl")
     create_topic(b.bootstrap, topic)
     conf = client("SASL_SSL", "admin", "admin-secret", ca=ca.ca)
@@ -96,9 +101,7 @@ def test_plain_over_sasl_ssl(broker_factory, ca):
 def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
     """Kafka's own client: PLAIN over TLS, the broker's certificate checked against a PEM truststore and its
     host name (the listener advertises localhost, which the certificate names)."""
-    b = broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
-                                                "ssl.keystore.location": str(ca.keystore("broker"))}),
-                       secure="SASL_SSL")
+    b = sasl_ssl_broker(broker_factory, ca)
     topic = unique("java-sasl")
     create_topic(b.bootstrap, topic)
 
@@ -131,9 +134,7 @@ def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
 def test_franz_go_over_sasl_ssl(broker_factory, ca):
     """franz-go (crypto/tls, its sasl/plain) produces idempotently and reads back over SASL_SSL."""
     from test_franz_go import franz
-    b = broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
-                                                "ssl.keystore.location": str(ca.keystore("broker"))}),
-                       secure="SASL_SSL")
+    b = sasl_ssl_broker(broker_factory, ca)
     topic = unique("franz-sasl")
     create_topic(b.bootstrap, topic)
     secure = ("-brokers", b.secure_bootstrap, "-tls-ca", str(ca.ca), "-sasl-plain", "admin:admin-secret")
