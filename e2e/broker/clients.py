@@ -15,7 +15,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import CACHE_DIR, KafkaBroker
+from harness import CACHE_DIR, run_kafka_tool
 
 JAVA_CLIENT_JAR = Path(CACHE_DIR / "java-client" / "e2e-java-client.jar")
 
@@ -210,28 +210,8 @@ def java(*args: str, stdin: str | None = None, timeout: float = 100) -> tuple[in
 def kafka_configs(bootstrap: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """`kafka-configs --bootstrap-server BOOTSTRAP ARGS`, Kafka's own tool from the jars the harness resolves
     (for either peer); the finished process whatever its exit status, stdout and stderr as text."""
-    log4j = CACHE_DIR / "tool-log4j2.properties"
-    if not log4j.exists():
-        log4j.write_text("status = error\nrootLogger.level = ERROR\n")
-    return subprocess.run(
-        [
-            "java",
-            "-Xmx128m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            KafkaBroker.classpath(),
-            "org.apache.kafka.tools.ConfigCommand",
-            "--bootstrap-server",
-            bootstrap,
-            *args,
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_kafka_tool("org.apache.kafka.tools.ConfigCommand", "--bootstrap-server", bootstrap, *args,
+                          timeout=timeout)
 
 
 # -- on-disk record batches -----------------------------------------------------------------------

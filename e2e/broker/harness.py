@@ -355,6 +355,17 @@ class KafkaBroker(Broker):
             raise BrokerError(f"kafka storage format failed with status {rc}\n{self.log_tail()}")
 
 
+def run_kafka_tool(main_class: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """One of Kafka's own command-line tools (`main_class`, from the jars the harness resolves, against either
+    peer), quiet and in a small JVM; the finished process whatever its exit status, stdout and stderr as text."""
+    log4j = CACHE_DIR / "tool-log4j2.properties"
+    if not log4j.exists():
+        log4j.write_text("status = error\nrootLogger.level = ERROR\n")
+    cmd = ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={log4j}",
+           "-cp", KafkaBroker.classpath(), main_class, *args]
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
 def random_cluster_id() -> str:
     """Kafka's Uuid.randomUuid().toString(): URL-safe base64 of 16 bytes, never starting with '-'."""
     while True:

@@ -388,21 +388,7 @@ class Cluster:
     def kafka_tool(self, main_class: str, *args: str, timeout: float = TOOL_TIMEOUT_S) -> str:
         """Run one of Kafka's own command-line tools (`main_class` from the jars the harness resolves, against
         either peer) with ARGS; returns its stdout, raises if it exits non-zero."""
-        log4j = self.work_dir / "tool-log4j2.properties"
-        if not log4j.exists():
-            log4j.write_text("status = error\nrootLogger.level = ERROR\n")
-        cmd = [
-            "java",
-            "-Xmx128m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            f"-Dlog4j2.configurationFile={log4j}",
-            "-cp",
-            KafkaBroker.classpath(),
-            main_class,
-            *args,
-        ]
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        proc = harness.run_kafka_tool(main_class, *args, timeout=timeout)
         if proc.returncode != 0:
             raise BrokerError(
                 f"{main_class.rsplit('.', 1)[-1]} {' '.join(args)} failed ({proc.returncode}):\n"
