@@ -144,3 +144,88 @@ def test_franz_go_over_sasl_ssl(broker_factory, ca):
     *records, summary = franz("consume", *secure, "-topic", topic, "-partitions", "0", "-count", "200")
     assert summary == {"consumed": 200}
     assert [r["o"] for r in records] == list(range(200))
+
+
+def scram_config(listener: str) -> dict:
+    """PLAIN (for the users of `sasl_config`) and both SCRAM mechanisms, whose users live in the cluster
+    metadata: the test creates them through the PLAINTEXT listener."""
+    scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return sasl_config(listener, {
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        f"listener.name.{listener.lower()}.scram-sha-256.sasl.jaas.config": scram_jaas,
+        f"listener.name.{listener.lower()}.scram-sha-512.sasl.jaas.config": scram_jaas,
+    })
+
+
+def scram_users(bootstrap: str) -> dict:
+    """The SCRAM users and their mechanisms and iteration counts, as DescribeUserScramCredentials lists them."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_user_scram_credentials().result(timeout=30)
+    return {user: sorted((info.mechanism.name, info.iterations) for info in d.scram_credential_infos)
+            for user, d in described.items()}
+
+
+def test_scram_users_are_managed_with_the_admin_api_and_kafka_configs(broker_factory):
+    """SCRAM-SHA-256 and -512 credentials created with confluent-kafka's admin API and with Kafka's own
+    `kafka-configs --add-config 'SCRAM-SHA-512=[…]'`; clients of each library authenticate with them; a wrong
+    password, a mechanism the user has no credential for and a deleted credential are refused."""
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+    from clients import kafka_configs
+    b = broker_factory(scram_config("SASL_PLAINTEXT"), secure="SASL_PLAINTEXT")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    futures = admin.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                     b"carol-secret", b"pinch-of-salt"),
+        # Below Kafka's minimum of 4096 iterations: refused, and nothing of this user is kept.
+        UserScramCredentialUpsertion("weak", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"x"),
+    ])
+    futures["carol"].result(timeout=30)
+    with pytest.raises(Exception) as refused:
+        futures["weak"].result(timeout=30)
+    assert "UNACCEPTABLE_CREDENTIAL" in str(refused.value), refused.value
+    # A user is altered once per request (Kafka refuses two mechanisms of one user together).
+    admin.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
+                                     b"carol-512", b"more-salt")])["carol"].result(timeout=30)
+    done = kafka_configs(b.bootstrap, "--alter", "--add-config", "SCRAM-SHA-512=[iterations=4096,password=dave-secret]",
+                         "--entity-type", "users", "--entity-name", "dave")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert scram_users(b.bootstrap) == {
+        "carol": [("SCRAM_SHA_256", 4096), ("SCRAM_SHA_512", 8192)],
+        "dave": [("SCRAM_SHA_512", 4096)],
+    }
+
+    topic = unique("scram")
+    create_topic(b.bootstrap, topic)
+    carol256 = client("SASL_PLAINTEXT", "carol", "carol-secret", "SCRAM-SHA-256")
+    produce(b.secure_bootstrap, topic, [(b"c", b"from carol")], conf=carol256)
+    kp = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "dave",
+          "sasl_plain_password": "dave-secret"}
+    kp_produce(b.secure_bootstrap, topic, [(b"d", b"from dave")], **kp)
+    got = read_partitions(b.secure_bootstrap, topic, [0], conf=client("SASL_PLAINTEXT", "carol", "carol-512",
+                                                                       "SCRAM-SHA-512"))
+    assert [(m.key, m.value) for m in got] == [(b"c", b"from carol"), (b"d", b"from dave")]
+
+    refused = {
+        "wrong password": client("SASL_PLAINTEXT", "carol", "carol-512", "SCRAM-SHA-256"),
+        "no credential for the mechanism": client("SASL_PLAINTEXT", "dave", "dave-secret", "SCRAM-SHA-256"),
+        "unknown user": client("SASL_PLAINTEXT", "mallory", "x", "SCRAM-SHA-512"),
+        "a PLAIN user is no SCRAM user": client("SASL_PLAINTEXT", "alice", "alice-secret", "SCRAM-SHA-256"),
+    }
+    for why, conf in refused.items():
+        assert not reaches(b.secure_bootstrap, conf, timeout=4), why
+
+    # Deleting a credential: the next login with it is refused; deleting one that is not there is an error.
+    admin.alter_user_scram_credentials([UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_256)])[
+        "carol"].result(timeout=30)
+    with pytest.raises(Exception):
+        admin.alter_user_scram_credentials([UserScramCredentialDeletion("carol", ScramMechanism.SCRAM_SHA_256)])[
+            "carol"].result(timeout=30)
+    assert not reaches(b.secure_bootstrap, carol256, timeout=4)
+    assert reaches(b.secure_bootstrap, client("SASL_PLAINTEXT", "carol", "carol-512", "SCRAM-SHA-512"))
+    assert scram_users(b.bootstrap)["carol"] == [("SCRAM_SHA_512", 8192)]
+    # Credentials are cluster metadata: they outlive a restart.
+    b.restart()
+    assert reaches(b.secure_bootstrap, client("SASL_PLAINTEXT", "dave", "dave-secret", "SCRAM-SHA-512"))

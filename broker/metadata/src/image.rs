@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::MetadataRecord;
+use crate::scram::{ScramCredential, ScramMechanism};
 use crate::sessions::RegisteredBroker;
 
 /// "No leader": every replica that could lead is fenced or out of sync.
@@ -141,6 +142,9 @@ pub struct MetadataImage {
     /// Dynamic broker configs by broker id, "" for the cluster-wide default.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials by user, then mechanism.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 fn no_offset() -> i64 {
@@ -157,6 +161,7 @@ impl Default for MetadataImage {
             brokers: BTreeMap::new(),
             offset: -1,
             broker_configs: BTreeMap::new(),
+            scram: BTreeMap::new(),
         }
     }
 }
@@ -266,6 +271,26 @@ impl MetadataImage {
                     b.fenced = false;
                 }
             }
+            MetadataRecord::ScramCredentialChanged {
+                user,
+                mechanism,
+                credential,
+            } => match credential {
+                Some(c) => {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(*mechanism, c.clone());
+                }
+                None => {
+                    if let Some(creds) = self.scram.get_mut(user) {
+                        creds.remove(mechanism);
+                        if creds.is_empty() {
+                            self.scram.remove(user);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -295,6 +320,14 @@ impl MetadataImage {
             .and_then(|c| c.get(key))
             .or_else(|| self.broker_configs.get("").and_then(|c| c.get(key)))
             .map(String::as_str)
+    }
+
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram.get(user).and_then(|c| c.get(&mechanism))
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicMeta> {
@@ -484,5 +517,63 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![1]
         );
+    }
+
+    #[test]
+    fn scram_credentials_are_set_replaced_and_deleted_per_mechanism() {
+        let cred = |i: i32| ScramCredential {
+            salt: vec![1, 2, 3],
+            stored_key: vec![4; 32],
+            server_key: vec![5; 32],
+            iterations: i,
+        };
+        let change = |user: &str, m, c| MetadataRecord::ScramCredentialChanged {
+            user: user.into(),
+            mechanism: m,
+            credential: c,
+        };
+        let mut image = MetadataImage::default();
+        image.apply_at(
+            &change("alice", ScramMechanism::Sha256, Some(cred(4096))),
+            0,
+        );
+        image.apply_at(
+            &change("alice", ScramMechanism::Sha512, Some(cred(8192))),
+            1,
+        );
+        image.apply_at(
+            &change("alice", ScramMechanism::Sha256, Some(cred(5000))),
+            2,
+        );
+        assert_eq!(
+            image
+                .scram_credential("alice", ScramMechanism::Sha256)
+                .map(|c| c.iterations),
+            Some(5000)
+        );
+        image.apply_at(&change("alice", ScramMechanism::Sha256, None), 3);
+        assert!(
+            image
+                .scram_credential("alice", ScramMechanism::Sha256)
+                .is_none()
+        );
+        assert!(
+            image
+                .scram_credential("alice", ScramMechanism::Sha512)
+                .is_some()
+        );
+        image.apply_at(&change("alice", ScramMechanism::Sha512, None), 4);
+        assert!(image.scram.is_empty(), "a user without credentials is gone");
+        // Deleting what is not there changes nothing.
+        image.apply_at(&change("bob", ScramMechanism::Sha512, None), 5);
+        assert!(image.scram.is_empty());
+        // The record survives its JSON form (as stored in the log), keys as base64.
+        let r = change("a,b=c", ScramMechanism::Sha512, Some(cred(4096)));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains("\"SCRAM-SHA-512\"") && json.contains("\"AQID\""),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<MetadataRecord>(&json).unwrap(), r);
     }
 }

@@ -7,10 +7,12 @@ mod image;
 pub mod leadership;
 pub mod placement;
 mod record;
+pub mod scram;
 pub mod sessions;
 
 pub use image::{MetadataImage, NO_LEADER, PartitionState, TopicMeta};
 pub use record::MetadataRecord;
+pub use scram::{ScramCredential, ScramMechanism};
 
 /// The internal topic holding committed consumer offsets.
 pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::image::PartitionState;
+use crate::scram::{ScramCredential, ScramMechanism};
 use crate::sessions::RegisteredBroker;
 
 /// One change to the cluster metadata. Stored as JSON in the value of a record of `__cluster_metadata`.
@@ -66,5 +67,11 @@ pub enum MetadataRecord {
     },
     BrokerUnfenced {
         broker_id: i32,
+    },
+    /// A user's SCRAM credential for one mechanism was set (`Some`) or deleted (`None`).
+    ScramCredentialChanged {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: Option<ScramCredential>,
     },
 }

@@ -21,6 +21,7 @@ pub mod repeats;
 pub mod replica;
 pub mod request_memory;
 pub mod sasl;
+pub mod scram;
 pub mod tls;
 mod transport;
 mod zero_copy;

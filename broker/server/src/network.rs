@@ -258,7 +258,9 @@ async fn connection(
         let correlation_id = request.header.correlation_id;
         let (api_key, version) = (request.api_key, request.version);
         if let Some(settings) = &sasl_settings {
-            match session.step(settings, api_key, &request.body) {
+            let image = broker.metadata.image();
+            let lookup = |user: &str, m| image.scram_credential(user, m).cloned();
+            match session.step(settings, &lookup, api_key, &request.body) {
                 Step::Serve => {}
                 Step::Close => {
                     info!(peer = %info.peer, api = ?api_key, "request before SASL authentication; closing");

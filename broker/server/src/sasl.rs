@@ -1,8 +1,9 @@
 //! SASL on `SASL_PLAINTEXT` and `SASL_SSL` listeners: Kafka's keys, and the per-connection exchange
 //! (SaslHandshake v1, then SaslAuthenticate) as a pure state machine the network loop drives.
 //!
-//! PLAIN is served: the users are the `user_NAME="password"` entries of the listener's JAAS config
-//! (`listener.name.<listener>.plain.sasl.jaas.config`, as a Kafka broker takes them). Until a client has
+//! PLAIN's users are the `user_NAME="password"` entries of the listener's JAAS config
+//! (`listener.name.<listener>.plain.sasl.jaas.config`, as a Kafka broker takes them). SCRAM-SHA-256 and
+//! SCRAM-SHA-512 check against the credentials in the cluster metadata (`crate::scram`). Until a client has
 //! authenticated, only ApiVersions and the SASL exchange are answered; anything else closes the connection, as
 //! a failed authentication does (after its answer), as in Kafka.
 
@@ -13,7 +14,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use sluice_metadata::{ScramCredential, ScramMechanism};
+
 use crate::error::Error;
+use crate::scram;
 
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 const ILLEGAL_SASL_STATE: i16 = 34;
@@ -23,15 +27,27 @@ const SASL_AUTHENTICATION_FAILED: i16 = 58;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
     Plain,
+    Scram(ScramMechanism),
 }
 
 impl Mechanism {
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(m) => m.name(),
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Mechanism> {
+        match name {
+            "PLAIN" => Some(Mechanism::Plain),
+            _ => ScramMechanism::from_name(name).map(Mechanism::Scram),
         }
     }
 }
+
+/// Where a SCRAM exchange finds a user's credential (the metadata image, in the broker).
+pub type ScramLookup<'a> = &'a dyn Fn(&str, ScramMechanism) -> Option<ScramCredential>;
 
 /// The SASL settings of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +85,8 @@ pub fn settings(
                 return Err(Error::config(
                     "sasl.enabled.mechanisms",
                     format!(
-                        "listener {listener} uses SASL: name its mechanisms (PLAIN); Kafka's default, GSSAPI, \
-                         is not supported"
+                        "listener {listener} uses SASL: name its mechanisms (PLAIN, SCRAM-SHA-256, \
+                         SCRAM-SHA-512); Kafka's default, GSSAPI, is not supported"
                     ),
                 ));
             }
@@ -78,13 +94,13 @@ pub fn settings(
     };
     let mut mechanisms = Vec::new();
     for m in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        match m.to_ascii_uppercase().as_str() {
-            "PLAIN" => mechanisms.push(Mechanism::Plain),
-            other => {
+        match Mechanism::from_name(&m.to_ascii_uppercase()) {
+            Some(m) => mechanisms.push(m),
+            None => {
                 return Err(Error::invalid(
                     &key,
                     &value,
-                    format!("{other} is not supported; PLAIN is"),
+                    format!("{m} is not supported; PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are"),
                 ));
             }
         }
@@ -93,7 +109,7 @@ pub fn settings(
         return Err(Error::invalid(
             &key,
             &value,
-            "at least one mechanism (PLAIN)",
+            "at least one mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
         ));
     }
     let mut plain_users = BTreeMap::new();
@@ -204,6 +220,8 @@ fn parse_jaas(text: &str) -> Result<(String, Vec<(String, String)>), String> {
 enum State {
     Start,
     Handshaken(Mechanism),
+    /// SCRAM: the server's first message sent, the client's final one due.
+    ScramFinal(Box<scram::Exchange>),
     Authenticated(String),
 }
 
@@ -244,8 +262,14 @@ impl Session {
         }
     }
 
-    /// Decides on one request of the connection (pure: no I/O).
-    pub fn step(&mut self, settings: &SaslSettings, key: ApiKey, body: &RequestKind) -> Step {
+    /// Decides on one request of the connection (no I/O; SCRAM draws a random nonce).
+    pub fn step(
+        &mut self,
+        settings: &SaslSettings,
+        scram_lookup: ScramLookup<'_>,
+        key: ApiKey,
+        body: &RequestKind,
+    ) -> Step {
         let mechanisms = || {
             settings
                 .mechanisms
@@ -290,23 +314,29 @@ impl Session {
                 match plain(&r.auth_bytes, &settings.plain_users) {
                     Some(user) => {
                         self.state = State::Authenticated(user);
-                        Step::Answer {
-                            body: Box::new(ResponseKind::SaslAuthenticate(
-                                SaslAuthenticateResponse::default(),
-                            )),
-                            close: false,
-                        }
+                        authenticated(Vec::new())
                     }
-                    None => Step::Answer {
-                        body: Box::new(ResponseKind::SaslAuthenticate(
-                            SaslAuthenticateResponse::default()
-                                .with_error_code(SASL_AUTHENTICATION_FAILED)
-                                .with_error_message(Some(StrBytes::from_static_str(
-                                    "Authentication failed: Invalid username or password",
-                                ))),
-                        )),
-                        close: true,
-                    },
+                    None => authentication_failed(
+                        "Authentication failed: Invalid username or password".into(),
+                    ),
+                }
+            }
+            (State::Handshaken(Mechanism::Scram(m)), RequestKind::SaslAuthenticate(r)) => {
+                match scram::client_first(*m, &r.auth_bytes, scram_lookup, &scram::server_nonce()) {
+                    Ok((exchange, server_first)) => {
+                        self.state = State::ScramFinal(Box::new(exchange));
+                        authenticated(server_first)
+                    }
+                    Err(why) => authentication_failed(why),
+                }
+            }
+            (State::ScramFinal(exchange), RequestKind::SaslAuthenticate(r)) => {
+                match exchange.client_final(&r.auth_bytes) {
+                    Ok((user, server_final)) => {
+                        self.state = State::Authenticated(user);
+                        authenticated(server_final)
+                    }
+                    Err(why) => authentication_failed(why),
                 }
             }
             (_, RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)) => Step::Answer {
@@ -316,6 +346,28 @@ impl Session {
             // Anything else before authenticating.
             _ => Step::Close,
         }
+    }
+}
+
+/// A SaslAuthenticate answer carrying the server's next token.
+fn authenticated(token: Vec<u8>) -> Step {
+    Step::Answer {
+        body: Box::new(ResponseKind::SaslAuthenticate(
+            SaslAuthenticateResponse::default().with_auth_bytes(token.into()),
+        )),
+        close: false,
+    }
+}
+
+/// SASL_AUTHENTICATION_FAILED, and the connection closed, as Kafka does.
+fn authentication_failed(why: String) -> Step {
+    Step::Answer {
+        body: Box::new(ResponseKind::SaslAuthenticate(
+            SaslAuthenticateResponse::default()
+                .with_error_code(SASL_AUTHENTICATION_FAILED)
+                .with_error_message(Some(StrBytes::from_string(why))),
+        )),
+        close: true,
     }
 }
 
@@ -352,7 +404,7 @@ fn plain(token: &[u8], users: &BTreeMap<String, String>) -> Option<String> {
 }
 
 /// Equal, in a time that depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -431,6 +483,10 @@ mod tests {
         }
     }
 
+    fn no_scram(_: &str, _: ScramMechanism) -> Option<ScramCredential> {
+        None
+    }
+
     fn handshake(m: &str) -> RequestKind {
         RequestKind::SaslHandshake(
             SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(m.into())),
@@ -463,22 +519,24 @@ mod tests {
         assert!(matches!(
             session.step(
                 &s,
+                &no_scram,
                 ApiKey::ApiVersions,
                 &RequestKind::ApiVersions(ApiVersionsRequest::default())
             ),
             Step::Serve
         ));
         assert!(matches!(
-            session.step(&s, ApiKey::Metadata, &metadata),
+            session.step(&s, &no_scram, ApiKey::Metadata, &metadata),
             Step::Close
         ));
         assert_eq!(
-            error(&session.step(&s, ApiKey::SaslHandshake, &handshake("PLAIN"))),
+            error(&session.step(&s, &no_scram, ApiKey::SaslHandshake, &handshake("PLAIN"))),
             Some((0, false))
         );
         assert_eq!(
             error(&session.step(
                 &s,
+                &no_scram,
                 ApiKey::SaslAuthenticate,
                 &authenticate(b"\0alice\0al\"ice")
             )),
@@ -486,12 +544,12 @@ mod tests {
         );
         assert_eq!(session.principal().as_deref(), Some("User:alice"));
         assert!(matches!(
-            session.step(&s, ApiKey::Metadata, &metadata),
+            session.step(&s, &no_scram, ApiKey::Metadata, &metadata),
             Step::Serve
         ));
         // A second exchange on the same connection is refused.
         assert_eq!(
-            error(&session.step(&s, ApiKey::SaslHandshake, &handshake("PLAIN"))),
+            error(&session.step(&s, &no_scram, ApiKey::SaslHandshake, &handshake("PLAIN"))),
             Some((34, true))
         );
     }
@@ -507,9 +565,14 @@ mod tests {
             b"",
         ] {
             let mut session = Session::default();
-            session.step(&s, ApiKey::SaslHandshake, &handshake("PLAIN"));
+            session.step(&s, &no_scram, ApiKey::SaslHandshake, &handshake("PLAIN"));
             assert_eq!(
-                error(&session.step(&s, ApiKey::SaslAuthenticate, &authenticate(token))),
+                error(&session.step(
+                    &s,
+                    &no_scram,
+                    ApiKey::SaslAuthenticate,
+                    &authenticate(token)
+                )),
                 Some((58, true)),
                 "{token:?}"
             );
@@ -517,7 +580,12 @@ mod tests {
         }
         let mut session = Session::default();
         assert_eq!(
-            error(&session.step(&s, ApiKey::SaslHandshake, &handshake("SCRAM-SHA-512"))),
+            error(&session.step(
+                &s,
+                &no_scram,
+                ApiKey::SaslHandshake,
+                &handshake("SCRAM-SHA-512")
+            )),
             Some((33, true))
         );
         // Authenticating before the handshake is out of order.
@@ -525,6 +593,7 @@ mod tests {
         assert_eq!(
             error(&session.step(
                 &s,
+                &no_scram,
                 ApiKey::SaslAuthenticate,
                 &authenticate(b"\0alice\0al\"ice")
             )),
@@ -540,5 +609,66 @@ mod tests {
             "listener.name.sasl_ssl.sasl.enabled.mechanisms"
         ));
         assert!(!is_sasl_key("listener.name.sasl_ssl.ssl.keystore.location"));
+    }
+
+    #[test]
+    fn scram_authenticates_in_two_rounds_against_the_stored_credential() {
+        let s = parse(&[
+            (
+                "sasl.enabled.mechanisms",
+                "PLAIN, scram-sha-256,SCRAM-SHA-512",
+            ),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS),
+        ])
+        .unwrap();
+        let lookup = |user: &str, m| (user == "bob").then(|| scram::tests::stored(m, "hunter2"));
+        for m in ScramMechanism::ALL {
+            for (password, ok) in [("hunter2", true), ("hunter3", false)] {
+                let mut session = Session::default();
+                assert_eq!(
+                    error(&session.step(&s, &lookup, ApiKey::SaslHandshake, &handshake(m.name()))),
+                    Some((0, false))
+                );
+                let (client, first) = scram::tests::Client::new(m, "bob", password);
+                let step =
+                    session.step(&s, &lookup, ApiKey::SaslAuthenticate, &authenticate(&first));
+                let Step::Answer { body, close: false } = step else {
+                    panic!("{step:?}");
+                };
+                let ResponseKind::SaslAuthenticate(r) = *body else {
+                    panic!("{body:?}");
+                };
+                assert_eq!(session.principal(), None, "not after the first round");
+                let (last, expected) = client.finish(&r.auth_bytes).unwrap();
+                let step =
+                    session.step(&s, &lookup, ApiKey::SaslAuthenticate, &authenticate(&last));
+                if ok {
+                    let Step::Answer { body, close: false } = step else {
+                        panic!("{step:?}");
+                    };
+                    let ResponseKind::SaslAuthenticate(r) = *body else {
+                        panic!("{body:?}");
+                    };
+                    assert_eq!((r.error_code, r.auth_bytes.to_vec()), (0, expected));
+                    assert_eq!(session.principal().as_deref(), Some("User:bob"));
+                } else {
+                    assert_eq!(error(&step), Some((58, true)));
+                    assert_eq!(session.principal(), None);
+                }
+            }
+        }
+        // An unknown user fails at the first round.
+        let mut session = Session::default();
+        session.step(
+            &s,
+            &lookup,
+            ApiKey::SaslHandshake,
+            &handshake("SCRAM-SHA-256"),
+        );
+        let (_, first) = scram::tests::Client::new(ScramMechanism::Sha256, "eve", "x");
+        assert_eq!(
+            error(&session.step(&s, &lookup, ApiKey::SaslAuthenticate, &authenticate(&first))),
+            Some((58, true))
+        );
     }
 }

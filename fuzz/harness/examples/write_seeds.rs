@@ -19,5 +19,10 @@ fn main() -> std::io::Result<()> {
         let hello = sluice_fuzz_harness::tls_handshake::client_hello(mode);
         std::fs::write(dir.join(format!("client-hello-{mode}")), hello)?;
     }
+    let dir = corpus.join("sasl_exchange");
+    std::fs::create_dir_all(&dir)?;
+    for (name, seed) in sluice_fuzz_harness::sasl_exchange::seeds() {
+        std::fs::write(dir.join(name), seed)?;
+    }
     Ok(())
 }

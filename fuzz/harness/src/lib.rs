@@ -9,6 +9,7 @@ pub mod log_recovery;
 pub mod produce_batch;
 pub mod request_frame;
 pub mod requests;
+pub mod sasl_exchange;
 pub mod seeds;
 pub mod tls_handshake;
 
@@ -23,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("internal_logs", internal_logs::run),
     ("requests", requests::run),
     ("tls_handshake", tls_handshake::run),
+    ("sasl_exchange", sasl_exchange::run),
 ];
 
 /// A scratch directory, in memory when the machine has /dev/shm: the recovery targets write files on every

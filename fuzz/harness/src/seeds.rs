@@ -47,6 +47,12 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
         ApiKey::ListPartitionReassignments => {
             RequestKind::ListPartitionReassignments(Default::default())
         }
+        ApiKey::DescribeUserScramCredentials => {
+            RequestKind::DescribeUserScramCredentials(Default::default())
+        }
+        ApiKey::AlterUserScramCredentials => {
+            RequestKind::AlterUserScramCredentials(Default::default())
+        }
         _ => return None,
     })
 }

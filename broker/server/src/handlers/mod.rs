@@ -11,6 +11,7 @@ mod metadata;
 mod produce;
 mod quorum;
 mod replication;
+mod users;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub fn is_forwardable(key: ApiKey) -> bool {
             | ApiKey::ElectLeaders
             | ApiKey::AlterPartitionReassignments
             | ApiKey::ListPartitionReassignments
+            | ApiKey::AlterUserScramCredentials
     )
 }
 
@@ -184,6 +186,12 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(broker, r, v).await,
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            users::alter_user_scram_credentials(broker, r).await,
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            users::describe_user_scram_credentials(broker, r),
         ),
         // The version table in sluice-protocol lets through only the APIs above, so this is a bug; answer with
         // an error rather than take the connection down.
