@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::MetadataRecord;
+use crate::acl::AclBinding;
 use crate::scram::{ScramCredential, ScramMechanism};
 use crate::sessions::RegisteredBroker;
 
@@ -145,6 +146,9 @@ pub struct MetadataImage {
     /// SCRAM credentials by user, then mechanism.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// The ACLs, by the id their creation gave them.
+    #[serde(default)]
+    pub acls: BTreeMap<Uuid, AclBinding>,
 }
 
 fn no_offset() -> i64 {
@@ -162,6 +166,7 @@ impl Default for MetadataImage {
             offset: -1,
             broker_configs: BTreeMap::new(),
             scram: BTreeMap::new(),
+            acls: BTreeMap::new(),
         }
     }
 }
@@ -270,6 +275,12 @@ impl MetadataImage {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     b.fenced = false;
                 }
+            }
+            MetadataRecord::AclCreated { id, acl } => {
+                self.acls.insert(*id, acl.clone());
+            }
+            MetadataRecord::AclDeleted { id } => {
+                self.acls.remove(id);
             }
             MetadataRecord::ScramCredentialChanged {
                 user,

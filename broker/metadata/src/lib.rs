@@ -3,6 +3,7 @@
 //! follow. Pure and synchronous, so the controller logic built on it is testable without sockets, files or a
 //! clock; the broker's `metadata` module and, next, the Raft quorum do the I/O. See README.md.
 
+pub mod acl;
 mod image;
 pub mod leadership;
 pub mod placement;

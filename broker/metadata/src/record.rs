@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
 use crate::image::PartitionState;
 use crate::scram::{ScramCredential, ScramMechanism};
 use crate::sessions::RegisteredBroker;
@@ -73,5 +74,13 @@ pub enum MetadataRecord {
         user: String,
         mechanism: ScramMechanism,
         credential: Option<ScramCredential>,
+    },
+    /// An ACL was created (CreateAcls); `id` names it for its deletion.
+    AclCreated {
+        id: Uuid,
+        acl: AclBinding,
+    },
+    AclDeleted {
+        id: Uuid,
     },
 }

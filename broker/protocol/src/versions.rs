@@ -44,8 +44,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v0 of the handshake would have the tokens follow without Kafka's framing; clients use v1.
     (ApiKey::SaslHandshake, 1, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
-    (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// What the controller listener serves: Kafka's controller APIs that brokers send to the active controller

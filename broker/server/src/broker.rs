@@ -330,7 +330,7 @@ impl Broker {
             version: 7,
             body: kafka_protocol::messages::RequestKind::CreateTopics(body),
         };
-        match channel.forward(self, &request).await? {
+        match channel.forward(self, &request, None).await? {
             kafka_protocol::messages::ResponseKind::CreateTopics(resp) => {
                 Ok(resp.topics.first().map_or(0, |t| t.error_code))
             }

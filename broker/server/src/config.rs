@@ -233,6 +233,9 @@ pub struct BrokerConfig {
     pub tls: BTreeMap<String, crate::tls::TlsSettings>,
     /// The SASL settings of each `SASL_PLAINTEXT` and `SASL_SSL` listener, by listener name.
     pub sasl: BTreeMap<String, crate::sasl::SaslSettings>,
+    /// With `authorizer.class.name` set: ACLs are enforced, with `super.users` and
+    /// `allow.everyone.if.no.acl.found`.
+    pub authorizer: Option<sluice_metadata::acl::AuthorizerSettings>,
     /// Where the readiness endpoint listens (`sluice.health.listener`, a Sluice extension; see health.rs).
     pub health_listener: Option<std::net::SocketAddr>,
     pub offsets_topic_num_partitions: i32,
@@ -419,6 +422,13 @@ const BROKER_KEYS: &[BrokerKey] = &[
         "socket.request.max.bytes",
         Some("104857600"),
         ConfigType::Int,
+    ),
+    key("authorizer.class.name", Some(""), ConfigType::String),
+    key("super.users", None, ConfigType::String),
+    key(
+        "allow.everyone.if.no.acl.found",
+        Some("false"),
+        ConfigType::Boolean,
     ),
     // Kafka's default is -1 (no limit); a broker that must survive hostile clients needs one.
     key(
@@ -681,6 +691,7 @@ impl BrokerConfig {
             request_memory_wait_ms: v.int("sluice.request.memory.wait.ms", 1, i64::MAX)? as u64,
             tls,
             sasl,
+            authorizer: authorizer_settings(&v)?,
             health_listener: match v.get("sluice.health.listener").map(str::trim) {
                 None | Some("") => None,
                 Some(addr) => Some(addr.parse().map_err(|_| {
@@ -1677,6 +1688,48 @@ fn parse_bootstrap_servers(entries: &[String]) -> Result<Vec<HostPort>, Error> {
                 })
         })
         .collect()
+}
+
+/// Kafka's KRaft authorizer keys. `StandardAuthorizer` is the one Kafka 4 has; its rules are Sluice's.
+fn authorizer_settings(
+    v: &Values<'_>,
+) -> Result<Option<sluice_metadata::acl::AuthorizerSettings>, Error> {
+    const STANDARD: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+    match v.get("authorizer.class.name").map(str::trim) {
+        None | Some("") => return Ok(None),
+        Some(STANDARD) => {}
+        Some(other) => {
+            return Err(Error::invalid(
+                "authorizer.class.name",
+                other,
+                format!("{STANDARD} (Kafka's ACL authorizer) or nothing"),
+            ));
+        }
+    }
+    let mut super_users = Vec::new();
+    for user in v
+        .get("super.users")
+        .unwrap_or("")
+        .split(';')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        if !user
+            .split_once(':')
+            .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
+        {
+            return Err(Error::invalid(
+                "super.users",
+                user,
+                "principals such as User:admin, separated by ';'",
+            ));
+        }
+        super_users.push(user.to_owned());
+    }
+    Ok(Some(sluice_metadata::acl::AuthorizerSettings {
+        super_users,
+        allow_if_no_acls: v.bool("allow.everyone.if.no.acl.found")?,
+    }))
 }
 
 fn parse_log_dirs(v: &Values) -> Result<Vec<PathBuf>, Error> {

@@ -466,10 +466,28 @@ impl Controller {
         }
         let (correlation_id, api_key, version) =
             (inner.header.correlation_id, inner.api_key, inner.version);
+        // The client's principal, as the forwarding broker authenticated it.
+        let internal = req.request_principal.is_none();
+        let principal = req
+            .request_principal
+            .as_deref()
+            .map_or(crate::principal::ANONYMOUS.into(), |p| {
+                String::from_utf8_lossy(p).into_owned()
+            });
+        // ... and address (the port is the broker's: ACLs name hosts only).
+        let peer = match req.client_host_address.len() {
+            4 => <[u8; 4]>::try_from(&req.client_host_address[..])
+                .map_or(peer, |ip| SocketAddr::new(ip.into(), peer.port())),
+            16 => <[u8; 16]>::try_from(&req.client_host_address[..])
+                .map_or(peer, |ip| SocketAddr::new(ip.into(), peer.port())),
+            _ => peer,
+        };
         let conn = ConnectionInfo {
             peer,
             listener: "forwarded".into(),
             controller: false,
+            principal,
+            internal,
         };
         let body = match handlers::handle(broker, &conn, inner).await {
             Response::Message(body) => body,
@@ -499,6 +517,23 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
     let Some(controller) = broker.controller.as_ref() else {
         return Response::Error(ResponseError::UnsupportedVersion.code());
     };
+    // The nodes' own APIs need CLUSTER_ACTION (with an authorizer; for a PLAINTEXT controller listener that is
+    // User:ANONYMOUS, as in Kafka). The admin APIs below are checked as on a broker listener.
+    let node_api = !matches!(
+        request.body,
+        RequestKind::DescribeQuorum(_)
+            | RequestKind::DescribeCluster(_)
+            | RequestKind::AddRaftVoter(_)
+            | RequestKind::RemoveRaftVoter(_)
+    );
+    if node_api
+        && !crate::handlers::authz::Authz::new(broker, conn)
+            .cluster(sluice_metadata::acl::Operation::ClusterAction)
+    {
+        tracing::warn!(peer = %conn.peer, principal = %conn.principal, api = ?request.api_key,
+            "a controller request without CLUSTER_ACTION on the cluster");
+        return Response::Error(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let msg = match request.body {
         RequestKind::BrokerRegistration(r) => {
             ResponseKind::BrokerRegistration(controller.register(broker, r).await)

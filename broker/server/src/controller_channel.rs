@@ -204,7 +204,15 @@ impl ControllerChannel {
 
     /// Hands a client's request to the active controller and answers what it answered, once this node's own
     /// metadata includes what the controller changed.
-    pub async fn forward(&self, broker: &Broker, request: &Request) -> Result<ResponseKind, Error> {
+    /// Hands a request to the active controller in an Envelope. A client's (`conn`) names the client, its
+    /// principal and address, which the controller authorizes it as; `None` is this broker's own request
+    /// (creating a topic it has already authorized), which goes with the broker's authority.
+    pub async fn forward(
+        &self,
+        broker: &Broker,
+        request: &Request,
+        conn: Option<&crate::network::ConnectionInfo>,
+    ) -> Result<ResponseKind, Error> {
         let mut frame = BytesMut::new();
         request
             .header
@@ -219,7 +227,14 @@ impl ControllerChannel {
             .map_err(protocol)?;
         let envelope = EnvelopeRequest::default()
             .with_request_data(frame.freeze())
-            .with_request_principal(Some(bytes::Bytes::from_static(b"User:ANONYMOUS")));
+            .with_request_principal(
+                conn.map(|c| bytes::Bytes::copy_from_slice(c.principal.as_bytes())),
+            )
+            .with_client_host_address(match conn.map(|c| c.peer.ip()) {
+                Some(std::net::IpAddr::V4(ip)) => bytes::Bytes::copy_from_slice(&ip.octets()),
+                Some(std::net::IpAddr::V6(ip)) => bytes::Bytes::copy_from_slice(&ip.octets()),
+                None => bytes::Bytes::new(),
+            });
         let started = Instant::now();
         let resp = self.call(broker, &envelope, CALL_TIMEOUT).await?;
         if resp.error_code != 0 {

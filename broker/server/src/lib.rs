@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod meta_properties;
 pub mod metadata;
 pub mod network;
+pub mod principal;
 pub mod publisher;
 pub mod repeats;
 pub mod replica;

@@ -38,6 +38,11 @@ pub struct ConnectionInfo {
     pub listener: String,
     /// Accepted on a controller listener: only the quorum's own APIs are served there.
     pub controller: bool,
+    /// Who is asking (`crate::principal`): what ACLs are checked against.
+    pub principal: String,
+    /// A broker's own request, forwarded to the controller without a client's principal (a topic it creates
+    /// after authorizing the client): it passes authorization, as the Envelope that carried it did.
+    pub internal: bool,
 }
 
 /// Accept connections until `shutdown` turns true, then wait for the open ones to finish their current request.
@@ -54,13 +59,24 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let info = ConnectionInfo { peer, listener: listener_name.clone(), controller };
+                    let mut info = ConnectionInfo {
+                        peer,
+                        listener: listener_name.clone(),
+                        controller,
+                        principal: crate::principal::ANONYMOUS.to_owned(),
+                        internal: false,
+                    };
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
                     let tls = tls.clone();
                     connections.spawn(async move {
                         let result = match open(stream, tls.as_deref()).await {
-                            Ok(stream) => connection(stream, info.clone(), broker, shutdown).await,
+                            Ok(stream) => {
+                                if let Some(principal) = stream.client_certificate_principal() {
+                                    info.principal = principal;
+                                }
+                                connection(stream, info.clone(), broker, shutdown).await
+                            }
                             Err(e) => Err(e),
                         };
                         if let Err(e) = result {
@@ -98,7 +114,7 @@ async fn open(stream: TcpStream, tls: Option<&ListenerTls>) -> std::io::Result<T
 
 async fn connection(
     mut stream: Transport,
-    info: ConnectionInfo,
+    mut info: ConnectionInfo,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -191,6 +207,14 @@ async fn connection(
                 debug!(peer = %info.peer, "a quorum message to a node without a quorum; closing");
                 return Ok(());
             };
+            // Raft traffic is the nodes' own: CLUSTER_ACTION, as Kafka asks of Vote and Fetch.
+            if !crate::handlers::authz::Authz::new(&broker, &info)
+                .cluster(sluice_metadata::acl::Operation::ClusterAction)
+            {
+                warn!(peer = %info.peer, principal = %info.principal,
+                    "a quorum message without CLUSTER_ACTION on the cluster; closing");
+                return Ok(());
+            }
             match quorum.answer_frame(frame).await {
                 Ok(reply) => {
                     stream.write_all(&reply).await?;
@@ -277,6 +301,7 @@ async fn connection(
                     }
                     if let Some(principal) = session.principal() {
                         debug!(peer = %info.peer, %principal, "authenticated");
+                        info.principal = principal;
                     }
                     continue;
                 }

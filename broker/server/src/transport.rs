@@ -25,6 +25,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The principal the TLS client's certificate names, if it sent one.
+    pub fn client_certificate_principal(&self) -> Option<String> {
+        let Transport::Tls(tls) = self else {
+            return None;
+        };
+        let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+        crate::principal::of_certificate(leaf)
+    }
+
     /// Writes one response made of pieces, some of them file ranges, as one burst.
     pub async fn write_pieces(
         &mut self,

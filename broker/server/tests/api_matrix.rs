@@ -334,13 +334,63 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ApiKey::SaslAuthenticate => R::SaslAuthenticate(
             SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0a\0b")),
         ),
+        ApiKey::AlterUserScramCredentials => R::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(s("matrix-user"))
+                    .with_mechanism(2)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(&[1; 64])),
+            ]),
+        ),
+        ApiKey::DescribeUserScramCredentials => R::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(None),
+        ),
+        ApiKey::CreateAcls => R::CreateAcls(CreateAclsRequest::default().with_creations(vec![
+            create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(s("matrix"))
+                .with_resource_pattern_type(3)
+                .with_principal(s(&format!("User:v{v}")))
+                .with_host(s("*"))
+                .with_operation(3)
+                .with_permission_type(3),
+        ])),
+        ApiKey::DescribeAcls => R::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_name_filter(None)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => R::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![
+            delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_name_filter(None)
+                .with_host_filter(None)
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_principal_filter(Some(s(&format!("User:v{v}"))))
+                .with_operation(1)
+                .with_permission_type(1),
+        ])),
         other => panic!("the version table lists {other:?} but this test has no request for it"),
     }
 }
 
 #[test]
 fn every_api_answers_every_advertised_version() {
-    let broker = common::TestBroker::start(&[]);
+    // With the authorizer on, User:ANONYMOUS a super user: every API passes its checks and the ACL APIs work.
+    let broker = common::TestBroker::start(&[
+        (
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+        ("super.users", "User:ANONYMOUS"),
+    ]);
     let mut client = broker.client();
     // A topic with data for the data-path APIs.
     let created = client.call(
@@ -412,6 +462,31 @@ fn every_api_answers_every_advertised_version() {
                         "DescribeConfigs v{v}: {r:?}"
                     )
                 }
+                ResponseKind::AlterUserScramCredentials(r) => {
+                    assert_eq!(r.results[0].error_code, 0, "AlterUserScramCredentials v{v}")
+                }
+                ResponseKind::DescribeUserScramCredentials(r) => assert!(
+                    r.error_code == 0 && r.results.iter().any(|u| u.user.as_str() == "matrix-user"),
+                    "DescribeUserScramCredentials v{v}: {r:?}"
+                ),
+                ResponseKind::CreateAcls(r) => {
+                    assert_eq!(r.results[0].error_code, 0, "CreateAcls v{v}")
+                }
+                // CreateAcls of the same version ran first (the table lists it before).
+                ResponseKind::DescribeAcls(r) => {
+                    assert!(
+                        r.error_code == 0 && !r.resources.is_empty(),
+                        "DescribeAcls v{v}: {r:?}"
+                    )
+                }
+                ResponseKind::DeleteAcls(r) => assert_eq!(
+                    (
+                        r.filter_results[0].error_code,
+                        r.filter_results[0].matching_acls.len()
+                    ),
+                    (0, 1),
+                    "DeleteAcls v{v}"
+                ),
                 // A single node's voters are fixed, as a Kafka quorum's with kraft.version 0 are.
                 ResponseKind::AddRaftVoter(r) => assert_eq!(r.error_code, 35, "AddRaftVoter v{v}"),
                 ResponseKind::RemoveRaftVoter(r) => {

@@ -3,7 +3,8 @@
 //! answer encoded as the connection would send it. Decoding is `request_frame`'s job; this target is where a
 //! request that decodes but makes no sense (a negative count, an index past the end, an arithmetic overflow,
 //! a long poll that never ends) must get an answer or an error, never a panic or a hang, and a handler dropped
-//! half-way (the client hung up) must leave the broker consistent for the next input.
+//! half-way (the client hung up) must leave the broker consistent for the next input. The broker enforces ACLs
+//! (open while none names a resource), so CreateAcls inputs turn on the checks of later ones.
 //!
 //! One broker serves many inputs, so state builds up as it would for a long-lived broker; it is replaced by a
 //! fresh one every `INPUTS_PER_BROKER` inputs so the data directory stays small. Time is tokio's paused clock:
@@ -51,6 +52,12 @@ fn start() -> Option<Env> {
         ("group.initial.rebalance.delay.ms", "0"),
         ("log.index.size.max.bytes", "4096"),
         ("log.dirs", &dir.path().display().to_string()),
+        // ACLs enforced, yet open until an input creates one: the ACL APIs and every handler's checks run.
+        (
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+        ("allow.everyone.if.no.acl.found", "true"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -111,6 +118,8 @@ pub fn run(data: &[u8]) {
         peer: "127.0.0.1:40000".parse().expect("a literal address"),
         listener: "PLAINTEXT".into(),
         controller: false,
+        principal: sluice_server::principal::ANONYMOUS.into(),
+        internal: false,
     };
     let (correlation_id, api_key, version) = (
         request.header.correlation_id,

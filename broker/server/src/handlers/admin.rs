@@ -25,9 +25,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::authz::Authz;
 use super::storage_error_code;
 use crate::broker::Broker;
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC, MetadataRecord, validate_topic_name};
+use crate::network::ConnectionInfo;
+use sluice_metadata::acl::Operation;
 use sluice_metadata::placement;
 
 /// The most partitions one topic may have; beyond this a typo (an extra zero) costs hours of file handles.
@@ -42,9 +45,12 @@ fn msg(s: impl Into<String>) -> Option<StrBytes> {
 
 pub async fn create_topics(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    let authz = Authz::new(broker, conn);
+    let may_create_any = authz.cluster(Operation::Create);
     let mut results = Vec::with_capacity(req.topics.len());
     let requested_partitions: i64 = req
         .topics
@@ -104,6 +110,14 @@ pub async fn create_topics(
                 result,
                 ResponseError::PolicyViolation,
                 "Excessively large number of partitions per request.".into(),
+            ));
+            continue;
+        }
+        if !may_create_any && !authz.topic(Operation::Create, &name) {
+            results.push(fail(
+                result,
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.".into(),
             ));
             continue;
         }
@@ -259,9 +273,11 @@ pub async fn create_topics(
 
 pub async fn delete_topics(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
+    let authz = Authz::new(broker, conn);
     // v6 names topics by name or id in `topics`; older versions list names in `topic_names`.
     let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -287,7 +303,16 @@ pub async fn delete_topics(
         let mut result = DeletableTopicResult::default()
             .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id);
+        // DELETE on the topic; asked for by name, a refusal does not tell whether it exists.
+        let denied = match (&found, &name) {
+            (_, Some(n)) => !authz.topic(Operation::Delete, n),
+            (Some(t), None) => !authz.topic(Operation::Delete, &t.name),
+            (None, None) => false,
+        };
         match found {
+            _ if denied => {
+                result.error_code = ResponseError::TopicAuthorizationFailed.code();
+            }
             None => {
                 result.error_code = if name.is_some() {
                     ResponseError::UnknownTopicOrPartition.code()
@@ -328,9 +353,11 @@ pub async fn delete_topics(
 
 pub async fn create_partitions(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
+    let authz = Authz::new(broker, conn);
     let mut results = Vec::with_capacity(req.topics.len());
     let additional: i64 = {
         let image = broker.metadata.image();
@@ -348,6 +375,10 @@ pub async fn create_partitions(
         let _w = broker.metadata.write_lock().await;
         let current = broker.metadata.image().topics.get(&name).cloned();
         let error = match current {
+            _ if !authz.topic(Operation::Alter, &name) => Some((
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.".into(),
+            )),
             Some(_) if additional > MAX_PARTITIONS_PER_REQUEST => Some((
                 ResponseError::PolicyViolation,
                 "Excessively large number of additional partitions per request.".into(),
@@ -412,14 +443,17 @@ pub async fn create_partitions(
 
 pub fn delete_records(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
+    let authz = Authz::new(broker, conn);
     let topics = req
         .topics
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.as_str().to_string();
+            let allowed = authz.topic(Operation::Delete, &name);
             let partitions = topic
                 .partitions
                 .iter()
@@ -427,6 +461,10 @@ pub fn delete_records(
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if !allowed {
+                        return result
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(log) = broker.log(&name, p.partition_index) else {
                         return result.with_error_code(
                             broker.missing_partition_error(&name, p.partition_index),
@@ -455,13 +493,35 @@ pub fn delete_records(
 
 pub fn describe_cluster(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: DescribeClusterRequest,
     version: i16,
-    listener: &str,
 ) -> DescribeClusterResponse {
+    let listener = conn.listener.as_str();
+    let authz = Authz::new(broker, conn);
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_cluster_authorized_operations(i32::MIN);
+    if !authz.cluster(Operation::Describe) {
+        return resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
+    let resp = if req.include_cluster_authorized_operations {
+        resp.with_cluster_authorized_operations(authz.operations(
+            sluice_metadata::acl::ResourceType::Cluster,
+            sluice_metadata::acl::CLUSTER_NAME,
+            &[
+                Operation::Create,
+                Operation::Alter,
+                Operation::Describe,
+                Operation::ClusterAction,
+                Operation::DescribeConfigs,
+                Operation::AlterConfigs,
+                Operation::IdempotentWrite,
+            ],
+        ))
+    } else {
+        resp
+    };
     // v1 endpoint type 2 asks for controllers; clients bootstrap through brokers (type 1).
     if version >= 1 && req.endpoint_type == 2 {
         return resp
@@ -543,8 +603,13 @@ pub fn describe_controllers(
 /// their sizes. `kafka-reassign-partitions` asks it before it moves anything.
 pub fn describe_log_dirs(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !Authz::new(broker, conn).cluster(Operation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let wanted = |tp: &sluice_storage::TopicPartition| match &req.topics {
         None => true,
         Some(topics) => topics

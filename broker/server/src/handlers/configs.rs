@@ -16,11 +16,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::Authz;
 use crate::broker::Broker;
 use crate::config::{ConfigEntry, describe_topic_config};
 use crate::dynamic_config::{self, DynamicConfigs};
 use crate::metadata::MetadataRecord;
+use crate::network::ConnectionInfo;
 use crate::repeats::first_of_each;
+use sluice_metadata::acl::Operation;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -32,9 +35,11 @@ const OP_SUBTRACT: i8 = 3;
 
 pub fn describe_configs(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: DescribeConfigsRequest,
     _version: i16,
 ) -> DescribeConfigsResponse {
+    let authz = Authz::new(broker, conn);
     let resources = first_of_each(req.resources, |r| {
         (
             r.resource_type,
@@ -49,6 +54,12 @@ pub fn describe_configs(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            if let Some(code) = authz.configs(Operation::DescribeConfigs, res.resource_type, &name)
+            {
+                return result
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_static_str("Authorization failed.")));
+            }
             let image = broker.metadata.image();
             let entries: Vec<ConfigEntry> = match res.resource_type {
                 RESOURCE_TOPIC => match image.topics.get(&name) {
@@ -105,9 +116,11 @@ pub fn describe_configs(
 
 pub async fn incremental_alter_configs(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
+    let authz = Authz::new(broker, conn);
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let answer = 'answer: {
@@ -122,6 +135,9 @@ pub async fn incremental_alter_configs(
                     .with_error_message(Some(StrBytes::from_string(text)))
             };
             let name = res.resource_name.as_str().to_string();
+            if let Some(code) = authz.configs(Operation::AlterConfigs, res.resource_type, &name) {
+                break 'answer fail(code, "Authorization failed.".into());
+            }
             let ops = &res.configs;
             if res.resource_type == RESOURCE_BROKER {
                 match change_broker_configs(broker, &name, req.validate_only, |current| {
@@ -157,9 +173,11 @@ pub async fn incremental_alter_configs(
 /// goes back to the broker default (what Kafka does; aiokafka and kafka-python's admin clients still use it).
 pub async fn alter_configs(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
+    let authz = Authz::new(broker, conn);
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let answer = 'answer: {
@@ -172,6 +190,13 @@ pub async fn alter_configs(
                     .with_error_code(code.code())
                     .with_error_message(Some(StrBytes::from_string(text)))
             };
+            if let Some(code) = authz.configs(
+                Operation::AlterConfigs,
+                res.resource_type,
+                res.resource_name.as_str(),
+            ) {
+                break 'answer fail(code, "Authorization failed.".into());
+            }
             if res.resource_type != RESOURCE_TOPIC && res.resource_type != RESOURCE_BROKER {
                 break 'answer fail(
                     ResponseError::InvalidRequest,

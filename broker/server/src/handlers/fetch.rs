@@ -10,8 +10,11 @@ use sluice_protocol::{FetchPartition, FetchResponseLayout, FetchTopic};
 use sluice_storage::{FileSlice, StorageError};
 use uuid::Uuid;
 
+use super::authz::Authz;
 use super::storage_error_code;
 use crate::broker::Broker;
+use crate::network::ConnectionInfo;
+use sluice_metadata::acl::Operation;
 
 /// One pass over the requested partitions: what can be sent right now.
 struct Gathered {
@@ -24,6 +27,7 @@ struct Gathered {
 /// here: the answer carries file ranges the connection sends with sendfile(2).
 pub async fn fetch(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: FetchRequest,
     version: i16,
     correlation_id: i32,
@@ -47,8 +51,14 @@ pub async fn fetch(
     let _registration = broker
         .fetch_waiters
         .register(&waiter, partitions.iter().map(|(t, p)| (t.as_str(), *p)));
+    // A follower needs CLUSTER_ACTION, a consumer READ on each topic (Kafka's rules).
+    let authz = Authz::new(broker, conn);
+    let follower_allowed = replica_id(&req, version) < 0 || authz.cluster(Operation::ClusterAction);
+    let allowed = |topic: &str| {
+        follower_allowed && (replica_id(&req, version) >= 0 || authz.topic(Operation::Read, topic))
+    };
     loop {
-        let gathered = gather(broker, &req, version);
+        let gathered = gather(broker, &req, version, &allowed);
         if gathered.bytes >= min_bytes || gathered.errors || tokio::time::Instant::now() >= deadline
         {
             return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
@@ -57,7 +67,7 @@ pub async fn fetch(
             .await
             .is_err()
         {
-            let gathered = gather(broker, &req, version);
+            let gathered = gather(broker, &req, version, &allowed);
             return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
         }
     }
@@ -98,7 +108,12 @@ fn replica_id(req: &FetchRequest, version: i16) -> i32 {
     }
 }
 
-fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
+fn gather(
+    broker: &Broker,
+    req: &FetchRequest,
+    version: i16,
+    allowed: &dyn Fn(&str) -> bool,
+) -> Gathered {
     let mut remaining = req.max_bytes.max(0) as u64;
     let mut out = Gathered {
         topics: Vec::with_capacity(req.topics.len()),
@@ -137,6 +152,7 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
             let leader = match name.as_deref() {
                 None if version >= 13 => Err(ResponseError::UnknownTopicId.code()),
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(n) if !allowed(n) => Err(ResponseError::TopicAuthorizationFailed.code()),
                 Some(n) => broker
                     .replicas
                     .leader(&image, n, p.partition)
@@ -152,6 +168,7 @@ fn gather(broker: &Broker, req: &FetchRequest, version: i16) -> Gathered {
                     part.error_code = code;
                     // v12+ tell the client who leads now, so it need not ask Metadata first.
                     if version >= 12
+                        && code != ResponseError::TopicAuthorizationFailed.code()
                         && let Some(state) = name
                             .as_deref()
                             .and_then(|n| image.topics.get(n))

@@ -6,8 +6,11 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::authz::Authz;
 use super::storage_error_code;
 use crate::broker::Broker;
+use crate::network::ConnectionInfo;
+use sluice_metadata::acl::Operation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -17,9 +20,11 @@ const LATEST_TIERED: i64 = -5;
 
 pub fn list_offsets(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let authz = Authz::new(broker, conn);
     // A follower (replica id >= 0) asks for the leader's log end, a consumer for what is committed.
     let from_replica = req.replica_id.0 >= 0;
     let image = broker.metadata.image();
@@ -28,6 +33,7 @@ pub fn list_offsets(
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.as_str().to_string();
+            let allowed = authz.topic(Operation::Describe, &name);
             let partitions = topic
                 .partitions
                 .iter()
@@ -36,6 +42,10 @@ pub fn list_offsets(
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if !allowed {
+                        return resp
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let partition = match broker
                         .replicas
                         .leader(&image, &name, p.partition_index)

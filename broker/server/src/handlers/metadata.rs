@@ -9,21 +9,57 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::authz::Authz;
 use crate::broker::Broker;
 use crate::metadata::{
     METADATA_TOPIC, MetadataImage, MetadataRecord, TopicMeta, validate_topic_name,
 };
+use crate::network::ConnectionInfo;
 use crate::repeats::first_of_each;
+use sluice_metadata::acl::{Operation, ResourceType};
 
 /// Kafka's value for "authorized operations were not asked for".
 const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;
 
+/// The operations Kafka reports in a topic's and the cluster's authorized operations.
+const TOPIC_OPERATIONS: &[Operation] = &[
+    Operation::Read,
+    Operation::Write,
+    Operation::Create,
+    Operation::Delete,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+];
+const CLUSTER_OPERATIONS: &[Operation] = &[
+    Operation::Create,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::ClusterAction,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+    Operation::IdempotentWrite,
+    Operation::CreateTokens,
+    Operation::DescribeTokens,
+];
+
 pub async fn metadata(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: MetadataRequest,
     version: i16,
-    listener: &str,
 ) -> MetadataResponse {
+    let listener = conn.listener.as_str();
+    let authz = Authz::new(broker, conn);
+    let topic_ops = version >= 8 && req.include_topic_authorized_operations;
+    let with_ops = |mut entry: MetadataResponseTopic| {
+        if topic_ops && let Some(name) = &entry.name {
+            entry.topic_authorized_operations =
+                authz.operations(ResourceType::Topic, name.0.as_str(), TOPIC_OPERATIONS);
+        }
+        entry
+    };
     // v0 sends an empty list for "all topics"; v1+ sends null.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
         Some(t) if !(version == 0 && t.is_empty()) => Some(first_of_each(
@@ -40,11 +76,13 @@ pub async fn metadata(
     match requested {
         None => {
             let image = broker.metadata.image();
+            // Only the topics the client may describe.
             topics.extend(
                 image
                     .topics
                     .values()
-                    .map(|t| topic_entry(&image, t, version)),
+                    .filter(|t| authz.topic(Operation::Describe, &t.name))
+                    .map(|t| with_ops(topic_entry(&image, t, version))),
             );
         }
         Some(wanted) => {
@@ -65,23 +103,49 @@ pub async fn metadata(
                         None => image.topic_by_id(&id).cloned(),
                     }
                 };
+                // Not allowed to describe it: by name, say so; by id, it is unknown (its name stays hidden).
+                let described = match (&found, &name) {
+                    (_, Some(n)) => authz.topic(Operation::Describe, n),
+                    (Some(t), None) => authz.topic(Operation::Describe, &t.name),
+                    (None, None) => true,
+                };
+                if !described {
+                    topics.push(match name {
+                        Some(n) => {
+                            error_entry(Some(n), id, ResponseError::TopicAuthorizationFailed.code())
+                        }
+                        None => error_entry(None, id, ResponseError::UnknownTopicId.code()),
+                    });
+                    continue;
+                }
                 let entry = match (found, name) {
                     (Some(t), _) => topic_entry(&broker.metadata.image(), &t, version),
                     (None, Some(n)) => match validate_topic_name(&n) {
                         Err(_) => {
                             error_entry(Some(n), id, ResponseError::InvalidTopicException.code())
                         }
-                        Ok(()) if auto_create => match auto_create_topic(broker, &n).await {
-                            Ok(t) => topic_entry(&broker.metadata.image(), &t, version),
-                            Err(code) => error_entry(Some(n), id, code),
-                        },
+                        // Creating on use needs CREATE on the cluster or the topic.
+                        Ok(())
+                            if auto_create
+                                && (authz.cluster(Operation::Create)
+                                    || authz.topic(Operation::Create, &n)) =>
+                        {
+                            match auto_create_topic(broker, &n).await {
+                                Ok(t) => topic_entry(&broker.metadata.image(), &t, version),
+                                Err(code) => error_entry(Some(n), id, code),
+                            }
+                        }
                         Ok(()) => {
                             error_entry(Some(n), id, ResponseError::UnknownTopicOrPartition.code())
                         }
                     },
                     (None, None) => error_entry(None, id, ResponseError::UnknownTopicId.code()),
                 };
-                topics.push(entry);
+                topics.push(if entry.error_code == 0 {
+                    with_ops(entry)
+                } else {
+                    entry
+                });
             }
         }
     }
@@ -101,6 +165,13 @@ pub async fn metadata(
         .with_brokers(brokers)
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED);
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = authz.operations(
+            ResourceType::Cluster,
+            sluice_metadata::acl::CLUSTER_NAME,
+            CLUSTER_OPERATIONS,
+        );
+    }
     if version >= 1 {
         // Clients cannot reach KRaft controllers; Kafka names a live broker here, and so does Sluice: this one.
         resp.controller_id = BrokerId(broker.node_id);

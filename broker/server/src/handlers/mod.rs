@@ -1,7 +1,9 @@
 //! One module per family of requests. Each handler takes the decoded request and its version and returns the
 //! response body; the connection encodes it.
 
+mod acls;
 mod admin;
+pub mod authz;
 mod configs;
 mod fetch;
 mod forward;
@@ -51,6 +53,8 @@ pub fn is_forwardable(key: ApiKey) -> bool {
             | ApiKey::AlterPartitionReassignments
             | ApiKey::ListPartitionReassignments
             | ApiKey::AlterUserScramCredentials
+            | ApiKey::CreateAcls
+            | ApiKey::DeleteAcls
     )
 }
 
@@ -60,7 +64,7 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         && let Some(channel) = broker.channel.as_ref()
         && !broker.is_active_controller()
     {
-        let body = match channel.forward(broker, &request).await {
+        let body = match channel.forward(broker, &request, Some(conn)).await {
             Ok(body) => body,
             Err(e) => {
                 tracing::warn!(api = ?request.api_key, error = %e, "forwarding to the controller failed");
@@ -78,6 +82,10 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         .as_ref()
         .map(|s| s.as_str().to_string())
         .unwrap_or_default();
+    let authz = authz::Authz::new(broker, conn);
+    if let Some(refusal) = authz::cluster_refusal(&authz, &request.body, v) {
+        return Response::Message(Box::new(refusal));
+    }
     let msg = match request.body {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(sluice_protocol::api_versions_response(0))
@@ -87,63 +95,64 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             crate::sasl::illegal_state(request.api_key)
         }
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::metadata(broker, r, v, &conn.listener).await)
+            ResponseKind::Metadata(metadata::metadata(broker, conn, r, v).await)
         }
-        RequestKind::Produce(r) => match produce::produce(broker, r, v).await {
+        RequestKind::Produce(r) => match produce::produce(broker, conn, r, v).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Response::None,
         },
         RequestKind::Fetch(r) => {
             return Response::Fetch(
-                fetch::fetch(broker, r, v, request.header.correlation_id).await,
+                fetch::fetch(broker, conn, r, v, request.header.correlation_id).await,
             );
         }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::list_offsets(broker, r, v))
+            ResponseKind::ListOffsets(list_offsets::list_offsets(broker, conn, r, v))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(produce::init_producer_id(broker, r, v).await)
+            ResponseKind::InitProducerId(produce::init_producer_id(broker, conn, r, v).await)
         }
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            groups::find_coordinator(broker, r, v, &conn.listener).await,
-        ),
-        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
-            broker
-                .groups
-                .join_group(r, v, &client_id, &conn.peer.ip().to_string())
-                .await,
-        ),
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(broker.groups.sync_group(r, v).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(broker.groups.heartbeat(r, v).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, conn, r, v).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join_group(broker, conn, r, v, &client_id).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync_group(broker, conn, r, v).await)
+        }
+        RequestKind::Heartbeat(r) => {
+            ResponseKind::Heartbeat(groups::heartbeat(broker, conn, r, v).await)
+        }
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(broker.groups.leave_group(r, v).await)
+            ResponseKind::LeaveGroup(groups::leave_group(broker, conn, r, v).await)
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(broker.groups.offset_commit(r, v).await)
+            ResponseKind::OffsetCommit(groups::offset_commit(broker, conn, r, v).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(broker.groups.offset_fetch(r, v).await)
+            ResponseKind::OffsetFetch(groups::offset_fetch(broker, conn, r, v).await)
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(broker.groups.describe_groups(r, v).await)
+            ResponseKind::DescribeGroups(groups::describe_groups(broker, conn, r, v).await)
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(broker.groups.list_groups(r, v).await)
+            ResponseKind::ListGroups(groups::list_groups(broker, conn, r, v).await)
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(broker.groups.delete_groups(r, v).await)
+            ResponseKind::DeleteGroups(groups::delete_groups(broker, conn, r, v).await)
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(broker, r, v).await)
+            ResponseKind::CreateTopics(admin::create_topics(broker, conn, r, v).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, v).await)
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, conn, r, v).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r, v).await)
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, conn, r, v).await)
         }
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(admin::delete_records(broker, r, v))
+            ResponseKind::DeleteRecords(admin::delete_records(broker, conn, r, v))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(quorum::describe_quorum(broker, r, v))
@@ -152,7 +161,7 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             ResponseKind::DescribeCluster(admin::describe_controllers(broker, r))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r, v, &conn.listener))
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, conn, r, v))
         }
         RequestKind::AddRaftVoter(r) => {
             ResponseKind::AddRaftVoter(quorum::add_raft_voter(broker, r).await)
@@ -164,10 +173,13 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             ResponseKind::UpdateRaftVoter(quorum::update_raft_voter(broker, r).await)
         }
         RequestKind::DescribeLogDirs(r) => {
-            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, r))
+            ResponseKind::DescribeLogDirs(admin::describe_log_dirs(broker, conn, r))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(replication::offset_for_leader_epoch(broker, r))
+            let follower = r.replica_id.0 >= 0;
+            let mut resp = replication::offset_for_leader_epoch(broker, r);
+            authz::patch_offset_for_leader_epoch(&authz, follower, &mut resp);
+            ResponseKind::OffsetForLeaderEpoch(resp)
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(replication::elect_leaders(broker, r, v).await)
@@ -179,14 +191,23 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
             replication::list_partition_reassignments(broker, r),
         ),
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::describe_configs(broker, r, v))
+            ResponseKind::DescribeConfigs(configs::describe_configs(broker, conn, r, v))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(configs::alter_configs(broker, r, v).await)
+            ResponseKind::AlterConfigs(configs::alter_configs(broker, conn, r, v).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter_configs(broker, r, v).await,
+            configs::incremental_alter_configs(broker, conn, r, v).await,
         ),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create_acls(broker, conn, r).await)
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete_acls(broker, conn, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe_acls(broker, conn, r))
+        }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             users::alter_user_scram_credentials(broker, r).await,
         ),

@@ -12,18 +12,23 @@ use sluice_storage::StorageError;
 
 use std::time::Duration;
 
+use super::authz::Authz;
 use super::storage_error_code;
 use crate::broker::{Broker, now_ms};
 use crate::metadata::{CONSUMER_OFFSETS, METADATA_TOPIC};
+use crate::network::ConnectionInfo;
 use crate::replica::AppendError;
+use sluice_metadata::acl::Operation;
 
 /// Append each partition's batches as its leader. With acks=-1 the answer waits until every in-sync replica has
 /// the records (or the request's timeout passes). `None` for acks=0, which gets no answer.
 pub async fn produce(
     broker: &Arc<Broker>,
+    conn: &ConnectionInfo,
     req: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
+    let authz = Authz::new(broker, conn);
     let acks = req.acks;
     let transactional = req.transactional_id.is_some() || has_transactional_batch(&req);
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
@@ -34,6 +39,7 @@ pub async fn produce(
         let name = topic.name.0.as_str().to_string();
         let image = broker.metadata.image();
         let known = image.topics.contains_key(&name);
+        let allowed = authz.topic(Operation::Write, &name);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             let mut resp = PartitionProduceResponse::default()
@@ -41,7 +47,9 @@ pub async fn produce(
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            if !matches!(acks, -1..=1) {
+            if !allowed {
+                resp.error_code = ResponseError::TopicAuthorizationFailed.code();
+            } else if !matches!(acks, -1..=1) {
                 resp.error_code = ResponseError::InvalidRequiredAcks.code();
             } else if transactional {
                 resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
@@ -179,6 +187,7 @@ fn record_errors(e: &StorageError) -> Vec<BatchIndexAndErrorMessage> {
 /// supported yet, so a transactional id is refused.
 pub async fn init_producer_id(
     broker: &Broker,
+    conn: &ConnectionInfo,
     req: InitProducerIdRequest,
     _version: i16,
 ) -> InitProducerIdResponse {
@@ -187,6 +196,9 @@ pub async fn init_producer_id(
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !Authz::new(broker, conn).idempotent_write() {
+        return resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     // KIP-360: a producer that hit an error asks for a new epoch of its id; sequences restart at 0.
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {

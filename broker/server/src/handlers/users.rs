@@ -178,7 +178,7 @@ pub async fn alter_user_scram_credentials(
             let result =
                 AlterUserScramCredentialsResult::default().with_user(StrBytes::from_string(user));
             match outcome {
-                Ok(()) => result,
+                Ok(()) => result.with_error_message(None),
                 Err((code, message)) => result
                     .with_error_code(code.code())
                     .with_error_message(Some(StrBytes::from_string(message))),
@@ -252,7 +252,9 @@ fn describe(
                 .collect()
         }
     };
-    DescribeUserScramCredentialsResponse::default().with_results(results)
+    DescribeUserScramCredentialsResponse::default()
+        .with_error_message(None)
+        .with_results(results)
 }
 
 #[cfg(test)]
