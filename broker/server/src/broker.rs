@@ -52,6 +52,8 @@ pub struct Broker {
     pub advertised: (String, i32),
     /// Request bytes held across all connections (`queued.max.request.bytes`).
     pub request_memory: RequestMemory,
+    /// `max.connections` and `max.connections.per.ip`, across every listener.
+    pub connection_limits: Arc<crate::connection_limits::ConnectionLimits>,
     /// The controller service, on a node that is a voter of a controller quorum.
     pub controller: Option<Arc<crate::controller::Controller>>,
     /// The way to the active controller, on a node whose metadata is the quorum's.
@@ -174,6 +176,7 @@ impl Broker {
         };
 
         let config_queued_max = config.queued_max_request_bytes;
+        let config_limits = config.connection_limits.clone();
         let replica_config = config.replica.clone();
         let uses_quorum = quorum.is_some();
         let node_id = config.node_id;
@@ -199,6 +202,7 @@ impl Broker {
                 fetch_waiters: FetchWaiters::default(),
                 advertised,
                 request_memory: RequestMemory::new(config_queued_max),
+                connection_limits: crate::connection_limits::ConnectionLimits::new(config_limits),
                 controller,
                 channel,
                 decompressions: tokio::sync::Semaphore::new(decompression_slots()),
@@ -732,6 +736,19 @@ impl Server {
         }
         let mut addresses = Vec::new();
         let mut tls_listeners = Vec::new();
+        // Followers fetch from `inter.broker.listener.name`, else from each broker's first client listener.
+        let inter_broker = broker
+            .config
+            .inter_broker_listener_name
+            .clone()
+            .or_else(|| {
+                broker
+                    .config
+                    .listeners
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .find(|n| !broker.config.controller_listener_names.contains(n))
+            });
         for (name, socket, local) in sockets {
             let tls = match broker.config.tls.get(&name) {
                 Some(settings) => Some(Arc::new(crate::tls::ListenerTls::load(settings.clone())?)),
@@ -740,11 +757,17 @@ impl Server {
             info!(listener = %name, address = %local, tls = tls.is_some(), "listening");
             addresses.push((name.clone(), local));
             tls_listeners.extend(tls.clone());
-            let controller = broker.config.controller_listener_names.contains(&name);
+            let kind = if broker.config.controller_listener_names.contains(&name) {
+                network::ListenerKind::Controller
+            } else if Some(&name) == inter_broker.as_ref() {
+                network::ListenerKind::InterBroker
+            } else {
+                network::ListenerKind::Client
+            };
             tasks.push(tokio::spawn(network::serve(
                 socket,
                 name,
-                controller,
+                kind,
                 tls,
                 broker.clone(),
                 shutdown_rx.clone(),

@@ -233,6 +233,8 @@ pub struct BrokerConfig {
     pub tls: BTreeMap<String, crate::tls::TlsSettings>,
     /// The SASL settings of each `SASL_PLAINTEXT` and `SASL_SSL` listener, by listener name.
     pub sasl: BTreeMap<String, crate::sasl::SaslSettings>,
+    /// `max.connections`, `max.connections.per.ip` and its overrides.
+    pub connection_limits: crate::connection_limits::LimitSettings,
     /// With `authorizer.class.name` set: ACLs are enforced, with `super.users` and
     /// `allow.everyone.if.no.acl.found`.
     pub authorizer: Option<sluice_metadata::acl::AuthorizerSettings>,
@@ -424,6 +426,17 @@ const BROKER_KEYS: &[BrokerKey] = &[
         ConfigType::Int,
     ),
     key("authorizer.class.name", Some(""), ConfigType::String),
+    key("max.connections", Some(INT_MAX_TEXT), ConfigType::Int),
+    key(
+        "max.connections.per.ip",
+        Some(INT_MAX_TEXT),
+        ConfigType::Int,
+    ),
+    key(
+        "max.connections.per.ip.overrides",
+        Some(""),
+        ConfigType::String,
+    ),
     key("super.users", None, ConfigType::String),
     key(
         "allow.everyone.if.no.acl.found",
@@ -485,6 +498,7 @@ const LONG_MAX: &str = "9223372036854775807";
 const HOUR_MS: i64 = 3_600_000;
 const MINUTE_MS: i64 = 60_000;
 const INT_MAX: i64 = i32::MAX as i64;
+const INT_MAX_TEXT: &str = "2147483647";
 
 fn broker_key(name: &str) -> Option<&'static BrokerKey> {
     BROKER_KEYS.iter().find(|k| k.name == name)
@@ -692,6 +706,19 @@ impl BrokerConfig {
             tls,
             sasl,
             authorizer: authorizer_settings(&v)?,
+            connection_limits: crate::connection_limits::LimitSettings {
+                max_connections: match v.int("max.connections", 0, INT_MAX)? {
+                    INT_MAX => None,
+                    n => Some(n as usize),
+                },
+                per_ip: match v.int("max.connections.per.ip", 0, INT_MAX)? {
+                    INT_MAX => usize::MAX,
+                    n => n as usize,
+                },
+                per_ip_overrides: crate::connection_limits::parse_overrides(
+                    v.get("max.connections.per.ip.overrides").unwrap_or(""),
+                )?,
+            },
             health_listener: match v.get("sluice.health.listener").map(str::trim) {
                 None | Some("") => None,
                 Some(addr) => Some(addr.parse().map_err(|_| {

@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod broker;
 pub mod config;
+pub mod connection_limits;
 pub mod controller;
 pub mod controller_channel;
 pub mod dynamic_config;

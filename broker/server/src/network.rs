@@ -46,23 +46,39 @@ pub struct ConnectionInfo {
 }
 
 /// Accept connections until `shutdown` turns true, then wait for the open ones to finish their current request.
+/// Each is admitted under the broker's connection limits first (`crate::connection_limits`).
 pub async fn serve(
     listener: TcpListener,
     listener_name: String,
-    controller: bool,
+    kind: ListenerKind,
     tls: Option<Arc<ListenerTls>>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let limits = broker.connection_limits.clone();
     loop {
+        // Under `max.connections` a client listener stops accepting while the broker is full.
+        let room = if kind == ListenerKind::Client {
+            tokio::select! {
+                room = limits.wait_for_room() => room,
+                _ = shutdown.changed() => break,
+            }
+        } else {
+            None
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(admission) = limits.admit(peer.ip(), room) else {
+                        info!(peer = %peer, open = limits.open_from(peer.ip()), listener = %listener_name,
+                            "refusing a connection: the address has max.connections.per.ip open");
+                        continue;
+                    };
                     let mut info = ConnectionInfo {
                         peer,
                         listener: listener_name.clone(),
-                        controller,
+                        controller: kind == ListenerKind::Controller,
                         principal: crate::principal::ANONYMOUS.to_owned(),
                         internal: false,
                     };
@@ -70,6 +86,7 @@ pub async fn serve(
                     let shutdown = shutdown.clone();
                     let tls = tls.clone();
                     connections.spawn(async move {
+                        let _admission = admission;
                         let result = match open(stream, tls.as_deref()).await {
                             Ok(stream) => {
                                 if let Some(principal) = stream.client_certificate_principal() {
@@ -96,6 +113,17 @@ pub async fn serve(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// What a listener serves, for its limits and its APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Clients: counted against `max.connections`.
+    Client,
+    /// The inter-broker listener: clients may use it too, but the cluster's own traffic must get through.
+    InterBroker,
+    /// A controller listener: only the quorum's and the controllers' APIs.
+    Controller,
 }
 
 /// The connection's stream, after the TLS handshake on a TLS listener. A client that does not
