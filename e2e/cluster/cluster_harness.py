@@ -170,6 +170,7 @@ class Cluster:
         dynamic: bool = False,
         netns: bool = False,
         lenient_stop: bool = False,
+        secure: str | None = None,
     ):
         self.peer = harness.peer_name()
         self.log_dir = log_dir
@@ -181,7 +182,8 @@ class Cluster:
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"sluice-e2e-cluster-{name}-"))
         self.nodes: list[Broker] = []
         for i in range(1, size + brokers + 1):
-            node = harness.make_broker(f"node-{i}", log_dir)
+            # `secure`: a second client listener of that name and protocol on each broker (harness.Broker).
+            node = harness.make_broker(f"node-{i}", log_dir, secure=secure)
             node.node_id = i
             node.cluster_id = self.cluster_id
             if brokers:

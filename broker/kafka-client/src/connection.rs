@@ -7,9 +7,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error::ClientError;
+use crate::stream::{Security, Stream, dial};
 use crate::versions::BrokerVersions;
 
 /// Admin answers are small; anything this large is a confused peer (or not Kafka at all), not a reply.
@@ -18,23 +18,30 @@ pub const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
 pub struct Connection {
     /// The address as dialed, for messages and for telling whether it is the controller's advertised one.
     pub addr: String,
-    stream: TcpStream,
+    stream: Stream,
     client_id: StrBytes,
     correlation_id: i32,
     pub versions: BrokerVersions,
 }
 
 impl Connection {
-    /// Dial `addr` and negotiate API versions. The caller bounds the time this takes.
+    /// Dial `addr` in the clear and negotiate API versions. The caller bounds the time this takes.
     pub async fn open(addr: &str, client_id: &str) -> Result<Connection, ClientError> {
-        let stream = TcpStream::connect(addr)
+        Connection::open_with(addr, client_id, &Security::default()).await
+    }
+
+    /// Dial `addr` as `security` says (TLS for an SSL listener) and negotiate API versions.
+    pub async fn open_with(
+        addr: &str,
+        client_id: &str,
+        security: &Security,
+    ) -> Result<Connection, ClientError> {
+        let stream = dial(addr, security)
             .await
             .map_err(|source| ClientError::Io {
                 addr: addr.to_string(),
                 source,
             })?;
-        // Requests are single small frames answered one at a time; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
@@ -139,6 +146,8 @@ impl Connection {
             .write_all(&frame)
             .await
             .map_err(|e| self.io(e))?;
+        // A no-op on TCP; TLS holds the last record until flushed.
+        self.stream.flush().await.map_err(|e| self.io(e))?;
 
         let mut size = [0u8; 4];
         self.stream

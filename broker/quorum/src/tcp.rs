@@ -1,5 +1,5 @@
-//! The transport between controller processes: one TCP connection per openraft client, Kafka-framed
-//! (`rpc`), reconnected after any failure. The receiving side is the controller listener's ordinary frame
+//! The transport between controller processes: one TCP (or, for an SSL controller listener, TLS) connection
+//! per openraft client, Kafka-framed (`rpc`), reconnected after any failure. The receiving side is the controller listener's ordinary frame
 //! loop, which hands quorum frames to `QuorumNode::answer_frame`; `serve` is that loop alone, for a process
 //! (or a test) with nothing else on the listener.
 
@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use crate::Member;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use sluice_kafka_client::{Security, Stream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::network::{PeerConnection, PeerTransport};
 use crate::rpc::{self, PeerMessage, PeerReply};
@@ -23,17 +24,27 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 #[derive(Default)]
 pub struct TcpTransport {
     correlation: AtomicI32,
+    /// How every peer is dialed: the controller listener's security, which brokers' listeners that
+    /// learners follow at must share.
+    security: Security,
 }
 
 impl TcpTransport {
     pub fn new() -> Self {
         Self::default()
     }
+
+    pub fn with_security(security: Security) -> Self {
+        TcpTransport {
+            correlation: AtomicI32::default(),
+            security,
+        }
+    }
 }
 
 pub struct TcpConnection {
     address: String,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     transport: Arc<TcpTransport>,
 }
 
@@ -54,7 +65,7 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 /// Reads one size-prefixed frame of at most `MAX_FRAME` bytes; `None` at a clean end of stream.
-pub async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Option<Bytes>> {
+pub async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Option<Bytes>> {
     let mut size = [0u8; 4];
     match stream.read_exact(&mut size).await {
         Ok(_) => {}
@@ -75,14 +86,14 @@ impl TcpConnection {
         let correlation_id = self.transport.correlation.fetch_add(1, Ordering::Relaxed);
         let request = rpc::encode_request(correlation_id, message).map_err(io_error)?;
         if self.stream.is_none() {
-            let stream = TcpStream::connect(&self.address).await?;
-            stream.set_nodelay(true)?;
+            let stream = sluice_kafka_client::dial(&self.address, &self.transport.security).await?;
             self.stream = Some(stream);
         }
         let Some(stream) = self.stream.as_mut() else {
             return Err(io_error("not connected"));
         };
         stream.write_all(&request).await?;
+        stream.flush().await?;
         let frame = read_frame(stream)
             .await?
             .ok_or_else(|| io_error("the peer closed the connection"))?;

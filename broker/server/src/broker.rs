@@ -41,6 +41,8 @@ pub(crate) const METADATA_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Everything a request handler can reach.
 pub struct Broker {
     pub config: BrokerConfig,
+    /// How this node dials other nodes' listeners, by listener name (`tls::outbound`); absent: in the clear.
+    pub outbound: BTreeMap<String, sluice_kafka_client::Security>,
     pub cluster_id: String,
     pub node_id: i32,
     pub logs: Arc<LogManager>,
@@ -177,6 +179,7 @@ impl Broker {
 
         let config_queued_max = config.queued_max_request_bytes;
         let config_limits = config.connection_limits.clone();
+        let outbound = crate::tls::outbound(&config)?;
         let replica_config = config.replica.clone();
         let uses_quorum = quorum.is_some();
         let node_id = config.node_id;
@@ -201,6 +204,7 @@ impl Broker {
                 groups,
                 fetch_waiters: FetchWaiters::default(),
                 advertised,
+                outbound,
                 request_memory: RequestMemory::new(config_queued_max),
                 connection_limits: crate::connection_limits::ConnectionLimits::new(config_limits),
                 controller,
@@ -524,6 +528,11 @@ impl Broker {
     }
 
     /// This broker, for tasks that must not keep it alive.
+    /// How to dial listener `name` of another node.
+    pub fn security_for(&self, name: &str) -> sluice_kafka_client::Security {
+        self.outbound.get(name).cloned().unwrap_or_default()
+    }
+
     pub fn weak(&self) -> Weak<Broker> {
         self.me.clone()
     }

@@ -652,20 +652,21 @@ impl BrokerConfig {
             ));
         }
 
-        // Followers fetch from the leader's inter-broker listener, and do not speak TLS yet.
+        // Followers fetch from the leader's inter-broker listener: in the clear or over TLS (mutual, with this
+        // node's certificate); SASL between brokers is not spoken yet.
         let inter_broker = v
             .get("inter.broker.listener.name")
             .map(str::to_ascii_uppercase)
             .or_else(|| advertised_listeners.first().map(|l| l.name.clone()));
         if process_roles.broker
-            && let Some(name) = inter_broker.filter(|n| tls.contains_key(n) || sasl.contains_key(n))
+            && let Some(name) = inter_broker.as_ref().filter(|n| sasl.contains_key(*n))
         {
             return Err(Error::config(
                 "inter.broker.listener.name",
                 format!(
-                    "replication over TLS or SASL is not supported yet: listener {name} uses {}; name a \
-                     PLAINTEXT listener here (or list one first in advertised.listeners)",
-                    protocols.get(&name).map_or("?", String::as_str)
+                    "replication over SASL is not supported yet: listener {name} uses {}; name a \
+                     PLAINTEXT or SSL listener here (or list one first in advertised.listeners)",
+                    protocols.get(name).map_or("?", String::as_str)
                 ),
             ));
         }
@@ -1598,10 +1599,10 @@ fn check_security_protocols(
                     format!("has no entry for listener {}", listener.name),
                 ));
             }
-            Some("PLAINTEXT") => {}
-            Some("SSL" | "SASL_PLAINTEXT" | "SASL_SSL") if !controller => {}
+            Some("PLAINTEXT" | "SSL") => {}
+            Some("SASL_PLAINTEXT" | "SASL_SSL") if !controller => {}
             Some(protocol) => {
-                let supported = "only PLAINTEXT is supported on the controller listener";
+                let supported = "the controller listener takes PLAINTEXT or SSL (SASL between nodes is not supported yet)";
                 return Err(Error::config(
                     key,
                     format!(
@@ -2581,10 +2582,10 @@ mod tests {
             (
                 &[(
                     "listener.security.protocol.map",
-                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL",
                 )],
                 "listener.security.protocol.map",
-                "CONTROLLER uses security protocol SSL; only PLAINTEXT is supported on the controller listener",
+                "CONTROLLER uses security protocol SASL_SSL; the controller listener takes PLAINTEXT or SSL",
             ),
             (
                 &[("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT")],
@@ -2607,7 +2608,7 @@ mod tests {
     }
 
     #[test]
-    fn ssl_listeners_are_for_clients_only() {
+    fn ssl_listeners_serve_clients_and_replication() {
         let listeners = (
             "listeners",
             "PLAINTEXT://:9092,SSL://:9094,CONTROLLER://:9093",
@@ -2620,15 +2621,33 @@ mod tests {
         let c = build(&[listeners, map, keystore, ("ssl.client.auth", "none")]).unwrap();
         assert_eq!(c.tls.keys().collect::<Vec<_>>(), ["SSL"]);
         assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
-        // Replication does not speak TLS yet: the inter-broker listener must not be the SSL one.
-        let err = build_err(&[
+        // Replication speaks TLS (the node dials with its own certificate; `tls::outbound` checks the
+        // truststore at start-up) but not SASL yet.
+        let c = build(&[
             listeners,
             map,
             keystore,
             ("inter.broker.listener.name", "SSL"),
+        ])
+        .unwrap();
+        let err = crate::tls::outbound(&c).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("listener.name.ssl.ssl.truststore.location"), "{err}");
+        let err = build_err(&[
+            listeners,
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            ),
+            keystore,
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            (
+                "listener.name.ssl.plain.sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"b\";",
+            ),
+            ("inter.broker.listener.name", "SSL"),
         ]);
         assert!(
-            err.contains("inter.broker.listener.name") && err.contains("SSL"),
+            err.contains("inter.broker.listener.name") && err.contains("SASL"),
             "{err}"
         );
         // An SSL listener without a certificate names the key to set.

@@ -252,11 +252,26 @@ impl Controller {
                 return resp.with_error_code(ResponseError::DuplicateBrokerRegistration.code());
             }
         };
-        // A broker that is not a voter follows the log as a learner, reached at its first listener. It joins
+        // A broker that is not a voter follows the log as a learner, reached at its first listener that speaks
+        // what the controller listener does (PLAINTEXT or SSL: the quorum dials every peer alike). It joins
         // before its registration commits, so the registration reaches it; and only once the registration is
         // accepted, so a second process with a live broker's id never takes the live one's place in the quorum.
+        let quorum_protocol = if broker
+            .config
+            .controller_listener_names
+            .first()
+            .is_some_and(|name| broker.config.tls.contains_key(name))
+        {
+            SECURITY_PROTOCOL_SSL
+        } else {
+            SECURITY_PROTOCOL_PLAINTEXT
+        };
         if let Some(quorum) = broker.metadata.quorum()
-            && let Some(l) = registration.listeners.first()
+            && let Some(l) = registration
+                .listeners
+                .iter()
+                .find(|l| l.security_protocol == quorum_protocol)
+                .or_else(|| registration.listeners.first())
         {
             let address = crate::config::join_host_port(&l.host, l.port);
             if let Err(e) = quorum
@@ -505,6 +520,10 @@ impl Controller {
         resp
     }
 }
+
+/// Kafka's security protocol ids, as registrations carry them.
+const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
+const SECURITY_PROTOCOL_SSL: i16 = 1;
 
 /// Serves one request that came in on a controller listener.
 pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Request) -> Response {

@@ -156,8 +156,17 @@ impl ControllerChannel {
                 if known.is_none() {
                     remaining = remaining.min(GUESS_DIAL_TIMEOUT);
                 }
-                match tokio::time::timeout(remaining, Connection::open(&address, "sluice-broker"))
-                    .await
+                let security = broker
+                    .config
+                    .controller_listener_names
+                    .first()
+                    .map(|name| broker.security_for(name))
+                    .unwrap_or_default();
+                match tokio::time::timeout(
+                    remaining,
+                    Connection::open_with(&address, "sluice-broker", &security),
+                )
+                .await
                 {
                     Ok(Ok(conn)) => *slot = Some((address.clone(), conn)),
                     Ok(Err(e)) => {

@@ -75,6 +75,10 @@ pub struct TlsSettings {
     /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
     pub tls12: bool,
     pub tls13: bool,
+    /// `ssl.endpoint.identification.algorithm`: when this node dials the listener (inter-broker, controller),
+    /// whether the server's certificate must name the host dialed (`https`, the default) or only chain to
+    /// the truststore (empty).
+    pub verify_hostname: bool,
 }
 
 /// Whether `key` is one this module reads (so the config does not call it unknown).
@@ -195,6 +199,20 @@ pub fn settings(
             }
         }
     }
+    let verify_hostname = match lookup("ssl.endpoint.identification.algorithm")? {
+        None => true,
+        Some((k, v)) => match v.trim().to_ascii_lowercase().as_str() {
+            "https" => true,
+            "" => false,
+            _ => {
+                return Err(Error::invalid(
+                    &k,
+                    &v,
+                    "https, or empty to skip the host name check",
+                ));
+            }
+        },
+    };
     Ok(TlsSettings {
         listener: listener.to_owned(),
         chain,
@@ -203,6 +221,7 @@ pub fn settings(
         client_auth,
         tls12,
         tls13,
+        verify_hostname,
     })
 }
 
@@ -210,8 +229,10 @@ fn tls_error(what: &Pem, message: impl std::fmt::Display) -> Error {
     Error::Format(format!("TLS: {}: {message}", what.describe()))
 }
 
-/// Builds the rustls server config the settings describe, reading every PEM now.
-pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error> {
+/// The listener's own certificate chain and key.
+fn identity(
+    settings: &TlsSettings,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
     let chain_pem = settings.chain.read()?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
@@ -230,7 +251,26 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error>
             format!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM, unencrypted): {e}"),
         )
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok((chain, key))
+}
+
+/// The CAs of a truststore.
+fn roots(trust: &Pem) -> Result<rustls::RootCertStore, Error> {
+    let pem = trust.read()?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| tls_error(trust, e))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_error(trust, format!("not a CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_error(trust, "no certificate in it"));
+    }
+    Ok(roots)
+}
+
+fn versions(settings: &TlsSettings) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let mut versions = Vec::new();
     if settings.tls13 {
         versions.push(&rustls::version::TLS13);
@@ -238,24 +278,24 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error>
     if settings.tls12 {
         versions.push(&rustls::version::TLS12);
     }
+    versions
+}
+
+/// Builds the rustls server config the settings describe, reading every PEM now.
+pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error> {
+    let (chain, key) = identity(settings)?;
+    let key_source = settings.key.as_ref().unwrap_or(&settings.chain);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions = versions(settings);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| Error::config("ssl.enabled.protocols", e.to_string()))?;
     let builder = match (&settings.truststore, settings.client_auth) {
         (Some(trust), auth) if auth != ClientAuth::None => {
-            let pem = trust.read()?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| tls_error(trust, e))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| tls_error(trust, format!("not a CA certificate: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(tls_error(trust, "no certificate in it"));
-            }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(trust)?),
+                provider.clone(),
+            );
             let verifier = if auth == ClientAuth::Requested {
                 verifier.allow_unauthenticated()
             } else {
@@ -275,6 +315,119 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error>
         )
     })?;
     Ok(Arc::new(config))
+}
+
+/// The rustls client config this node dials a listener of these settings with (inter-broker and controller
+/// traffic): the truststore's CAs check the server, and the listener's own certificate is presented, so a
+/// listener with `ssl.client.auth=required` knows the node (its principal is the certificate's subject).
+pub fn client_config(settings: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let Some(trust) = &settings.truststore else {
+        return Err(Error::config(
+            &format!(
+                "listener.name.{}.ssl.truststore.location",
+                settings.listener.to_ascii_lowercase()
+            ),
+            format!(
+                "this node connects to listener {} over TLS and needs a truststore to check the other \
+                 nodes' certificates against",
+                settings.listener
+            ),
+        ));
+    };
+    let (chain, key) = identity(settings)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = Arc::new(roots(trust)?);
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions(settings))
+        .map_err(|e| Error::config("ssl.enabled.protocols", e.to_string()))?;
+    let builder = if settings.verify_hostname {
+        builder.with_root_certificates(roots)
+    } else {
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| tls_error(trust, e.to_string()))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyHostName(inner)))
+    };
+    let config = builder.with_client_auth_cert(chain, key).map_err(|e| {
+        tls_error(
+            &settings.chain,
+            format!("unusable as a client certificate: {e}"),
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+/// How this node dials the listeners other nodes serve it on (the controller listener, the inter-broker one):
+/// a TLS client config for each that is `SSL`, by listener name. Built at start-up, so a missing truststore
+/// stops the node with the key named.
+pub fn outbound(
+    config: &crate::config::BrokerConfig,
+) -> Result<std::collections::BTreeMap<String, sluice_kafka_client::Security>, Error> {
+    let inter_broker = config
+        .inter_broker_listener_name
+        .clone()
+        .or_else(|| config.advertised_listeners.first().map(|l| l.name.clone()));
+    let mut out = std::collections::BTreeMap::new();
+    for name in config.controller_listener_names.iter().chain(&inter_broker) {
+        if let Some(settings) = config.tls.get(name) {
+            let security = sluice_kafka_client::Security {
+                tls: Some(client_config(settings)?),
+            };
+            out.insert(name.clone(), security);
+        }
+    }
+    Ok(out)
+}
+
+/// `ssl.endpoint.identification.algorithm=` (empty): the chain must still lead to a trusted CA and be
+/// valid; only the host name check is skipped, as in Kafka.
+#[derive(Debug)]
+struct AnyHostName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// What a file looked like when last read, to notice a change.

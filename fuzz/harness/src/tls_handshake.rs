@@ -26,6 +26,7 @@ fn configs() -> &'static [Arc<rustls::ServerConfig>; 2] {
             client_auth,
             tls12: true,
             tls13: true,
+            verify_hostname: true,
         };
         [ClientAuth::None, ClientAuth::Required].map(|auth| {
             sluice_server::tls::server_config(&settings(auth))

@@ -132,7 +132,14 @@ pub async fn open(
             ..config.log.storage.clone()
         },
     };
-    let node = QuorumNode::open(&settings, Arc::new(TcpTransport::new()))
+    // Peers are dialed with the controller listener's security (learners' listeners must match it).
+    let mut outbound = crate::tls::outbound(config)?;
+    let security = config
+        .controller_listener_names
+        .first()
+        .and_then(|name| outbound.remove(name))
+        .unwrap_or_default();
+    let node = QuorumNode::open(&settings, Arc::new(TcpTransport::with_security(security)))
         .await
         .map_err(|e| Error::Metadata(format!("controller quorum: {e}")))?;
     info!(

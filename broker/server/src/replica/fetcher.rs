@@ -96,8 +96,9 @@ impl Fetchers {
     }
 }
 
-/// The leader's address for replication: its listener named `inter.broker.listener.name`, else its first.
-fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
+/// The leader's address for replication, and the listener's name: its listener named
+/// `inter.broker.listener.name`, else its first.
+fn leader_address(broker: &Broker, leader: i32) -> Option<(String, String)> {
     let image = broker.metadata.image();
     let registration = &image.brokers.get(&leader)?.registration;
     let wanted = broker.config.inter_broker_listener_name.as_deref();
@@ -106,7 +107,10 @@ fn leader_address(broker: &Broker, leader: i32) -> Option<String> {
         .iter()
         .find(|l| Some(l.name.as_str()) == wanted)
         .or_else(|| registration.listeners.first())?;
-    Some(crate::config::join_host_port(&listener.host, listener.port))
+    Some((
+        crate::config::join_host_port(&listener.host, listener.port),
+        listener.name.clone(),
+    ))
 }
 
 async fn run(broker: Weak<Broker>, shared: Arc<Shared>) {
@@ -140,14 +144,18 @@ async fn run(broker: Weak<Broker>, shared: Arc<Shared>) {
             continue;
         }
         if connection.is_none() {
-            let Some(address) = leader_address(&broker, shared.leader) else {
+            let Some((address, listener)) = leader_address(&broker, shared.leader) else {
                 drop(broker);
                 tokio::time::sleep(backoff).await;
                 continue;
             };
             let client_id = format!("sluice-replica-fetcher-{}", broker.node_id);
-            match tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&address, &client_id))
-                .await
+            let security = broker.security_for(&listener);
+            match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                Connection::open_with(&address, &client_id, &security),
+            )
+            .await
             {
                 Ok(Ok(c)) => connection = Some(c),
                 Ok(Err(e)) => {
