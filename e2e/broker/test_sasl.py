@@ -1,7 +1,9 @@
 """SASL/PLAIN on SASL_PLAINTEXT and SASL_SSL listeners, users from the listener's JAAS config as a Kafka
 broker takes them (`listener.name.<listener>.plain.sasl.jaas.config`): confluent-kafka and kafka-python
 authenticate, produce and consume; a wrong password, an unknown user and a mechanism the listener does not
-offer are refused; a client that skips authentication is not served."""
+offer are refused; a client that skips authentication is not served. SCRAM-SHA-256/512 users live in the
+cluster metadata, managed with the admin API and `kafka-configs`; Kafka's Java client and franz-go log in
+with PLAIN and with SCRAM over SASL_SSL."""
 
 import socket
 
@@ -80,11 +82,11 @@ def ca(tmp_path_factory):
     return pki
 
 
-def sasl_ssl_broker(broker_factory, ca: Pki):
-    """A broker with a SASL_SSL listener: PLAIN's users, and a certificate `ca` signed."""
-    return broker_factory(sasl_config("SASL_SSL", {"ssl.keystore.type": "PEM",
-                                                   "ssl.keystore.location": str(ca.keystore("broker"))}),
-                          secure="SASL_SSL")
+def sasl_ssl_broker(broker_factory, ca: Pki, mechanisms=None):
+    """A broker with a SASL_SSL listener and a certificate `ca` signed; the listener's mechanisms are those of
+    `mechanisms(listener, extra)` (`sasl_config`, PLAIN's users, unless told)."""
+    return broker_factory((mechanisms or sasl_config)("SASL_SSL", {
+        "ssl.keystore.type": "PEM", "ssl.keystore.location": str(ca.keystore("broker"))}), secure="SASL_SSL")
 
 
 def test_plain_over_sasl_ssl(broker_factory, ca):
@@ -98,30 +100,32 @@ def test_plain_over_sasl_ssl(broker_factory, ca):
     assert not reaches(b.secure_bootstrap, client("SASL_SSL", "admin", "wrong", ca=ca.ca), timeout=4)
 
 
-def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
-    """Kafka's own client: PLAIN over TLS, the broker's certificate checked against a PEM truststore and its
-    host name (the listener advertises localhost, which the certificate names)."""
-    b = sasl_ssl_broker(broker_factory, ca)
+def java_over_sasl_ssl(b, ca: Pki, dir, mechanism: str, user: str, password: str) -> None:
+    """Kafka's own client, as `user` with `mechanism` over SASL_SSL (the broker's certificate checked against a
+    PEM truststore and its host name: the listener advertises localhost, which the certificate names),
+    produces 100 records and a consumer group reads them; with a wrong password the producer cannot send,
+    and says why."""
     topic = unique("java-sasl")
     create_topic(b.bootstrap, topic)
+    module = "plain.PlainLoginModule" if mechanism == "PLAIN" else "scram.ScramLoginModule"
 
     def config(password: str) -> str:
-        path = tmp_path / f"client-{password}.properties"
+        path = dir / f"client-{mechanism}-{password}.properties"
         path.write_text(
             "security.protocol=SASL_SSL\n"
-            "sasl.mechanism=PLAIN\n"
-            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="alice" password="{password}";\n'
+            f"sasl.mechanism={mechanism}\n"
+            f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
+            f'username="{user}" password="{password}";\n'
             "ssl.truststore.type=PEM\n"
             f"ssl.truststore.location={ca.ca}\n")
         return str(path)
 
     rc, lines, err = java("produce", "--bootstrap", b.secure_bootstrap, "--topic", topic, "--count", "100",
-                          "--client-config", config("alice-secret"))
+                          "--client-config", config(password))
     assert rc == 0, f"java produce failed: {lines} {err}"
     assert (lines[-1]["acked"], lines[-1]["failed"]) == (100, 0)
     rc, lines, err = java("consume", "--bootstrap", b.secure_bootstrap, "--topic", topic, "--group", unique("g"),
-                          "--count", "100", "--timeout-ms", "60000", "--client-config", config("alice-secret"))
+                          "--count", "100", "--timeout-ms", "60000", "--client-config", config(password))
     assert rc == 0 and lines[-1] == {"consumed": 100}, f"java consume failed: {lines[-1:]} {err}"
     # A wrong password: the producer cannot send, and says why.
     rc, lines, err = java("produce", "--bootstrap", b.secure_bootstrap, "--topic", topic, "--count", "1",
@@ -131,13 +135,18 @@ def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
         or any("Authentication" in str(line) for line in lines), err[-2000:]
 
 
-def test_franz_go_over_sasl_ssl(broker_factory, ca):
-    """franz-go (crypto/tls, its sasl/plain) produces idempotently and reads back over SASL_SSL."""
+def test_the_java_client_over_sasl_ssl(broker_factory, ca, tmp_path):
+    """Kafka's own client, PLAIN over TLS."""
+    java_over_sasl_ssl(sasl_ssl_broker(broker_factory, ca), ca, tmp_path, "PLAIN", "alice", "alice-secret")
+
+
+def franz_over_sasl_ssl(b, ca: Pki, *sasl: str) -> None:
+    """franz-go (crypto/tls, and its SASL as the `sasl` flags of e2e-franz say) produces idempotently and reads
+    back over SASL_SSL."""
     from test_franz_go import franz
-    b = sasl_ssl_broker(broker_factory, ca)
     topic = unique("franz-sasl")
     create_topic(b.bootstrap, topic)
-    secure = ("-brokers", b.secure_bootstrap, "-tls-ca", str(ca.ca), "-sasl-plain", "admin:admin-secret")
+    secure = ("-brokers", b.secure_bootstrap, "-tls-ca", str(ca.ca), *sasl)
     lines = franz("produce", *secure, "-topic", topic, "-count", "200", "-keys", "5")
     assert lines[-1]["idempotent"] is True
     assert len([line for line in lines if "o" in line]) == 200
@@ -146,7 +155,12 @@ def test_franz_go_over_sasl_ssl(broker_factory, ca):
     assert [r["o"] for r in records] == list(range(200))
 
 
-def scram_config(listener: str) -> dict:
+def test_franz_go_over_sasl_ssl(broker_factory, ca):
+    """franz-go with its sasl/plain."""
+    franz_over_sasl_ssl(sasl_ssl_broker(broker_factory, ca), ca, "-sasl-plain", "admin:admin-secret")
+
+
+def scram_config(listener: str, extra: dict | None = None) -> dict:
     """PLAIN (for the users of `sasl_config`) and both SCRAM mechanisms, whose users live in the cluster
     metadata: the test creates them through the PLAINTEXT listener."""
     scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -154,7 +168,19 @@ def scram_config(listener: str) -> dict:
         "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         f"listener.name.{listener.lower()}.scram-sha-256.sasl.jaas.config": scram_jaas,
         f"listener.name.{listener.lower()}.scram-sha-512.sasl.jaas.config": scram_jaas,
+        **(extra or {}),
     })
+
+
+def add_scram_user(b, user: str, password: str, mechanism: str, ca: Pki) -> None:
+    """Creates `user`'s `mechanism` credential with confluent-kafka's admin API on the PLAINTEXT listener, then
+    waits until librdkafka logs in with it over the SASL_SSL listener."""
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    info = ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], 4096)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})  # kept alive until the answer: its futures die with it
+    admin.alter_user_scram_credentials([UserScramCredentialUpsertion(user, info, password.encode())])[user].result(
+        timeout=30)
+    assert reaches(b.secure_bootstrap, client("SASL_SSL", user, password, mechanism, ca=ca.ca))
 
 
 def scram_users(bootstrap: str) -> dict:
@@ -229,3 +255,17 @@ def test_scram_users_are_managed_with_the_admin_api_and_kafka_configs(broker_fac
     # Credentials are cluster metadata: they outlive a restart.
     b.restart()
     assert reaches(b.secure_bootstrap, client("SASL_PLAINTEXT", "dave", "dave-secret", "SCRAM-SHA-512"))
+
+
+def test_the_java_client_over_sasl_ssl_with_scram(broker_factory, ca, tmp_path):
+    """Kafka's own client, SCRAM-SHA-512 over TLS, as a user created with the admin API."""
+    b = sasl_ssl_broker(broker_factory, ca, scram_config)
+    add_scram_user(b, "frank", "frank-secret", "SCRAM-SHA-512", ca)
+    java_over_sasl_ssl(b, ca, tmp_path, "SCRAM-SHA-512", "frank", "frank-secret")
+
+
+def test_franz_go_over_sasl_ssl_with_scram(broker_factory, ca):
+    """franz-go with its sasl/scram, SCRAM-SHA-256, as a user created with the admin API."""
+    b = sasl_ssl_broker(broker_factory, ca, scram_config)
+    add_scram_user(b, "grace", "grace-secret", "SCRAM-SHA-256", ca)
+    franz_over_sasl_ssl(b, ca, "-sasl-scram", "SCRAM-SHA-256:grace:grace-secret")

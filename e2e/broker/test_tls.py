@@ -5,6 +5,7 @@ from `openssl`, a throwaway CA per test session."""
 
 import socket
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -29,19 +30,42 @@ class Pki:
                  "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", f"/CN={ca_name}", cwd=dir)
         self.ca = dir / "ca.pem"
 
-    def issue(self, name: str, san: str | None = None) -> tuple[Path, Path]:
+    def issue(self, name: str, san: str | None = None,
+              valid: tuple[datetime, datetime] | None = None) -> tuple[Path, Path]:
+        """A key and a certificate for `name`, valid for two days from now or, with `valid`, from its first
+        to its second time (UTC; either may lie outside the CA's own validity)."""
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=self.dir)
         ext = self.dir / f"{name}.ext"
         ext.write_text(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "2", "-extfile", str(ext), cwd=self.dir)
+        if valid is None:
+            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                     "-out", f"{name}.pem", "-days", "2", "-extfile", str(ext), cwd=self.dir)
+        else:
+            # OpenSSL 3.0's `x509 -req` only counts days from now; `openssl ca` takes both dates.
+            start, end = (t.astimezone(timezone.utc).strftime("%Y%m%d%H%M%SZ") for t in valid)
+            _openssl("ca", "-batch", "-config", str(self._ca_config()), "-cert", "ca.pem", "-keyfile", "ca.key",
+                     "-in", f"{name}.csr", "-out", f"{name}.pem", "-notext", "-rand_serial",
+                     "-startdate", start, "-enddate", end, "-extfile", str(ext), cwd=self.dir)
         key, cert = self.dir / f"{name}.key", self.dir / f"{name}.pem"
         (self.dir / f"{name}-keystore.pem").write_text(key.read_text() + cert.read_text() + self.ca.read_text())
         return cert, key
 
     def keystore(self, name: str) -> Path:
         return self.dir / f"{name}-keystore.pem"
+
+    def _ca_config(self) -> Path:
+        """The least `openssl ca` needs: its database (in `ca-db/`, with its copies of what it signed), any
+        subject, SHA-256."""
+        db = self.dir / "ca-db"
+        config = self.dir / "ca.cnf"
+        if not config.exists():
+            db.mkdir()
+            (db / "index.txt").touch()
+            config.write_text(f"[ca]\ndefault_ca = this\n[this]\ndatabase = {db}/index.txt\n"
+                              f"new_certs_dir = {db}\nserial = {db}/serial\ndefault_md = sha256\n"
+                              "policy = any\nunique_subject = no\n[any]\ncommonName = supplied\n")
+        return config
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +123,15 @@ def test_confluent_and_kafka_python_produce_and_consume_over_tls(broker_factory,
     assert [(r.key, r.value) for r in records] == messages + [(b"kp", b"from kafka-python")]
 
 
+def mtls_broker(broker_factory, ca: Pki):
+    """A broker whose SSL listener requires a client certificate that `ca` signed."""
+    return broker_factory(ssl_config(ca, **{"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca.ca),
+                                            "ssl.client.auth": "required"}), secure="SSL")
+
+
 def test_client_certificates_are_required_and_checked(broker_factory, pki):
     ca, other = pki
-    b = broker_factory(ssl_config(ca, **{"ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca.ca),
-                                         "ssl.client.auth": "required"}), secure="SSL")
+    b = mtls_broker(broker_factory, ca)
     cert, key = ca.dir / "client-1.pem", ca.dir / "client-1.key"
     assert reaches(b.secure_bootstrap, tls_client(ca.ca, cert, key))
     topic = unique("mtls")
@@ -112,6 +141,21 @@ def test_client_certificates_are_required_and_checked(broker_factory, pki):
         "a client without a certificate was let in"
     stranger = tls_client(ca.ca, other.dir / "client-2.pem", other.dir / "client-2.key")
     assert not reaches(b.secure_bootstrap, stranger, timeout=4), "a certificate from an untrusted CA was let in"
+
+
+def test_expired_and_not_yet_valid_client_certificates_are_refused(broker_factory, pki):
+    """Certificates the trusted CA signed, one expired in 2020 and one valid only from tomorrow, are refused;
+    one valid now from the same CA is accepted."""
+    ca, _ = pki
+    now = datetime.now(timezone.utc)
+    expired = ca.issue("client-expired", valid=(datetime(2020, 1, 1, tzinfo=timezone.utc),
+                                                datetime(2020, 1, 2, tzinfo=timezone.utc)))
+    not_yet_valid = ca.issue("client-not-yet-valid", valid=(now + timedelta(days=1), now + timedelta(days=1, hours=1)))
+    b = mtls_broker(broker_factory, ca)
+    assert reaches(b.secure_bootstrap, tls_client(ca.ca, ca.dir / "client-1.pem", ca.dir / "client-1.key"))
+    for why, (cert, key) in {"expired": expired, "not yet valid": not_yet_valid}.items():
+        assert not reaches(b.secure_bootstrap, tls_client(ca.ca, cert, key), timeout=4), \
+            f"a client certificate that is {why} was let in"
 
 
 def test_clients_that_do_not_trust_the_broker_or_speak_plaintext_are_turned_away(broker_factory, pki):

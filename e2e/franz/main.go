@@ -18,7 +18,8 @@
 //	e2e-franz admin <op> -brokers B -topic T [...]   (see admin.go)
 //
 // Every subcommand also takes -tls-ca FILE (TLS, the broker's certificate checked against that PEM CA
-// and its host name) and -sasl-plain USER:PASSWORD (SASL/PLAIN).
+// and its host name) and one of -sasl-plain USER:PASSWORD (SASL/PLAIN) and
+// -sasl-scram SCRAM-SHA-256|SCRAM-SHA-512:USER:PASSWORD (SASL/SCRAM).
 package main
 
 import (
@@ -40,7 +41,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 func main() {
@@ -77,6 +80,7 @@ type common struct {
 	logLvl  string
 	tlsCA   string
 	sasl    string
+	scram   string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -86,6 +90,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLvl, "log", "warn", "franz-go log level on stderr: none, error, warn, info, debug")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "TLS: the PEM CA to check the broker's certificate against")
 	fs.StringVar(&c.sasl, "sasl-plain", "", "SASL/PLAIN as USER:PASSWORD")
+	fs.StringVar(&c.scram, "sasl-scram", "", "SASL/SCRAM as SCRAM-SHA-256|SCRAM-SHA-512:USER:PASSWORD")
 }
 
 // parse parses args and checks the common flags; exits 2 on bad usage.
@@ -123,14 +128,43 @@ func (c *common) clientOpts() ([]kgo.Opt, error) {
 		}
 		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
-	if c.sasl != "" {
+	mechanism, err := c.saslMechanism()
+	if err != nil {
+		return nil, err
+	}
+	if mechanism != nil {
+		opts = append(opts, kgo.SASL(mechanism))
+	}
+	return opts, nil
+}
+
+// saslMechanism is the SASL mechanism of -sasl-plain or -sasl-scram, nil for neither.
+func (c *common) saslMechanism() (sasl.Mechanism, error) {
+	switch {
+	case c.sasl != "" && c.scram != "":
+		return nil, fmt.Errorf("give at most one of -sasl-plain and -sasl-scram")
+	case c.sasl != "":
 		user, pass, ok := strings.Cut(c.sasl, ":")
 		if !ok {
 			return nil, fmt.Errorf("-sasl-plain: expected USER:PASSWORD")
 		}
-		opts = append(opts, kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()))
+		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
+	case c.scram != "":
+		mech, creds, _ := strings.Cut(c.scram, ":")
+		user, pass, ok := strings.Cut(creds, ":")
+		if !ok {
+			return nil, fmt.Errorf("-sasl-scram: expected MECHANISM:USER:PASSWORD")
+		}
+		auth := scram.Auth{User: user, Pass: pass}
+		switch mech {
+		case "SCRAM-SHA-256":
+			return auth.AsSha256Mechanism(), nil
+		case "SCRAM-SHA-512":
+			return auth.AsSha512Mechanism(), nil
+		}
+		return nil, fmt.Errorf("-sasl-scram: unknown mechanism %q (SCRAM-SHA-256 or SCRAM-SHA-512)", mech)
 	}
-	return opts, nil
+	return nil, nil
 }
 
 // out writes one JSON line per call; callbacks of the client call it from other goroutines.

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::MetadataRecord;
 use crate::acl::AclBinding;
+use crate::quota::QuotaEntry;
 use crate::scram::{ScramCredential, ScramMechanism};
 use crate::sessions::RegisteredBroker;
 
@@ -149,6 +150,9 @@ pub struct MetadataImage {
     /// The ACLs, by the id their creation gave them.
     #[serde(default)]
     pub acls: BTreeMap<Uuid, AclBinding>,
+    /// Client quotas, by `QuotaEntity::key`.
+    #[serde(default)]
+    pub client_quotas: BTreeMap<String, QuotaEntry>,
 }
 
 fn no_offset() -> i64 {
@@ -167,6 +171,7 @@ impl Default for MetadataImage {
             broker_configs: BTreeMap::new(),
             scram: BTreeMap::new(),
             acls: BTreeMap::new(),
+            client_quotas: BTreeMap::new(),
         }
     }
 }
@@ -281,6 +286,29 @@ impl MetadataImage {
             }
             MetadataRecord::AclDeleted { id } => {
                 self.acls.remove(id);
+            }
+            MetadataRecord::ClientQuotaChanged { entity, key, value } => {
+                let slot = entity.key();
+                match value {
+                    Some(v) => {
+                        self.client_quotas
+                            .entry(slot)
+                            .or_insert_with(|| QuotaEntry {
+                                entity: entity.clone(),
+                                values: BTreeMap::new(),
+                            })
+                            .values
+                            .insert(key.clone(), *v);
+                    }
+                    None => {
+                        if let Some(entry) = self.client_quotas.get_mut(&slot) {
+                            entry.values.remove(key);
+                            if entry.values.is_empty() {
+                                self.client_quotas.remove(&slot);
+                            }
+                        }
+                    }
+                }
             }
             MetadataRecord::ScramCredentialChanged {
                 user,

@@ -7,6 +7,7 @@ pub mod acl;
 mod image;
 pub mod leadership;
 pub mod placement;
+pub mod quota;
 mod record;
 pub mod scram;
 pub mod sessions;

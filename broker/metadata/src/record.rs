@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::acl::AclBinding;
 use crate::image::PartitionState;
+use crate::quota::QuotaEntity;
 use crate::scram::{ScramCredential, ScramMechanism};
 use crate::sessions::RegisteredBroker;
 
@@ -82,5 +83,11 @@ pub enum MetadataRecord {
     },
     AclDeleted {
         id: Uuid,
+    },
+    /// A client quota was set (`Some`) or removed (`None`) on an entity (AlterClientQuotas).
+    ClientQuotaChanged {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<f64>,
     },
 }

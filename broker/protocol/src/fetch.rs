@@ -48,6 +48,8 @@ pub struct FetchResponseLayout<F> {
     pub pieces: Vec<Piece<F>>,
     /// Bytes on the wire, size prefix included.
     pub total_len: u64,
+    /// As encoded: the connection is not read from for this long after the answer (a quota's back-off).
+    pub throttle_time_ms: i32,
 }
 
 /// Accumulates small encoded fields and cuts them into a piece whenever a file range comes in between.
@@ -190,7 +192,11 @@ impl<F> FetchResponseLayout<F> {
             patched[..4].copy_from_slice(&size);
             *first = patched.freeze();
         }
-        FetchResponseLayout { pieces, total_len }
+        FetchResponseLayout {
+            pieces,
+            total_len,
+            throttle_time_ms,
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Broker {
     pub advertised: (String, i32),
     /// Request bytes held across all connections (`queued.max.request.bytes`).
     pub request_memory: RequestMemory,
+    /// Byte-rate quotas: what each (user, client id) produced and fetched lately.
+    pub quotas: crate::quotas::QuotaManager,
     /// `max.connections` and `max.connections.per.ip`, across every listener.
     pub connection_limits: Arc<crate::connection_limits::ConnectionLimits>,
     /// The controller service, on a node that is a voter of a controller quorum.
@@ -180,6 +182,7 @@ impl Broker {
         let config_queued_max = config.queued_max_request_bytes;
         let config_limits = config.connection_limits.clone();
         let outbound = crate::tls::outbound(&config)?;
+        let config_quota_windows = config.quota_windows;
         let replica_config = config.replica.clone();
         let uses_quorum = quorum.is_some();
         let node_id = config.node_id;
@@ -205,6 +208,7 @@ impl Broker {
                 fetch_waiters: FetchWaiters::default(),
                 advertised,
                 outbound,
+                quotas: crate::quotas::QuotaManager::new(config_quota_windows),
                 request_memory: RequestMemory::new(config_queued_max),
                 connection_limits: crate::connection_limits::ConnectionLimits::new(config_limits),
                 controller,

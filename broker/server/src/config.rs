@@ -233,6 +233,8 @@ pub struct BrokerConfig {
     pub tls: BTreeMap<String, crate::tls::TlsSettings>,
     /// The SASL settings of each `SASL_PLAINTEXT` and `SASL_SSL` listener, by listener name.
     pub sasl: BTreeMap<String, crate::sasl::SaslSettings>,
+    /// How byte rates are measured for quotas (`quota.window.num`, `quota.window.size.seconds`).
+    pub quota_windows: crate::quotas::QuotaWindows,
     /// `max.connections`, `max.connections.per.ip` and its overrides.
     pub connection_limits: crate::connection_limits::LimitSettings,
     /// With `authorizer.class.name` set: ACLs are enforced, with `super.users` and
@@ -427,6 +429,8 @@ const BROKER_KEYS: &[BrokerKey] = &[
     ),
     key("authorizer.class.name", Some(""), ConfigType::String),
     key("max.connections", Some(INT_MAX_TEXT), ConfigType::Int),
+    key("quota.window.num", Some("11"), ConfigType::Int),
+    key("quota.window.size.seconds", Some("1"), ConfigType::Int),
     key(
         "max.connections.per.ip",
         Some(INT_MAX_TEXT),
@@ -707,6 +711,10 @@ impl BrokerConfig {
             tls,
             sasl,
             authorizer: authorizer_settings(&v)?,
+            quota_windows: crate::quotas::QuotaWindows {
+                windows: v.int("quota.window.num", 1, INT_MAX)? as u32,
+                window_ms: v.int("quota.window.size.seconds", 1, INT_MAX)? * 1000,
+            },
             connection_limits: crate::connection_limits::LimitSettings {
                 max_connections: match v.int("max.connections", 0, INT_MAX)? {
                     INT_MAX => None,
@@ -2630,8 +2638,14 @@ mod tests {
             ("inter.broker.listener.name", "SSL"),
         ])
         .unwrap();
-        let err = crate::tls::outbound(&c).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("listener.name.ssl.ssl.truststore.location"), "{err}");
+        let err = crate::tls::outbound(&c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("listener.name.ssl.ssl.truststore.location"),
+            "{err}"
+        );
         let err = build_err(&[
             listeners,
             (

@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod network;
 pub mod principal;
 pub mod publisher;
+pub mod quotas;
 pub mod repeats;
 pub mod replica;
 pub mod request_memory;

@@ -340,6 +340,15 @@ async fn connection(
         } else {
             handlers::handle(&broker, &info, request).await
         };
+        // A quota's back-off: nothing more is read from this client until it has passed (KIP-219).
+        let throttle_ms = match &response {
+            Response::Message(body) => match body.as_ref() {
+                ResponseKind::Produce(r) => r.throttle_time_ms,
+                _ => 0,
+            },
+            Response::Fetch(layout) => layout.throttle_time_ms,
+            _ => 0,
+        };
         match response {
             Response::Message(body) => {
                 let out = encode_response(correlation_id, api_key, version, &body)
@@ -356,5 +365,11 @@ async fn connection(
         }
         // A no-op on TCP; under TLS the last record may still be in the session.
         stream.flush().await?;
+        if throttle_ms > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(throttle_ms as u64)) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
     }
 }

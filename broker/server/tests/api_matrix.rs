@@ -347,6 +347,24 @@ fn request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         ApiKey::DescribeUserScramCredentials => R::DescribeUserScramCredentials(
             DescribeUserScramCredentialsRequest::default().with_users(None),
         ),
+        ApiKey::AlterClientQuotas => {
+            R::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![
+                        alter_client_quotas_request::EntityData::default()
+                            .with_entity_type(s("client-id"))
+                            .with_entity_name(Some(s("matrix-client"))),
+                    ])
+                    .with_ops(vec![
+                        alter_client_quotas_request::OpData::default()
+                            .with_key(s("consumer_byte_rate"))
+                            .with_value(1e12),
+                    ]),
+            ]))
+        }
+        ApiKey::DescribeClientQuotas => {
+            R::DescribeClientQuotas(DescribeClientQuotasRequest::default().with_components(vec![]))
+        }
         ApiKey::CreateAcls => R::CreateAcls(CreateAclsRequest::default().with_creations(vec![
             create_acls_request::AclCreation::default()
                 .with_resource_type(2)
@@ -468,6 +486,17 @@ fn every_api_answers_every_advertised_version() {
                 ResponseKind::DescribeUserScramCredentials(r) => assert!(
                     r.error_code == 0 && r.results.iter().any(|u| u.user.as_str() == "matrix-user"),
                     "DescribeUserScramCredentials v{v}: {r:?}"
+                ),
+                ResponseKind::AlterClientQuotas(r) => {
+                    assert_eq!(r.entries[0].error_code, 0, "AlterClientQuotas v{v}: {r:?}")
+                }
+                ResponseKind::DescribeClientQuotas(r) => assert!(
+                    r.error_code == 0
+                        && r.entries.as_ref().is_some_and(|e| e.iter().any(|e| e
+                            .values
+                            .iter()
+                            .any(|x| x.key.as_str() == "consumer_byte_rate"))),
+                    "DescribeClientQuotas v{v}: {r:?}"
                 ),
                 ResponseKind::CreateAcls(r) => {
                     assert_eq!(r.results[0].error_code, 0, "CreateAcls v{v}")

@@ -54,6 +54,8 @@ fn default_body(key: ApiKey) -> Option<RequestKind> {
             RequestKind::AlterUserScramCredentials(Default::default())
         }
         ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+        ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(Default::default()),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(Default::default()),
         ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
         ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
         _ => return None,

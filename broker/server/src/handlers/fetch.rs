@@ -28,6 +28,7 @@ struct Gathered {
 pub async fn fetch(
     broker: &Arc<Broker>,
     conn: &ConnectionInfo,
+    client_id: &str,
     req: FetchRequest,
     version: i16,
     correlation_id: i32,
@@ -57,18 +58,33 @@ pub async fn fetch(
     let allowed = |topic: &str| {
         follower_allowed && (replica_id(&req, version) >= 0 || authz.topic(Operation::Read, topic))
     };
+    // A consumer's fetched bytes count against its byte-rate quota; replication has its own throttles.
+    let answer = |gathered: Gathered| {
+        let throttle = if replica_id(&req, version) < 0 {
+            broker.quotas.record(
+                &broker.metadata.image(),
+                crate::quotas::Direction::Fetch,
+                &conn.principal,
+                client_id,
+                gathered.bytes,
+                crate::broker::now_ms(),
+            )
+        } else {
+            0
+        };
+        FetchResponseLayout::encode(correlation_id, version, throttle, 0, 0, gathered.topics)
+    };
     loop {
         let gathered = gather(broker, &req, version, &allowed);
         if gathered.bytes >= min_bytes || gathered.errors || tokio::time::Instant::now() >= deadline
         {
-            return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
+            return answer(gathered);
         }
         if tokio::time::timeout_at(deadline, waiter.notified())
             .await
             .is_err()
         {
-            let gathered = gather(broker, &req, version, &allowed);
-            return FetchResponseLayout::encode(correlation_id, version, 0, 0, 0, gathered.topics);
+            return answer(gather(broker, &req, version, &allowed));
         }
     }
 }

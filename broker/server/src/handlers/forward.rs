@@ -130,6 +130,28 @@ pub fn refusal(request: &RequestKind, code: i16, message: &str) -> Option<Respon
                 ),
             )
         }
+        RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(
+            kafka_protocol::messages::AlterClientQuotasResponse::default().with_entries(
+                r.entries
+                    .iter()
+                    .map(|e| {
+                        kafka_protocol::messages::alter_client_quotas_response::EntryData::default()
+                            .with_error_code(code)
+                            .with_error_message(text())
+                            .with_entity(
+                                e.entity
+                                    .iter()
+                                    .map(|x| {
+                                        kafka_protocol::messages::alter_client_quotas_response::EntityData::default()
+                                            .with_entity_type(x.entity_type.clone())
+                                            .with_entity_name(x.entity_name.clone())
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        ),
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(
             kafka_protocol::messages::CreateAclsResponse::default().with_results(
                 r.creations

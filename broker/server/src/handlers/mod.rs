@@ -12,6 +12,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod quorum;
+mod quotas;
 mod replication;
 mod users;
 
@@ -55,6 +56,7 @@ pub fn is_forwardable(key: ApiKey) -> bool {
             | ApiKey::AlterUserScramCredentials
             | ApiKey::CreateAcls
             | ApiKey::DeleteAcls
+            | ApiKey::AlterClientQuotas
     )
 }
 
@@ -97,13 +99,21 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::metadata(broker, conn, r, v).await)
         }
-        RequestKind::Produce(r) => match produce::produce(broker, conn, r, v).await {
+        RequestKind::Produce(r) => match produce::produce(broker, conn, &client_id, r, v).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Response::None,
         },
         RequestKind::Fetch(r) => {
             return Response::Fetch(
-                fetch::fetch(broker, conn, r, v, request.header.correlation_id).await,
+                fetch::fetch(
+                    broker,
+                    conn,
+                    &client_id,
+                    r,
+                    v,
+                    request.header.correlation_id,
+                )
+                .await,
             );
         }
         RequestKind::ListOffsets(r) => {
@@ -207,6 +217,12 @@ pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Reques
         }
         RequestKind::DescribeAcls(r) => {
             ResponseKind::DescribeAcls(acls::describe_acls(broker, conn, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter_client_quotas(broker, conn, r).await)
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe_client_quotas(broker, conn, r))
         }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             users::alter_user_scram_credentials(broker, r).await,

@@ -25,10 +25,26 @@ use sluice_metadata::acl::Operation;
 pub async fn produce(
     broker: &Arc<Broker>,
     conn: &ConnectionInfo,
+    client_id: &str,
     req: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
     let authz = Authz::new(broker, conn);
+    // The request's records count against the producer's byte-rate quota (as Kafka counts the request).
+    let bytes: usize = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
+    let throttle_time_ms = broker.quotas.record(
+        &broker.metadata.image(),
+        crate::quotas::Direction::Produce,
+        &conn.principal,
+        client_id,
+        bytes as u64,
+        now_ms(),
+    );
     let acks = req.acks;
     let transactional = req.transactional_id.is_some() || has_transactional_batch(&req);
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
@@ -151,7 +167,11 @@ pub async fn produce(
             }
         }
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    (acks != 0).then(|| {
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_time_ms)
+    })
 }
 
 /// A batch with the transactional attribute (bit 4) needs a transactional producer; Kafka refuses the whole
