@@ -48,7 +48,8 @@ fn entry_records(
         if !seen.insert(key) {
             return Err(format!("Duplicate quota key {key}"));
         }
-        if !op.remove && !(op.value.is_finite() && op.value > 0.0) {
+        let positive = op.value.is_finite() && op.value > 0.0;
+        if !op.remove && !positive {
             return Err(format!(
                 "Quota {key} must be a positive number, not {}",
                 op.value
