@@ -78,3 +78,63 @@ def test_a_cluster_over_mutual_tls_with_acls(cluster_factory, tmp_path):
     result = check(c, topic, PARTITIONS, ledger)
     assert result.acked >= 3000, result
 
+
+
+def test_a_cluster_over_sasl_ssl_with_scram_clients(cluster_factory, tmp_path):
+    """Every node-to-node path over SASL_SSL, the nodes authenticating with PLAIN as User:node (the super user);
+    a client's SCRAM-SHA-512 credential is created through a broker, which forwards it to the active
+    controller over that listener; the client then produces under load through a follower's restart."""
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, ResourcePatternType,
+                                       ResourceType, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    ca = Pki(tmp_path / "ca", "cluster CA")
+    ca.issue("node", san="DNS:localhost,IP:127.0.0.1")
+    plain = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="node" '
+             'password="node-secret" user_node="node-secret";')
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    c = cluster_factory(secure="SASL_SSL", lenient_stop=True, extra_config={
+        **REPLICATED_CONFIG,
+        "ssl.keystore.type": "PEM", "ssl.keystore.location": str(ca.keystore("node")),
+        "ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca.ca),
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL",
+        "inter.broker.listener.name": "SASL_SSL",
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": plain,
+        "listener.name.sasl_ssl.plain.sasl.jaas.config": plain,
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:node",
+    })
+    secure = ",".join(n.secure_bootstrap for n in c.brokers)
+    base = {"security.protocol": "SASL_SSL", "ssl.ca.location": str(ca.ca)}
+    node = AdminClient({"bootstrap.servers": secure, **base, "sasl.mechanism": "PLAIN", "sasl.username": "node",
+                        "sasl.password": "node-secret"})
+    node.alter_user_scram_credentials([UserScramCredentialUpsertion(
+        "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"alice-secret")])["alice"].result(60)
+    grants = [AclBinding(ResourceType.TOPIC, "*", ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
+                         AclOperation.ALL, AclPermissionType.ALLOW),
+              AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
+                         AclOperation.CREATE, AclPermissionType.ALLOW),
+              AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
+                         AclOperation.DESCRIBE, AclPermissionType.ALLOW)]
+    for f in node.create_acls(grants).values():
+        f.result(60)
+    topic = create_replicated_topic(c, len(PARTITIONS), prefix="sasl")
+    for f in node.create_acls([AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
+                                          op, AclPermissionType.ALLOW)
+                               for op in (AclOperation.WRITE, AclOperation.DESCRIBE)]).values():
+        f.result(60)
+
+    alice = {**base, "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice", "sasl.password": "alice-secret"}
+    ledger = AckLedger()
+    leaders = wait_in_sync(c, topic, PARTITIONS, {1, 2, 3})
+    follower = next(i for i in (1, 2, 3) if i != leaders[0].leader)
+    with LoadProducer(secure, topic, PARTITIONS, ledger, conf=alice) as load:
+        load.wait_progress(500, 60, "before the restart")
+        c.restart([follower])
+        load.wait_progress(500, 90, "after the restart")
+    wait_in_sync(c, topic, PARTITIONS, {1, 2, 3}, timeout=90)
+    check(c, topic, PARTITIONS, ledger)

@@ -4,6 +4,8 @@
 
 mod connection;
 mod error;
+pub mod sasl;
+pub mod scram;
 mod stream;
 mod versions;
 

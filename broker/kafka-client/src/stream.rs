@@ -13,16 +13,19 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// How to reach a listener: in the clear, or over TLS with this client config.
+/// How to reach a listener: in the clear or over TLS with this client config, and authenticated with SASL
+/// when the listener asks for it.
 #[derive(Clone, Default)]
 pub struct Security {
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<crate::sasl::Credentials>,
 }
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Security")
             .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -32,9 +35,19 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Connects to `addr` (`host:port`) and, for a TLS listener, completes the handshake, checking the server's
-/// certificate against `host`.
+/// Connects to `addr` (`host:port`): for a TLS listener completes the handshake, checking the server's
+/// certificate against `host`; for a SASL listener authenticates.
 pub async fn dial(addr: &str, security: &Security) -> io::Result<Stream> {
+    let mut stream = connect(addr, security).await?;
+    if let Some(credentials) = &security.sasl {
+        crate::sasl::authenticate(&mut stream, credentials)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("{addr}: {e}")))?;
+    }
+    Ok(stream)
+}
+
+async fn connect(addr: &str, security: &Security) -> io::Result<Stream> {
     let tcp = TcpStream::connect(addr).await?;
     // Requests are single frames answered one at a time; Nagle would only add latency.
     tcp.set_nodelay(true)?;

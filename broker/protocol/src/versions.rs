@@ -69,6 +69,9 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::UpdateRaftVoter, 0, 0),
     (ApiKey::AlterPartition, 2, 2),
+    // A SASL controller listener authenticates the nodes first.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// Which listener a request came in on: each serves its own APIs.

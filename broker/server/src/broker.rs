@@ -181,7 +181,7 @@ impl Broker {
 
         let config_queued_max = config.queued_max_request_bytes;
         let config_limits = config.connection_limits.clone();
-        let outbound = crate::tls::outbound(&config)?;
+        let outbound = crate::outbound::outbound(&config)?;
         let config_quota_windows = config.quota_windows;
         let replica_config = config.replica.clone();
         let uses_quorum = quorum.is_some();

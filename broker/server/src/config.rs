@@ -233,6 +233,10 @@ pub struct BrokerConfig {
     pub tls: BTreeMap<String, crate::tls::TlsSettings>,
     /// The SASL settings of each `SASL_PLAINTEXT` and `SASL_SSL` listener, by listener name.
     pub sasl: BTreeMap<String, crate::sasl::SaslSettings>,
+    /// `sasl.mechanism.inter.broker.protocol` and `sasl.mechanism.controller.protocol`: what this node
+    /// authenticates with when it dials a SASL inter-broker or controller listener (`crate::outbound`).
+    pub sasl_mechanism_inter_broker: Option<String>,
+    pub sasl_mechanism_controller: Option<String>,
     /// How byte rates are measured for quotas (`quota.window.num`, `quota.window.size.seconds`).
     pub quota_windows: crate::quotas::QuotaWindows,
     /// `max.connections`, `max.connections.per.ip` and its overrides.
@@ -430,6 +434,16 @@ const BROKER_KEYS: &[BrokerKey] = &[
     key("authorizer.class.name", Some(""), ConfigType::String),
     key("max.connections", Some(INT_MAX_TEXT), ConfigType::Int),
     key("quota.window.num", Some("11"), ConfigType::Int),
+    key(
+        "sasl.mechanism.inter.broker.protocol",
+        None,
+        ConfigType::String,
+    ),
+    key(
+        "sasl.mechanism.controller.protocol",
+        None,
+        ConfigType::String,
+    ),
     key("quota.window.size.seconds", Some("1"), ConfigType::Int),
     key(
         "max.connections.per.ip",
@@ -595,7 +609,6 @@ impl BrokerConfig {
         let protocols = check_security_protocols(
             v.get("listener.security.protocol.map").unwrap_or(""),
             &listeners,
-            &controller_listener_names,
         )?;
         let mut tls = BTreeMap::new();
         let mut sasl = BTreeMap::new();
@@ -656,24 +669,6 @@ impl BrokerConfig {
             ));
         }
 
-        // Followers fetch from the leader's inter-broker listener: in the clear or over TLS (mutual, with this
-        // node's certificate); SASL between brokers is not spoken yet.
-        let inter_broker = v
-            .get("inter.broker.listener.name")
-            .map(str::to_ascii_uppercase)
-            .or_else(|| advertised_listeners.first().map(|l| l.name.clone()));
-        if process_roles.broker
-            && let Some(name) = inter_broker.as_ref().filter(|n| sasl.contains_key(*n))
-        {
-            return Err(Error::config(
-                "inter.broker.listener.name",
-                format!(
-                    "replication over SASL is not supported yet: listener {name} uses {}; name a \
-                     PLAINTEXT or SSL listener here (or list one first in advertised.listeners)",
-                    protocols.get(name).map_or("?", String::as_str)
-                ),
-            ));
-        }
         let config = BrokerConfig {
             node_id,
             process_roles,
@@ -711,6 +706,12 @@ impl BrokerConfig {
             tls,
             sasl,
             authorizer: authorizer_settings(&v)?,
+            sasl_mechanism_inter_broker: v
+                .get("sasl.mechanism.inter.broker.protocol")
+                .map(str::to_owned),
+            sasl_mechanism_controller: v
+                .get("sasl.mechanism.controller.protocol")
+                .map(str::to_owned),
             quota_windows: crate::quotas::QuotaWindows {
                 windows: v.int("quota.window.num", 1, INT_MAX)? as u32,
                 window_ms: v.int("quota.window.size.seconds", 1, INT_MAX)? * 1000,
@@ -1576,7 +1577,6 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, Error> {
 fn check_security_protocols(
     value: &str,
     listeners: &[Listener],
-    controller_listener_names: &[String],
 ) -> Result<BTreeMap<String, String>, Error> {
     let key = "listener.security.protocol.map";
     let mut map = BTreeMap::new();
@@ -1599,7 +1599,6 @@ fn check_security_protocols(
     }
     let mut used = BTreeMap::new();
     for listener in listeners {
-        let controller = controller_listener_names.contains(&listener.name);
         match map.get(&listener.name).map(String::as_str) {
             None => {
                 return Err(Error::config(
@@ -1607,10 +1606,9 @@ fn check_security_protocols(
                     format!("has no entry for listener {}", listener.name),
                 ));
             }
-            Some("PLAINTEXT" | "SSL") => {}
-            Some("SASL_PLAINTEXT" | "SASL_SSL") if !controller => {}
+            Some("PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") => {}
             Some(protocol) => {
-                let supported = "the controller listener takes PLAINTEXT or SSL (SASL between nodes is not supported yet)";
+                let supported = "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL";
                 return Err(Error::config(
                     key,
                     format!(
@@ -2588,14 +2586,6 @@ mod tests {
                 "wildcard address ::",
             ),
             (
-                &[(
-                    "listener.security.protocol.map",
-                    "PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_SSL",
-                )],
-                "listener.security.protocol.map",
-                "CONTROLLER uses security protocol SASL_SSL; the controller listener takes PLAINTEXT or SSL",
-            ),
-            (
                 &[("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT")],
                 "listener.security.protocol.map",
                 "no entry for listener CONTROLLER",
@@ -2638,7 +2628,7 @@ mod tests {
             ("inter.broker.listener.name", "SSL"),
         ])
         .unwrap();
-        let err = crate::tls::outbound(&c)
+        let err = crate::outbound::outbound(&c)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -2646,22 +2636,36 @@ mod tests {
             err.contains("listener.name.ssl.ssl.truststore.location"),
             "{err}"
         );
-        let err = build_err(&[
-            listeners,
-            (
-                "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
-            ),
-            keystore,
-            ("sasl.enabled.mechanisms", "PLAIN"),
-            (
-                "listener.name.ssl.plain.sasl.jaas.config",
-                "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"b\";",
-            ),
-            ("inter.broker.listener.name", "SSL"),
+        // SASL between brokers: the mechanism to dial with, and its credentials, are named when missing.
+        let sasl_err = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                listeners,
+                (
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+                ),
+                keystore,
+                ("listener.name.ssl.ssl.truststore.location", "/etc/ca.pem"),
+                ("sasl.enabled.mechanisms", "PLAIN"),
+                ("inter.broker.listener.name", "SSL"),
+            ];
+            pairs.extend_from_slice(extra);
+            let c = build(&pairs).unwrap();
+            crate::outbound::outbound(&c)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let jaas = |j: &'static str| ("listener.name.ssl.plain.sasl.jaas.config", j);
+        let servers_only =
+            jaas("org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"b\";");
+        assert!(sasl_err(&[servers_only]).contains("sasl.mechanism.inter.broker.protocol"));
+        let err = sasl_err(&[
+            servers_only,
+            ("sasl.mechanism.inter.broker.protocol", "PLAIN"),
         ]);
         assert!(
-            err.contains("inter.broker.listener.name") && err.contains("SASL"),
+            err.contains("listener.name.ssl.plain.sasl.jaas.config") && err.contains("username"),
             "{err}"
         );
         // An SSL listener without a certificate names the key to set.

@@ -253,19 +253,14 @@ impl Controller {
             }
         };
         // A broker that is not a voter follows the log as a learner, reached at its first listener that speaks
-        // what the controller listener does (PLAINTEXT or SSL: the quorum dials every peer alike). It joins
+        // the controller listener's security protocol (the quorum dials every peer alike). It joins
         // before its registration commits, so the registration reaches it; and only once the registration is
         // accepted, so a second process with a live broker's id never takes the live one's place in the quorum.
-        let quorum_protocol = if broker
-            .config
-            .controller_listener_names
-            .first()
-            .is_some_and(|name| broker.config.tls.contains_key(name))
-        {
-            SECURITY_PROTOCOL_SSL
-        } else {
-            SECURITY_PROTOCOL_PLAINTEXT
-        };
+        let controller_listener = broker.config.controller_listener_names.first();
+        let has = |map: &dyn Fn(&String) -> bool| controller_listener.is_some_and(map);
+        // Kafka's ids: PLAINTEXT 0, SSL 1, SASL_PLAINTEXT 2, SASL_SSL 3.
+        let quorum_protocol = i16::from(has(&|n| broker.config.tls.contains_key(n)))
+            + 2 * i16::from(has(&|n| broker.config.sasl.contains_key(n)));
         if let Some(quorum) = broker.metadata.quorum()
             && let Some(l) = registration
                 .listeners
@@ -521,16 +516,16 @@ impl Controller {
     }
 }
 
-/// Kafka's security protocol ids, as registrations carry them.
-const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
-const SECURITY_PROTOCOL_SSL: i16 = 1;
-
 /// Serves one request that came in on a controller listener.
 pub async fn handle(broker: &Arc<Broker>, conn: &ConnectionInfo, request: Request) -> Response {
     if let RequestKind::ApiVersions(_) = request.body {
         return Response::Message(Box::new(ResponseKind::ApiVersions(
             sluice_protocol::api_versions_response_on(sluice_protocol::Surface::Controller, 0),
         )));
+    }
+    // A SASL controller listener answers these in the network loop; here none is expected.
+    if let RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) = request.body {
+        return Response::Message(Box::new(crate::sasl::illegal_state(request.api_key)));
     }
     // A single node on its local log has no quorum to serve.
     let Some(controller) = broker.controller.as_ref() else {

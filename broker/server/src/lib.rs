@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod meta_properties;
 pub mod metadata;
 pub mod network;
+pub mod outbound;
 pub mod principal;
 pub mod publisher;
 pub mod quotas;

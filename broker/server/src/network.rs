@@ -235,6 +235,11 @@ async fn connection(
                 debug!(peer = %info.peer, "a quorum message to a node without a quorum; closing");
                 return Ok(());
             };
+            // On a SASL listener only an authenticated node may speak Raft.
+            if sasl_settings.is_some() && session.principal().is_none() {
+                warn!(peer = %info.peer, "a quorum message before SASL authentication; closing");
+                return Ok(());
+            }
             // Raft traffic is the nodes' own: CLUSTER_ACTION, as Kafka asks of Vote and Fetch.
             if !crate::handlers::authz::Authz::new(&broker, &info)
                 .cluster(sluice_metadata::acl::Operation::ClusterAction)
@@ -337,6 +342,12 @@ async fn connection(
         }
         let response = if info.controller {
             crate::controller::handle(&broker, &info, request).await
+        } else if api_key == ApiKey::Fetch {
+            // A long-polling Fetch changes nothing: a shutdown need not wait out its max wait.
+            tokio::select! {
+                response = handlers::handle(&broker, &info, request) => response,
+                _ = shutdown.changed() => return Ok(()),
+            }
         } else {
             handlers::handle(&broker, &info, request).await
         };

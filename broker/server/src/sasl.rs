@@ -56,6 +56,10 @@ pub struct SaslSettings {
     pub mechanisms: Vec<Mechanism>,
     /// PLAIN's users and their passwords.
     pub plain_users: BTreeMap<String, String>,
+    /// What this node authenticates as when it dials this listener of another node (inter-broker and
+    /// controller traffic): the `username` and `password` options of each mechanism's JAAS entry, by
+    /// mechanism name.
+    pub client_credentials: BTreeMap<String, (String, String)>,
 }
 
 /// Whether `key` is one this module reads (so the config does not call it unknown).
@@ -131,9 +135,9 @@ pub fn settings(
                 "org.apache.kafka.common.security.plain.PlainLoginModule",
             ));
         }
-        for (k, v) in options {
+        for (k, v) in &options {
             if let Some(user) = k.strip_prefix("user_") {
-                plain_users.insert(user.to_owned(), v);
+                plain_users.insert(user.to_owned(), v.clone());
             }
         }
         if plain_users.is_empty() {
@@ -144,10 +148,32 @@ pub fn settings(
             ));
         }
     }
+    let mut client_credentials = BTreeMap::new();
+    for m in &mechanisms {
+        let jaas_key = own(&format!(
+            "{}.sasl.jaas.config",
+            m.name().to_ascii_lowercase()
+        ));
+        let Some(jaas) = get(&jaas_key)? else {
+            continue;
+        };
+        let (_, options) =
+            parse_jaas(&jaas).map_err(|why| Error::invalid(&jaas_key, &jaas, why))?;
+        let option = |name: &str| {
+            options
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let (Some(user), Some(password)) = (option("username"), option("password")) {
+            client_credentials.insert(m.name().to_owned(), (user, password));
+        }
+    }
     Ok(SaslSettings {
         listener: listener.to_owned(),
         mechanisms,
         plain_users,
+        client_credentials,
     })
 }
 

@@ -4,45 +4,32 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ring::{digest, hmac, pbkdf2};
+use sluice_kafka_client::scram::{self, ScramHash};
 use sluice_metadata::{ScramCredential, ScramMechanism};
 
-fn hmac_algorithm(m: ScramMechanism) -> hmac::Algorithm {
+fn algo(m: ScramMechanism) -> ScramHash {
     match m {
-        ScramMechanism::Sha256 => hmac::HMAC_SHA256,
-        ScramMechanism::Sha512 => hmac::HMAC_SHA512,
+        ScramMechanism::Sha256 => ScramHash::Sha256,
+        ScramMechanism::Sha512 => ScramHash::Sha512,
     }
 }
 
 fn hash(m: ScramMechanism, data: &[u8]) -> Vec<u8> {
-    let algorithm = match m {
-        ScramMechanism::Sha256 => &digest::SHA256,
-        ScramMechanism::Sha512 => &digest::SHA512,
-    };
-    digest::digest(algorithm, data).as_ref().to_vec()
+    scram::hash(algo(m), data)
 }
 
 fn hmac(m: ScramMechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac_algorithm(m), key), data)
-        .as_ref()
-        .to_vec()
+    scram::hmac(algo(m), key, data)
 }
 
-/// Hi(password, salt, i) of RFC 5802: PBKDF2 with the mechanism's HMAC, one block long.
+/// Hi(password, salt, i) of RFC 5802.
 pub fn salted_password(
     m: ScramMechanism,
     password: &[u8],
     salt: &[u8],
     iterations: u32,
 ) -> Vec<u8> {
-    let (algorithm, len) = match m {
-        ScramMechanism::Sha256 => (pbkdf2::PBKDF2_HMAC_SHA256, 32),
-        ScramMechanism::Sha512 => (pbkdf2::PBKDF2_HMAC_SHA512, 64),
-    };
-    let mut out = vec![0u8; len];
-    let iterations = std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN);
-    pbkdf2::derive(algorithm, iterations, salt, password, &mut out);
-    out
+    scram::salted_password(algo(m), password, salt, iterations)
 }
 
 /// The credential a server keeps for a salted password.
@@ -212,67 +199,19 @@ pub fn server_nonce() -> String {
     STANDARD.encode(bytes)
 }
 
-/// A SCRAM client, as RFC 5802 has it: the other side of the exchange, for tests and the fuzz seeds.
-pub struct Client {
-    mechanism: ScramMechanism,
-    password: String,
-    nonce: String,
-    first_bare: String,
-}
+/// A SCRAM client (`sluice_kafka_client::scram`) with a fixed nonce: for tests and the fuzz seeds.
+pub struct Client(scram::ScramClient);
 
 impl Client {
     /// The client and its first message.
     pub fn new(m: ScramMechanism, user: &str, password: &str) -> (Client, Vec<u8>) {
-        let name = user.replace('=', "=3D").replace(',', "=2C");
-        let nonce = "clientnonce123".to_owned();
-        let first_bare = format!("n={name},r={nonce}");
-        let first = format!("n,,{first_bare}").into_bytes();
-        let client = Client {
-            mechanism: m,
-            password: password.into(),
-            nonce,
-            first_bare,
-        };
-        (client, first)
+        let (client, first) = scram::ScramClient::new(algo(m), user, password, "clientnonce123");
+        (Client(client), first)
     }
 
-    /// The final message for the server's first, and the server's final message to expect; `None` if the
-    /// server's first message is malformed.
+    /// The final message for the server's first, and the server's final message to expect.
     pub fn finish(&self, server_first: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        let m = self.mechanism;
-        let server_first = std::str::from_utf8(server_first).ok()?;
-        let (mut nonce, mut salt, mut iterations) = (None, None, None);
-        for f in server_first.split(',') {
-            match f.split_at_checked(2)? {
-                ("r=", v) => nonce = Some(v),
-                ("s=", v) => salt = STANDARD.decode(v).ok(),
-                ("i=", v) => iterations = v.parse().ok(),
-                _ => {}
-            }
-        }
-        let (nonce, salt, iterations) = (nonce?, salt?, iterations?);
-        if !nonce.starts_with(&self.nonce) {
-            return None;
-        }
-        let salted = salted_password(m, self.password.as_bytes(), &salt, iterations);
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth = format!("{},{server_first},{without_proof}", self.first_bare);
-        let client_key = hmac(m, &salted, b"Client Key");
-        let signature = hmac(m, &hash(m, &client_key), auth.as_bytes());
-        let proof: Vec<u8> = client_key
-            .iter()
-            .zip(&signature)
-            .map(|(a, b)| a ^ b)
-            .collect();
-        let server_key = hmac(m, &salted, b"Server Key");
-        Some((
-            format!("{without_proof},p={}", STANDARD.encode(proof)).into_bytes(),
-            format!(
-                "v={}",
-                STANDARD.encode(hmac(m, &server_key, auth.as_bytes()))
-            )
-            .into_bytes(),
-        ))
+        self.0.finish(server_first)
     }
 }
 

@@ -359,28 +359,6 @@ pub fn client_config(settings: &TlsSettings) -> Result<Arc<rustls::ClientConfig>
     Ok(Arc::new(config))
 }
 
-/// How this node dials the listeners other nodes serve it on (the controller listener, the inter-broker one):
-/// a TLS client config for each that is `SSL`, by listener name. Built at start-up, so a missing truststore
-/// stops the node with the key named.
-pub fn outbound(
-    config: &crate::config::BrokerConfig,
-) -> Result<std::collections::BTreeMap<String, sluice_kafka_client::Security>, Error> {
-    let inter_broker = config
-        .inter_broker_listener_name
-        .clone()
-        .or_else(|| config.advertised_listeners.first().map(|l| l.name.clone()));
-    let mut out = std::collections::BTreeMap::new();
-    for name in config.controller_listener_names.iter().chain(&inter_broker) {
-        if let Some(settings) = config.tls.get(name) {
-            let security = sluice_kafka_client::Security {
-                tls: Some(client_config(settings)?),
-            };
-            out.insert(name.clone(), security);
-        }
-    }
-    Ok(out)
-}
-
 /// `ssl.endpoint.identification.algorithm=` (empty): the chain must still lead to a trusted CA and be
 /// valid; only the host name check is skipped, as in Kafka.
 #[derive(Debug)]

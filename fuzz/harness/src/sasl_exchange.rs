@@ -55,6 +55,7 @@ pub fn run(data: &[u8]) {
             Mechanism::Scram(ScramMechanism::Sha512),
         ],
         plain_users: BTreeMap::from([("plain".to_owned(), "plain-secret".to_owned())]),
+        client_credentials: BTreeMap::new(),
     };
     let mut session = Session::default();
     let mut rest = input;

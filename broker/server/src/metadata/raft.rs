@@ -133,7 +133,7 @@ pub async fn open(
         },
     };
     // Peers are dialed with the controller listener's security (learners' listeners must match it).
-    let mut outbound = crate::tls::outbound(config)?;
+    let mut outbound = crate::outbound::outbound(config)?;
     let security = config
         .controller_listener_names
         .first()
