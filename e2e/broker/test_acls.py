@@ -194,12 +194,15 @@ def test_no_authorizer_means_acl_requests_are_refused(broker_factory):
 
 def test_allow_everyone_if_no_acl_found_and_mtls_principals(broker_factory, tmp_path):
     """With allow.everyone.if.no.acl.found a topic nobody named stays open; one with an ACL is closed to the
-    others. The principal of a TLS client certificate is its subject, as Kafka's `User:CN=…` names it."""
+    others. The principal of a TLS client certificate is its subject, mapped by `ssl.principal.mapping.rules`
+    (the subject itself, `User:CN=…`, is what e2e/cluster/test_security.py grants)."""
     ca = Pki(tmp_path / "ca", "e2e CA")
     ca.issue("broker", san="DNS:localhost,IP:127.0.0.1")
     ca.issue("alice")
     ca.issue("eve")
+    # The certificates' subjects (CN=alice) map to upper-cased names: User:ALICE.
     b = broker_factory({**AUTHORIZER, "allow.everyone.if.no.acl.found": "true", "ssl.keystore.type": "PEM",
+                        "ssl.principal.mapping.rules": "RULE:^CN=([a-z]+)$/$1/U,DEFAULT",
                         "ssl.keystore.location": str(ca.keystore("broker")), "ssl.truststore.type": "PEM",
                         "ssl.truststore.location": str(ca.ca), "ssl.client.auth": "required"}, secure="SSL")
     open_topic, guarded = unique("open"), unique("guarded")
@@ -213,7 +216,7 @@ def test_allow_everyone_if_no_acl_found_and_mtls_principals(broker_factory, tmp_
 
     assert reaches(b.secure_bootstrap, tls("alice"))
     assert produce_one(b.secure_bootstrap, open_topic, tls("eve")) is None, "no ACL names it: open"
-    kafka_acls(b.bootstrap, "--add", "--allow-principal", "User:CN=alice", "--operation", "Write",
+    kafka_acls(b.bootstrap, "--add", "--allow-principal", "User:ALICE", "--operation", "Write",
                "--operation", "Describe", "--topic", guarded)
     assert produce_one(b.secure_bootstrap, guarded, tls("alice")) is None
     assert produce_one(b.secure_bootstrap, guarded, tls("eve")) == "TOPIC_AUTHORIZATION_FAILED"

@@ -89,12 +89,26 @@ pub async fn serve(
                         let _admission = admission;
                         let result = match open(stream, tls.as_deref()).await {
                             Ok(stream) => {
-                                if let Some(principal) = stream.client_certificate_principal() {
-                                    info.principal = principal;
+                                let rules = tls.as_deref().map(ListenerTls::principal_rules);
+                                match rules.and_then(|r| stream.client_certificate_principal(r)) {
+                                    None => connection(stream, info.clone(), broker, shutdown).await,
+                                    Some(Ok(principal)) => {
+                                        info.principal = principal;
+                                        connection(stream, info.clone(), broker, shutdown).await
+                                    }
+                                    Some(Err(())) => {
+                                        info!(peer = %info.peer, "no ssl.principal.mapping.rules rule applies to \
+                                            the client certificate; closing");
+                                        Ok(())
+                                    }
                                 }
-                                connection(stream, info.clone(), broker, shutdown).await
                             }
-                            Err(e) => Err(e),
+                            // A client that fails the handshake (untrusted, expired or missing certificate,
+                            // plaintext to a TLS port) is worth a line, as Kafka logs a failed authentication.
+                            Err(e) => {
+                                info!(peer = %info.peer, listener = %info.listener, error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
                         };
                         if let Err(e) = result {
                             debug!(peer = %info.peer, error = %e, "connection closed");

@@ -79,6 +79,8 @@ pub struct TlsSettings {
     /// whether the server's certificate must name the host dialed (`https`, the default) or only chain to
     /// the truststore (empty).
     pub verify_hostname: bool,
+    /// `ssl.principal.mapping.rules`: a client certificate's subject DN to its user name.
+    pub principal_rules: crate::principal::MappingRules,
 }
 
 /// Whether `key` is one this module reads (so the config does not call it unknown).
@@ -213,6 +215,10 @@ pub fn settings(
             }
         },
     };
+    let principal_rules = match lookup("ssl.principal.mapping.rules")? {
+        None => crate::principal::MappingRules::default(),
+        Some((k, v)) => crate::principal::MappingRules::parse(&k, &v)?,
+    };
     Ok(TlsSettings {
         listener: listener.to_owned(),
         chain,
@@ -222,6 +228,7 @@ pub fn settings(
         tls12,
         tls13,
         verify_hostname,
+        principal_rules,
     })
 }
 
@@ -445,6 +452,10 @@ impl ListenerTls {
             config: RwLock::new(config),
             seen: Mutex::new(seen),
         })
+    }
+
+    pub fn principal_rules(&self) -> &crate::principal::MappingRules {
+        &self.settings.principal_rules
     }
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {

@@ -25,13 +25,17 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The principal the TLS client's certificate names, if it sent one.
-    pub fn client_certificate_principal(&self) -> Option<String> {
+    /// The principal the TLS client's certificate names under the listener's mapping rules: `None` without
+    /// a certificate, `Some(Err(()))` for one no rule maps (Kafka refuses that client).
+    pub fn client_certificate_principal(
+        &self,
+        rules: &crate::principal::MappingRules,
+    ) -> Option<Result<String, ()>> {
         let Transport::Tls(tls) = self else {
             return None;
         };
         let leaf = tls.get_ref().1.peer_certificates()?.first()?;
-        crate::principal::of_certificate(leaf)
+        Some(crate::principal::of_certificate_mapped(leaf, rules).ok_or(()))
     }
 
     /// Writes one response made of pieces, some of them file ranges, as one burst.

@@ -27,6 +27,7 @@ fn configs() -> &'static [Arc<rustls::ServerConfig>; 2] {
             tls12: true,
             tls13: true,
             verify_hostname: true,
+            principal_rules: Default::default(),
         };
         [ClientAuth::None, ClientAuth::Required].map(|auth| {
             sluice_server::tls::server_config(&settings(auth))

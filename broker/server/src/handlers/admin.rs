@@ -509,15 +509,7 @@ pub fn describe_cluster(
         resp.with_cluster_authorized_operations(authz.operations(
             sluice_metadata::acl::ResourceType::Cluster,
             sluice_metadata::acl::CLUSTER_NAME,
-            &[
-                Operation::Create,
-                Operation::Alter,
-                Operation::Describe,
-                Operation::ClusterAction,
-                Operation::DescribeConfigs,
-                Operation::AlterConfigs,
-                Operation::IdempotentWrite,
-            ],
+            super::metadata::CLUSTER_OPERATIONS,
         ))
     } else {
         resp

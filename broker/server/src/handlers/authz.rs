@@ -198,29 +198,7 @@ pub fn cluster_refusal(
             })
         }
         RequestKind::AlterUserScramCredentials(r) => {
-            use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
-            let mut users: Vec<&str> = r
-                .deletions
-                .iter()
-                .map(|d| d.name.as_str())
-                .chain(r.upsertions.iter().map(|u| u.name.as_str()))
-                .collect();
-            users.sort_unstable();
-            users.dedup();
-            ResponseKind::AlterUserScramCredentials(
-                AlterUserScramCredentialsResponse::default().with_results(
-                    users
-                        .into_iter()
-                        .map(|u| {
-                            AlterUserScramCredentialsResult::default()
-                                .with_user(kafka_protocol::protocol::StrBytes::from_string(
-                                    u.to_owned(),
-                                ))
-                                .with_error_code(code)
-                        })
-                        .collect(),
-                ),
-            )
+            ResponseKind::AlterUserScramCredentials(super::users::refuse_all(r, code, None))
         }
         _ => return None,
     })

@@ -107,29 +107,9 @@ pub fn refusal(request: &RequestKind, code: i16, message: &str) -> Option<Respon
                 .with_error_code(code)
                 .with_error_message(text()),
         ),
-        RequestKind::AlterUserScramCredentials(r) => {
-            let mut users: Vec<&str> = r
-                .deletions
-                .iter()
-                .map(|d| d.name.as_str())
-                .chain(r.upsertions.iter().map(|u| u.name.as_str()))
-                .collect();
-            users.sort_unstable();
-            users.dedup();
-            ResponseKind::AlterUserScramCredentials(
-                kafka_protocol::messages::AlterUserScramCredentialsResponse::default().with_results(
-                    users
-                        .into_iter()
-                        .map(|u| {
-                            kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
-                                .with_user(StrBytes::from_string(u.to_owned()))
-                                .with_error_code(code)
-                                .with_error_message(text())
-                        })
-                        .collect(),
-                ),
-            )
-        }
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            super::users::refuse_all(r, code, Some(message)),
+        ),
         RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(
             kafka_protocol::messages::AlterClientQuotasResponse::default().with_entries(
                 r.entries

@@ -32,7 +32,7 @@ const TOPIC_OPERATIONS: &[Operation] = &[
     Operation::DescribeConfigs,
     Operation::AlterConfigs,
 ];
-const CLUSTER_OPERATIONS: &[Operation] = &[
+pub(super) const CLUSTER_OPERATIONS: &[Operation] = &[
     Operation::Create,
     Operation::Alter,
     Operation::Describe,

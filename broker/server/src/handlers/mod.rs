@@ -14,7 +14,7 @@ mod produce;
 mod quorum;
 mod quotas;
 mod replication;
-mod users;
+pub(crate) mod users;
 
 use std::sync::Arc;
 

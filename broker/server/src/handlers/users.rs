@@ -38,61 +38,39 @@ fn decide(
     image: &MetadataImage,
     r: &AlterUserScramCredentialsRequest,
 ) -> BTreeMap<String, UserChange> {
-    let mut users: BTreeMap<String, UserChange> = BTreeMap::new();
-    let refuse = |users: &mut BTreeMap<String, UserChange>, user: &str, refusal: Refusal| {
-        let change = users.entry(user.to_owned()).or_default();
-        change.refusal.get_or_insert(refusal);
+    // Who and which mechanism, checked alike for deletions and upsertions.
+    let target = |user: &str, mechanism: i8| -> Result<ScramMechanism, Refusal> {
+        if user.is_empty() {
+            return Err((
+                ResponseError::UnacceptableCredential,
+                "Username must not be empty".into(),
+            ));
+        }
+        ScramMechanism::from_id(mechanism).ok_or((
+            ResponseError::UnsupportedSaslMechanism,
+            "Unknown SCRAM mechanism".into(),
+        ))
     };
-    for d in &r.deletions {
+    let deletions = r.deletions.iter().map(|d| {
         let user = d.name.as_str();
-        let check = || -> Result<ScramMechanism, Refusal> {
-            if user.is_empty() {
-                return Err((
-                    ResponseError::UnacceptableCredential,
-                    "Username must not be empty".into(),
-                ));
-            }
-            let m = ScramMechanism::from_id(d.mechanism).ok_or((
-                ResponseError::UnsupportedSaslMechanism,
-                "Unknown SCRAM mechanism".into(),
-            ))?;
+        let record = target(user, d.mechanism).and_then(|m| {
             if image.scram_credential(user, m).is_none() {
                 return Err((
                     ResponseError::ResourceNotFound,
                     "Attempt to delete a user credential that does not exist".into(),
                 ));
             }
-            Ok(m)
-        };
-        match check() {
-            Ok(m) => {
-                let change = users.entry(user.to_owned()).or_default();
-                change.seen += 1;
-                if change.seen > 1 {
-                    change.refusal.get_or_insert(twice());
-                }
-                change.records.push(MetadataRecord::ScramCredentialChanged {
-                    user: user.to_owned(),
-                    mechanism: m,
-                    credential: None,
-                });
-            }
-            Err(refusal) => refuse(&mut users, user, refusal),
-        }
-    }
-    for u in &r.upsertions {
+            Ok(MetadataRecord::ScramCredentialChanged {
+                user: user.to_owned(),
+                mechanism: m,
+                credential: None,
+            })
+        });
+        (user, record)
+    });
+    let upsertions = r.upsertions.iter().map(|u| {
         let user = u.name.as_str();
-        let check = || -> Result<ScramMechanism, Refusal> {
-            if user.is_empty() {
-                return Err((
-                    ResponseError::UnacceptableCredential,
-                    "Username must not be empty".into(),
-                ));
-            }
-            let m = ScramMechanism::from_id(u.mechanism).ok_or((
-                ResponseError::UnsupportedSaslMechanism,
-                "Unknown SCRAM mechanism".into(),
-            ))?;
+        let record = target(user, u.mechanism).and_then(|m| {
             if u.iterations < MIN_ITERATIONS {
                 return Err((
                     ResponseError::UnacceptableCredential,
@@ -111,27 +89,33 @@ fn decide(
                     "Salt and salted password must not be empty".into(),
                 ));
             }
-            Ok(m)
+            Ok(MetadataRecord::ScramCredentialChanged {
+                user: user.to_owned(),
+                mechanism: m,
+                credential: Some(scram::credential(
+                    m,
+                    &u.salted_password,
+                    &u.salt,
+                    u.iterations,
+                )),
+            })
+        });
+        (user, record)
+    });
+    let mut users: BTreeMap<String, UserChange> = BTreeMap::new();
+    for (user, record) in deletions.chain(upsertions) {
+        let change = users.entry(user.to_owned()).or_default();
+        change.seen += 1;
+        let record = if change.seen > 1 {
+            Err(twice())
+        } else {
+            record
         };
-        match check() {
-            Ok(m) => {
-                let change = users.entry(user.to_owned()).or_default();
-                change.seen += 1;
-                if change.seen > 1 {
-                    change.refusal.get_or_insert(twice());
-                }
-                change.records.push(MetadataRecord::ScramCredentialChanged {
-                    user: user.to_owned(),
-                    mechanism: m,
-                    credential: Some(scram::credential(
-                        m,
-                        &u.salted_password,
-                        &u.salt,
-                        u.iterations,
-                    )),
-                });
+        match record {
+            Ok(record) => change.records.push(record),
+            Err(refusal) => {
+                change.refusal.get_or_insert(refusal);
             }
-            Err(refusal) => refuse(&mut users, user, refusal),
         }
     }
     users
@@ -141,6 +125,31 @@ fn twice() -> Refusal {
     (
         ResponseError::DuplicateResource,
         "A user credential cannot be altered twice in the same request".into(),
+    )
+}
+
+/// The answer refusing all of `r` with `code`: one result per user named, as Kafka answers.
+pub fn refuse_all(
+    r: &AlterUserScramCredentialsRequest,
+    code: i16,
+    message: Option<&str>,
+) -> AlterUserScramCredentialsResponse {
+    let users: std::collections::BTreeSet<&str> = r
+        .deletions
+        .iter()
+        .map(|d| d.name.as_str())
+        .chain(r.upsertions.iter().map(|u| u.name.as_str()))
+        .collect();
+    AlterUserScramCredentialsResponse::default().with_results(
+        users
+            .into_iter()
+            .map(|u| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(StrBytes::from_string(u.to_owned()))
+                    .with_error_code(code)
+                    .with_error_message(message.map(|m| StrBytes::from_string(m.to_owned())))
+            })
+            .collect(),
     )
 }
 
