@@ -38,9 +38,8 @@ for arg in "$@"; do
   esac
 done
 
-# The binary keeps its symbol table (4 MB) so that a panic's backtrace names functions. TLS, SASL/SCRAM,
-# X.509 principals, ACLs and quotas took the image from under 20 MB to 21.5 MB (17.3 MB with every symbol
-# stripped), measured 2026-12-07 at commit b1a7e04.
+# The binary keeps its symbol table so that a panic's backtrace names functions. TLS, SASL/SCRAM, X.509
+# principals, ACLs and quotas took the image past 20 MB (scripts/images/size-results.md).
 SIZE_LIMIT_MB=25
 STOP_BOUND=15
 MESSAGES=200

@@ -329,8 +329,8 @@ async fn connection(
         let correlation_id = request.header.correlation_id;
         let (api_key, version) = (request.api_key, request.version);
         if let Some(settings) = &sasl_settings {
-            let image = broker.metadata.image();
-            let lookup = |user: &str, m| image.scram_credential(user, m).cloned();
+            // The image is read only when a SCRAM exchange looks a user up.
+            let lookup = |user: &str, m| broker.metadata.image().scram_credential(user, m).cloned();
             match session.step(settings, &lookup, api_key, &request.body) {
                 Step::Serve => {}
                 Step::Close => {
