@@ -39,7 +39,7 @@ for arg in "$@"; do
 done
 
 # The binary keeps its symbol table so that a panic's backtrace names functions. TLS, SASL/SCRAM, X.509
-# principals, ACLs and quotas took the image past 20 MB (scripts/images/size-results.md).
+# principals, ACLs and quotas took the image past 20 MB (bench/results/image-sizes.md).
 SIZE_LIMIT_MB=25
 STOP_BOUND=15
 MESSAGES=200
