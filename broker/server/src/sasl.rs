@@ -116,18 +116,40 @@ pub fn settings(
             "at least one mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
         ));
     }
+    // Each mechanism's JAAS entry, read once: PLAIN's users (required), and for any mechanism the
+    // `username`/`password` this node dials other nodes' listeners with.
     let mut plain_users = BTreeMap::new();
-    if mechanisms.contains(&Mechanism::Plain) {
-        let jaas_key = own("plain.sasl.jaas.config");
-        let Some(jaas) = get(&jaas_key)? else {
-            return Err(Error::config(
-                &jaas_key,
-                "PLAIN needs its users: org.apache.kafka.common.security.plain.PlainLoginModule required \
-                 user_NAME=\"password\" …;",
-            ));
+    let mut client_credentials = BTreeMap::new();
+    for &m in &mechanisms {
+        let jaas_key = own(&format!(
+            "{}.sasl.jaas.config",
+            m.name().to_ascii_lowercase()
+        ));
+        let jaas = match get(&jaas_key)? {
+            Some(jaas) => jaas,
+            None if m == Mechanism::Plain => {
+                return Err(Error::config(
+                    &jaas_key,
+                    "PLAIN needs its users: org.apache.kafka.common.security.plain.PlainLoginModule required \
+                     user_NAME=\"password\" …;",
+                ));
+            }
+            None => continue,
         };
         let (module, options) =
             parse_jaas(&jaas).map_err(|why| Error::invalid(&jaas_key, &jaas, why))?;
+        let option = |name: &str| {
+            options
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let (Some(user), Some(password)) = (option("username"), option("password")) {
+            client_credentials.insert(m.name().to_owned(), (user, password));
+        }
+        if m != Mechanism::Plain {
+            continue;
+        }
         if !module.ends_with("PlainLoginModule") {
             return Err(Error::invalid(
                 &jaas_key,
@@ -146,27 +168,6 @@ pub fn settings(
                 &jaas,
                 "at least one user_NAME=\"password\" entry",
             ));
-        }
-    }
-    let mut client_credentials = BTreeMap::new();
-    for m in &mechanisms {
-        let jaas_key = own(&format!(
-            "{}.sasl.jaas.config",
-            m.name().to_ascii_lowercase()
-        ));
-        let Some(jaas) = get(&jaas_key)? else {
-            continue;
-        };
-        let (_, options) =
-            parse_jaas(&jaas).map_err(|why| Error::invalid(&jaas_key, &jaas, why))?;
-        let option = |name: &str| {
-            options
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        if let (Some(user), Some(password)) = (option("username"), option("password")) {
-            client_credentials.insert(m.name().to_owned(), (user, password));
         }
     }
     Ok(SaslSettings {
