@@ -4,6 +4,7 @@ server fails a test instead of hanging the suite."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -41,6 +42,12 @@ def exists(kind: str, name: str, ns: str | None = None) -> bool:
 
 def apply(manifest: str, ns: str | None = None) -> None:
     kubectl("apply", *(["-n", ns] if ns else []), "-f", "-", input=manifest)
+
+
+def secret_data(name: str, ns: str) -> dict[str, str]:
+    """A Secret's data, base64-decoded; the Secrets read here hold text (PEM, passwords, JAAS)."""
+    data = get("secret", name, ns).get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 def condition(obj: dict, kind: str) -> dict | None:

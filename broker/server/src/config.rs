@@ -609,6 +609,7 @@ impl BrokerConfig {
         let protocols = check_security_protocols(
             v.get("listener.security.protocol.map").unwrap_or(""),
             &listeners,
+            &controller_listener_names,
         )?;
         let mut tls = BTreeMap::new();
         let mut sasl = BTreeMap::new();
@@ -1574,9 +1575,12 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, Error> {
 /// Every listener must map to a security protocol: PLAINTEXT, or SSL, SASL_PLAINTEXT or SASL_SSL on a listener
 /// for clients (the controller listener speaks PLAINTEXT). Map entries for listeners that are
 /// not in use may name other protocols: Kafka's sample file lists them all. Returns each listener's.
+/// The security protocol of each listener this node serves, and of the controller listener, which a
+/// broker-only node dials without serving it (its `listener.name.controller.*` keys say how).
 fn check_security_protocols(
     value: &str,
     listeners: &[Listener],
+    controller_listener_names: &[String],
 ) -> Result<BTreeMap<String, String>, Error> {
     let key = "listener.security.protocol.map";
     let mut map = BTreeMap::new();
@@ -1620,6 +1624,11 @@ fn check_security_protocols(
         }
         if let Some(protocol) = map.get(&listener.name) {
             used.insert(listener.name.clone(), protocol.clone());
+        }
+    }
+    for name in controller_listener_names {
+        if let Some(protocol) = map.get(name) {
+            used.entry(name.clone()).or_insert_with(|| protocol.clone());
         }
     }
     Ok(used)
@@ -2603,6 +2612,29 @@ mod tests {
         dynamic[2] = ("controller.quorum.bootstrap.servers", "c:9093");
         dynamic.push(("controller.quorum.voters", ""));
         assert!(build(&dynamic).is_ok());
+        // A broker-only node dials an SSL controller listener it does not serve with that
+        // listener's keys.
+        let mut tls_controller = broker_only.to_vec();
+        tls_controller.extend([
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+            ),
+            (
+                "listener.name.controller.ssl.keystore.location",
+                "/etc/node.pem",
+            ),
+        ]);
+        let c = build(&tls_controller).unwrap();
+        assert_eq!(c.tls.keys().collect::<Vec<_>>(), ["CONTROLLER"]);
+        let err = crate::outbound::outbound(&c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("listener.name.controller.ssl.truststore.location"),
+            "{err}"
+        );
     }
 
     #[test]

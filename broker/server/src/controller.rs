@@ -252,10 +252,12 @@ impl Controller {
                 return resp.with_error_code(ResponseError::DuplicateBrokerRegistration.code());
             }
         };
-        // A broker that is not a voter follows the log as a learner, reached at its first listener that speaks
-        // the controller listener's security protocol (the quorum dials every peer alike). It joins
-        // before its registration commits, so the registration reaches it; and only once the registration is
-        // accepted, so a second process with a live broker's id never takes the live one's place in the quorum.
+        // A broker that is not a voter follows the log as a learner. The quorum dials every peer alike, with the
+        // controller listener's security protocol, so the learner is reached at its inter-broker listener
+        // (`inter.broker.listener.name`, the one nodes trust each other on) when it speaks that protocol, else at
+        // its first listener that does. It joins before its registration commits, so the registration reaches
+        // it; and only once the registration is accepted, so a second process with a live broker's id never
+        // takes the live one's place in the quorum.
         let controller_listener = broker.config.controller_listener_names.first();
         let has = |map: &dyn Fn(&String) -> bool| controller_listener.is_some_and(map);
         // Kafka's ids: PLAINTEXT 0, SSL 1, SASL_PLAINTEXT 2, SASL_SSL 3.
@@ -265,7 +267,20 @@ impl Controller {
             && let Some(l) = registration
                 .listeners
                 .iter()
-                .find(|l| l.security_protocol == quorum_protocol)
+                .find(|l| {
+                    l.security_protocol == quorum_protocol
+                        && broker
+                            .config
+                            .inter_broker_listener_name
+                            .as_deref()
+                            .is_some_and(|n| l.name.as_str().eq_ignore_ascii_case(n))
+                })
+                .or_else(|| {
+                    registration
+                        .listeners
+                        .iter()
+                        .find(|l| l.security_protocol == quorum_protocol)
+                })
                 .or_else(|| registration.listeners.first())
         {
             let address = crate::config::join_host_port(&l.host, l.port);

@@ -357,13 +357,83 @@ pub fn client_config(settings: &TlsSettings) -> Result<Arc<rustls::ClientConfig>
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyHostName(inner)))
     };
-    let config = builder.with_client_auth_cert(chain, key).map_err(|e| {
-        tls_error(
-            &settings.chain,
-            format!("unusable as a client certificate: {e}"),
-        )
-    })?;
+    let identity = ReloadingIdentity::load(settings, chain, key)?;
+    let config = builder.with_client_cert_resolver(Arc::new(identity));
     Ok(Arc::new(config))
+}
+
+/// The certificate this node presents when it dials another node, read again when its files change (as
+/// a listener's are), so that a renewed certificate is used without a restart, before the old one expires.
+#[derive(Debug)]
+struct ReloadingIdentity {
+    settings: TlsSettings,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: Mutex<(Stamp, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl ReloadingIdentity {
+    fn load(
+        settings: &TlsSettings,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<ReloadingIdentity, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certified = Self::certified(settings, &provider, chain, key)?;
+        Ok(ReloadingIdentity {
+            settings: settings.clone(),
+            provider,
+            current: Mutex::new((stamp(settings), certified)),
+        })
+    }
+
+    fn certified(
+        settings: &TlsSettings,
+        provider: &rustls::crypto::CryptoProvider,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<rustls::sign::CertifiedKey>, Error> {
+        rustls::sign::CertifiedKey::from_der(chain, key, provider)
+            .map(Arc::new)
+            .map_err(|e| {
+                tls_error(
+                    &settings.chain,
+                    format!("unusable as a client certificate: {e}"),
+                )
+            })
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ReloadingIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let mut current = self.current.lock();
+        let now = stamp(&self.settings);
+        if current.0 != now {
+            let reloaded = identity(&self.settings).and_then(|(chain, key)| {
+                Self::certified(&self.settings, &self.provider, chain, key)
+            });
+            match reloaded {
+                Ok(certified) => {
+                    tracing::info!(listener = %self.settings.listener, "client certificate reloaded");
+                    *current = (now, certified);
+                }
+                // Kept, and tried again on the next change: a half-written renewal breaks nothing.
+                Err(e) => {
+                    tracing::error!(listener = %self.settings.listener, error = %e,
+                        "client certificate changed but does not load; still using the previous one");
+                    current.0 = now;
+                }
+            }
+        }
+        Some(current.1.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// `ssl.endpoint.identification.algorithm=` (empty): the chain must still lead to a trusted CA and be
@@ -503,6 +573,50 @@ mod tests {
 
     fn refused(pairs: &[(&str, &str)]) -> String {
         parse(pairs).expect_err("refused").to_string()
+    }
+
+    /// The certificate the config presents when it dials.
+    fn presented(config: &rustls::ClientConfig) -> Vec<u8> {
+        let key = config
+            .client_auth_cert_resolver
+            .resolve(&[], &[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
+            .expect("a client certificate");
+        key.cert[0].to_vec()
+    }
+
+    #[test]
+    fn the_certificate_a_node_dials_with_is_read_again_when_its_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let keystore = dir.path().join("node.pem");
+        let write = |cert: &rcgen::CertifiedKey<rcgen::KeyPair>, stamp: u64| {
+            let pem = format!("{}{}", cert.signing_key.serialize_pem(), cert.cert.pem());
+            std::fs::write(&keystore, pem).unwrap();
+            // A distinct modification time, however coarse the file system's clock.
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&keystore)
+                .unwrap();
+            file.set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(stamp))
+                .unwrap();
+        };
+        let first = rcgen::generate_simple_self_signed(vec!["node".to_owned()]).unwrap();
+        write(&first, 1_000_000);
+        let path = keystore.display().to_string();
+        let settings = parse(&[
+            ("ssl.keystore.location", &path),
+            ("ssl.truststore.location", &path),
+        ])
+        .unwrap();
+        let config = client_config(&settings).unwrap();
+        assert_eq!(presented(&config), first.cert.der().to_vec());
+
+        let renewed = rcgen::generate_simple_self_signed(vec!["node".to_owned()]).unwrap();
+        write(&renewed, 2_000_000);
+        assert_eq!(presented(&config), renewed.cert.der().to_vec());
+
+        // A file that does not load leaves the last good certificate in use.
+        std::fs::write(&keystore, "half-written").unwrap();
+        assert_eq!(presented(&config), renewed.cert.der().to_vec());
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum Error {
         source: sluice_kafka_admin::AdminError,
     },
 
+    #[error("certificate {what}: {reason}")]
+    Certificate { what: String, reason: String },
+
+    #[error("{secret}: {reason}")]
+    Secret { secret: String, reason: String },
+
     #[error("finalizer {finalizer} of {object}: {reason}")]
     Finalizer {
         finalizer: &'static str,

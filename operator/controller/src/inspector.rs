@@ -5,12 +5,51 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use sluice_kafka_admin::{AdminClient, QuorumInfo, Uuid};
+use sluice_kafka_client::Security;
 
 use crate::error::Error;
 use crate::kafka_cluster::live_config::LiveChange;
 use crate::kafka_cluster::moves::{Move, Replicas};
 use crate::kafka_cluster::quorum::{Quorum, Replica};
 use crate::kafka_cluster::roll::Health;
+
+/// Where and how the operator reaches a cluster's brokers: their bootstrap address, and for a
+/// secured cluster the TLS config with the operator's own client certificate.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub bootstrap: String,
+    pub security: Security,
+}
+
+impl Endpoint {
+    /// In the clear.
+    pub fn plain(bootstrap: impl Into<String>) -> Endpoint {
+        Endpoint {
+            bootstrap: bootstrap.into(),
+            security: Security::default(),
+        }
+    }
+
+    /// An admin client connected to the cluster.
+    pub async fn connect(
+        &self,
+        client_id: &str,
+    ) -> Result<AdminClient, sluice_kafka_admin::AdminError> {
+        AdminClient::connect_with(
+            &self.bootstrap,
+            client_id,
+            ADMIN_TIMEOUT,
+            self.security.clone(),
+        )
+        .await
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.bootstrap)
+    }
+}
 
 /// What the operator decides its day-2 steps on, read from the cluster in one go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,12 +197,15 @@ async fn throttle_topics(
 /// Questions the reconciler asks the cluster itself (not the Kubernetes API).
 pub trait ClusterInspector: Send + Sync + 'static {
     /// The brokers, partitions, reassignments, quorum and dynamic configs, as one snapshot.
-    fn state(&self, bootstrap: &str) -> impl Future<Output = Result<ClusterState, Error>> + Send;
+    fn state(
+        &self,
+        bootstrap: &Endpoint,
+    ) -> impl Future<Output = Result<ClusterState, Error>> + Send;
 
     /// Asks the cluster for one change.
     fn alter(
         &self,
-        bootstrap: &str,
+        bootstrap: &Endpoint,
         alteration: &Alteration,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
@@ -173,7 +215,7 @@ pub trait ClusterInspector: Send + Sync + 'static {
 pub struct KafkaAdminInspector;
 
 impl ClusterInspector for KafkaAdminInspector {
-    async fn state(&self, bootstrap: &str) -> Result<ClusterState, Error> {
+    async fn state(&self, bootstrap: &Endpoint) -> Result<ClusterState, Error> {
         let inspect_error = inspect_error(bootstrap);
         let client = connect(bootstrap).await?;
         let cluster = client.cluster().await.map_err(&inspect_error)?;
@@ -210,7 +252,7 @@ impl ClusterInspector for KafkaAdminInspector {
         })
     }
 
-    async fn alter(&self, bootstrap: &str, alteration: &Alteration) -> Result<(), Error> {
+    async fn alter(&self, bootstrap: &Endpoint, alteration: &Alteration) -> Result<(), Error> {
         let inspect_error = inspect_error(bootstrap);
         let client = connect(bootstrap).await?;
         match alteration {
@@ -260,20 +302,21 @@ fn quorum_of(info: QuorumInfo) -> Quorum {
 }
 
 /// An admin failure as the reconciler reports it, naming where it asked.
-fn inspect_error(bootstrap: &str) -> impl Fn(sluice_kafka_admin::AdminError) -> Error + '_ {
+fn inspect_error(bootstrap: &Endpoint) -> impl Fn(sluice_kafka_admin::AdminError) -> Error + '_ {
     move |e| Error::Inspect {
-        bootstrap: bootstrap.to_owned(),
+        bootstrap: bootstrap.to_string(),
         reason: e.to_string(),
     }
 }
 
-async fn connect(bootstrap: &str) -> Result<AdminClient, Error> {
-    AdminClient::connect(bootstrap, "sluice-operator", ADMIN_TIMEOUT)
+async fn connect(bootstrap: &Endpoint) -> Result<AdminClient, Error> {
+    bootstrap
+        .connect("sluice-operator")
         .await
         .map_err(inspect_error(bootstrap))
 }
 
-const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -6,16 +6,19 @@
 //! wires up the controllers, leader election and the metrics server; the integration tests start
 //! the operator through the same [`runner::start`].
 
+pub mod context;
 pub mod duration;
 pub mod error;
 pub mod inspector;
 pub mod kafka_cluster;
 pub mod leader;
 pub mod metrics;
+pub mod pki;
 pub mod render;
 pub mod runner;
 pub mod status_patch;
 pub mod topic;
+pub mod user;
 pub mod yaml;
 
 pub use error::Error;

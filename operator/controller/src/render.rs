@@ -5,6 +5,7 @@ use serde_json::Value;
 use sluice_crd::KafkaCluster;
 
 use crate::error::Error;
+use crate::kafka_cluster::properties::NodeTransport;
 use crate::kafka_cluster::{build, status, validate};
 use crate::yaml::to_multi_doc;
 
@@ -43,6 +44,22 @@ pub fn render(yaml: &str, options: &RenderOptions) -> Result<String, Error> {
         .unwrap_or_else(status::new_cluster_id);
     let counts = build::PodCounts::of(&cluster);
     let quorum = build::quorum_mode(&cluster, false, counts.controllers);
-    let desired = build::build(&cluster, &cluster_id, counts, quorum);
+    // A file rendered on its own is a new cluster: its nodes use mutual TLS if it asks for any
+    // security. The certificates are made when the operator runs; here their Secrets are left out.
+    let nodes = if cluster.wants_security() {
+        NodeTransport::MutualTls
+    } else {
+        NodeTransport::Plaintext
+    };
+    let desired = build::build(
+        &cluster,
+        build::Inputs {
+            cluster_id: &cluster_id,
+            counts,
+            quorum,
+            nodes,
+            tls: None,
+        },
+    );
     to_multi_doc(&desired.to_json()?)
 }

@@ -89,6 +89,11 @@ pub async fn start(client: Client, config: Config) -> Result<Running, Error> {
     ));
     let topic_ctx = Arc::new(topic::Context::new(
         client.clone(),
+        config.settings.clone(),
+        metrics.clone(),
+    ));
+    let user_ctx = Arc::new(crate::context::Context::new(
+        client.clone(),
         config.settings,
         metrics.clone(),
     ));
@@ -99,6 +104,7 @@ pub async fn start(client: Client, config: Config) -> Result<Running, Error> {
             namespace: config.namespace,
             cluster_ctx: cluster_ctx.clone(),
             topic_ctx,
+            user_ctx,
         },
         elector,
         health,
@@ -201,6 +207,7 @@ struct Controllers {
     namespace: Option<String>,
     cluster_ctx: Arc<kafka_cluster::Context<KafkaAdminInspector>>,
     topic_ctx: Arc<topic::Context>,
+    user_ctx: Arc<crate::context::Context>,
 }
 
 /// Completes once a stop is requested (or the [`Running`] handle is gone).
@@ -221,10 +228,10 @@ async fn operate(
             () = stop_requested(stop.clone()) => return Ok(()),
         }
     }
-    // Ready once both controllers watch.
+    // Ready once every controller watches.
     let started = AtomicUsize::new(0);
     let on_started = || {
-        if started.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
+        if started.fetch_add(1, Ordering::SeqCst) + 1 == 3 {
             health.set_ready(true);
         }
     };
@@ -232,6 +239,7 @@ async fn operate(
         namespace,
         cluster_ctx,
         topic_ctx,
+        user_ctx,
     } = controllers;
     let namespace = namespace.as_deref();
     let both = async {
@@ -242,7 +250,13 @@ async fn operate(
                 on_started,
                 stop_requested(stop.clone())
             ),
-            topic::run(topic_ctx, namespace, on_started, stop_requested(stop)),
+            topic::run(
+                topic_ctx,
+                namespace,
+                on_started,
+                stop_requested(stop.clone())
+            ),
+            crate::user::run(user_ctx, namespace, on_started, stop_requested(stop)),
         )
         .map(|_| ())
     };

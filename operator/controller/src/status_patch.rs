@@ -60,3 +60,15 @@ pub fn stamp_conditions(
         })
         .collect()
 }
+
+/// A condition before [`stamp_conditions`] dates it.
+pub fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: None,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    }
+}

@@ -23,14 +23,21 @@ fn stdout(output: &Output) -> String {
 }
 
 #[test]
-fn crd_prints_both_crds_as_in_the_crds_folder() {
+fn crd_prints_every_crd_as_in_the_crds_folder() {
     let out = stdout(&operator(&["crd"]));
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
     let names: Vec<&str> = docs
         .iter()
         .map(|d| d["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["kafkaclusters.sluice.dev", "topics.sluice.dev"]);
+    assert_eq!(
+        names,
+        [
+            "kafkaclusters.sluice.dev",
+            "topics.sluice.dev",
+            "kafkausers.sluice.dev"
+        ]
+    );
     for (doc, name) in docs.iter().zip(&names) {
         let file = std::fs::read_to_string(format!("../../crds/{name}.yaml")).unwrap();
         let on_disk: serde_json::Value = serde_saphyr::from_str(&file).unwrap();

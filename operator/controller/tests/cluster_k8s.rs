@@ -494,7 +494,7 @@ async fn a_three_by_three_cluster_becomes_its_objects_and_status() {
             "OrderedReady",
             "brokers",
             "2Gi",
-            "kafka",
+            "plaintext",
         ),
     ] {
         let spec = sts.spec.as_ref().unwrap();
@@ -1394,6 +1394,13 @@ fn operator_rules() -> Vec<PolicyRule> {
             &["get", "list", "watch", "patch"],
         ),
         rule("sluice.dev", &["topics/status"], &["get", "patch"]),
+        rule(
+            "sluice.dev",
+            &["kafkausers"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule("sluice.dev", &["kafkausers/status"], &["get", "patch"]),
+        rule("", &["secrets"], &["get", "create", "patch"]),
         rule("", &["configmaps", "services"], &owned),
         rule("apps", &["statefulsets"], &owned),
         rule("policy", &["poddisruptionbudgets"], &owned),

@@ -110,6 +110,127 @@ pub struct KafkaClusterSpec {
     #[schemars(extend("maxProperties" = 256))]
     #[x_kube(validation = owned_keys_rule())]
     pub config: BTreeMap<String, String>,
+
+    /// The listeners clients connect to; by default one, `plaintext` on port 9092, without TLS
+    /// or authentication. A cluster created with a TLS or authenticated listener, or with
+    /// `authorization`, is secured: its nodes talk to each other over mutual TLS with
+    /// certificates the operator issues.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+            .message("spec.listeners: listener names must be unique"),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.port == a.port))")
+            .message("spec.listeners: listener ports must be unique")
+    )]
+    pub listeners: Vec<ListenerSpec>,
+
+    /// Turns on authorization: every request is checked against the ACLs (`KafkaUser` resources
+    /// grant them). The brokers, the controllers and the operator are super users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+}
+
+/// Ports the operator uses on every pod, which a client listener cannot take.
+pub const RESERVED_PORTS: &[i32] = &[9091, 9093, 9095];
+
+/// Listener names the operator uses itself.
+pub const RESERVED_LISTENER_NAMES: &[&str] = &["controller", "replication"];
+
+/// A listener clients connect to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.certificateSecret) || self.tls")
+        .message("spec.listeners: certificateSecret needs tls: true"),
+    validation = Rule::new("!has(self.authentication) || self.authentication != 'tls' || self.tls")
+        .message("spec.listeners: authentication tls (client certificates) needs tls: true")
+)]
+pub struct ListenerSpec {
+    /// Name of the listener: 1 to 11 lower-case letters and digits, starting with a letter; not
+    /// `controller` or `replication`. Kafka sees it upper-cased.
+    #[schemars(length(max = 11))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z][a-z0-9]{0,10}$') && !(self in ['controller', 'replication'])")
+        .message("spec.listeners[].name must be 1 to 11 lower-case letters and digits starting with a letter, and not controller or replication"))]
+    pub name: String,
+
+    /// Port on every broker pod and on the bootstrap Service.
+    #[x_kube(validation = Rule::new("self >= 1024 && self <= 65535 && !(self in [9091, 9093, 9095])")
+        .message("spec.listeners[].port must be between 1024 and 65535 and not 9091, 9093 or 9095 (the operator uses those)"))]
+    pub port: i32,
+
+    /// Encrypt the listener with TLS.
+    #[serde(default)]
+    pub tls: bool,
+
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) in the cluster's namespace with the
+    /// brokers' certificate for this listener, e.g. from cert-manager; re-read on every
+    /// reconcile, so a renewed certificate reaches the brokers without a restart. Without it the
+    /// operator issues one from the cluster CA (`NAME-cluster-ca-cert`) and renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub certificate_secret: Option<String>,
+
+    /// How clients prove who they are: `scram-sha-256` or `scram-sha-512` (SASL), or `tls`
+    /// (a client certificate from a `KafkaUser`). None when absent: clients are `User:ANONYMOUS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
+}
+
+impl ListenerSpec {
+    /// The listener every cluster has when `spec.listeners` is empty.
+    pub fn default_plaintext() -> ListenerSpec {
+        ListenerSpec {
+            name: "plaintext".to_owned(),
+            port: 9092,
+            tls: false,
+            certificate_secret: None,
+            authentication: None,
+        }
+    }
+}
+
+/// How clients of a listener authenticate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerAuthentication {
+    #[serde(rename = "tls")]
+    Tls,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+}
+
+impl ListenerAuthentication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerAuthentication::Tls => "tls",
+            ListenerAuthentication::ScramSha256 => "scram-sha-256",
+            ListenerAuthentication::ScramSha512 => "scram-sha-512",
+        }
+    }
+
+    /// The SASL mechanism, for the SCRAM kinds.
+    pub fn sasl_mechanism(self) -> Option<&'static str> {
+        match self {
+            ListenerAuthentication::Tls => None,
+            ListenerAuthentication::ScramSha256 => Some("SCRAM-SHA-256"),
+            ListenerAuthentication::ScramSha512 => Some("SCRAM-SHA-512"),
+        }
+    }
+}
+
+/// ACL authorization.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// Principals allowed everything, e.g. `User:admin` (`super.users`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // The item length bounds the CEL rule's cost, which the API server estimates.
+    #[schemars(length(max = 64), extend("items" = {"type": "string", "maxLength": 256}))]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^User:[^;]+$'))")
+        .message("spec.authorization.superUsers: each must be User:NAME, without ';'"))]
+    pub super_users: Vec<String>,
 }
 
 /// The rule rejecting operator-owned keys in `spec.config`, with a message listing the keys found.
@@ -349,9 +470,13 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
 
-    /// Address clients bootstrap from, e.g. `NAME-bootstrap.NS.svc:9092`.
+    /// Address clients bootstrap from, e.g. `NAME-bootstrap.NS.svc:9092` (the first listener's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+
+    /// Each listener's bootstrap address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
 
     /// Broker pods wanted and ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -401,4 +526,13 @@ pub struct ReplicaCounts {
     pub desired: i32,
     /// Pods that are ready.
     pub ready: i32,
+}
+
+/// Where clients reach one listener.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    pub name: String,
+    /// `NAME-bootstrap.NS.svc:PORT`.
+    pub bootstrap_servers: String,
 }

@@ -1,19 +1,26 @@
 //! Custom resources of the Sluice operator, group `sluice.dev`, version `v1alpha1`:
-//! [`KafkaCluster`] (short name `kc`) and [`Topic`] (short name `kt`).
+//! [`KafkaCluster`] (short name `kc`), [`Topic`] (short name `kt`) and [`KafkaUser`] (short name `ku`).
 //!
 //! The CRD manifests in the repository's `crds/` folder are generated from these types
 //! ([`crds`], [`crds_yaml`]); a test fails when they are stale.
 
 mod kafka_cluster;
+mod kafka_user;
 mod topic;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 pub use kafka_cluster::{
-    BrokersSpec, CONTROLLER_REPLICAS, ControllersSpec, DEFAULT_MOVE_THROTTLE, DEFAULT_STORAGE_SIZE,
-    KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, MAX_BROKERS, OPERATOR_OWNED_CONFIG_KEYS,
-    OPERATOR_OWNED_CONFIG_PREFIX, OperationStatus, PvcRetention, ReplicaCounts, Storage,
+    AuthorizationSpec, BrokersSpec, CONTROLLER_REPLICAS, ControllersSpec, DEFAULT_MOVE_THROTTLE,
+    DEFAULT_STORAGE_SIZE, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus,
+    ListenerAuthentication, ListenerSpec, ListenerStatus, MAX_BROKERS, OPERATOR_OWNED_CONFIG_KEYS,
+    OPERATOR_OWNED_CONFIG_PREFIX, OperationStatus, PvcRetention, RESERVED_LISTENER_NAMES,
+    RESERVED_PORTS, ReplicaCounts, Storage,
+};
+pub use kafka_user::{
+    AclOperation, AclPatternType, AclResource, AclResourceType, AclRule, AclType, KafkaUser,
+    KafkaUserSpec, KafkaUserStatus, UserAuthentication,
 };
 pub use topic::{ClusterRef, TOPIC_NAME_PATTERN, Topic, TopicSpec, TopicStatus};
 
@@ -33,7 +40,7 @@ pub enum Error {
 
 /// Every CRD the operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![KafkaCluster::crd(), Topic::crd()]
+    vec![KafkaCluster::crd(), Topic::crd(), KafkaUser::crd()]
 }
 
 /// One CRD as a YAML document (no leading `---`).

@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use kube::core::cel::Validator;
 use serde_json::{Value, json};
-use sluice_crd::{KafkaCluster, Topic, crd_file_contents, crd_file_name, crds};
+use sluice_crd::{KafkaCluster, KafkaUser, Topic, crd_file_contents, crd_file_name, crds};
 
 fn repo_crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds")
@@ -43,7 +43,11 @@ fn crds_folder_is_up_to_date() {
     names.sort();
     assert_eq!(
         names,
-        ["kafkaclusters.sluice.dev.yaml", "topics.sluice.dev.yaml"],
+        [
+            "kafkaclusters.sluice.dev.yaml",
+            "kafkausers.sluice.dev.yaml",
+            "topics.sluice.dev.yaml"
+        ],
         "crds/ holds exactly one file per CRD"
     );
     // The YAML reads back as the very same CRD (no value lost to YAML quoting or folding).
@@ -220,6 +224,12 @@ fn kafka_cluster_valid_specs_pass() {
         json!({"brokers": {"storage": {"ephemeral": true}}}),
         json!({"config": {"log.retention.hours": "72", "num.partitions": "6"}}),
         json!({"image": "example/sluice:1"}),
+        json!({"listeners": [
+            {"name": "plain", "port": 9092},
+            {"name": "scram", "port": 9094, "tls": true, "authentication": "scram-sha-512"},
+            {"name": "mtls", "port": 9096, "tls": true, "authentication": "tls",
+             "certificateSecret": "my-cert"},
+        ], "authorization": {"superUsers": ["User:admin", "User:CN=ops,O=acme"]}}),
     ] {
         assert_eq!(kc(spec.clone()), Vec::<String>::new(), "{spec}");
     }
@@ -272,6 +282,42 @@ fn kafka_cluster_rules_reject_with_messages_naming_the_field() {
         (
             json!({"config": {"cluster.id": "x", "controller.quorum.bootstrap.servers": "x"}}),
             "spec.config must not set cluster.id, controller.quorum.*:",
+        ),
+        (
+            json!({"listeners": [{"name": "Plain", "port": 9092}]}),
+            "spec.listeners[].name must be 1 to 11 lower-case letters",
+        ),
+        (
+            json!({"listeners": [{"name": "replication", "port": 9092}]}),
+            "spec.listeners[].name must be 1 to 11 lower-case letters",
+        ),
+        (
+            json!({"listeners": [{"name": "a", "port": 9093}]}),
+            "spec.listeners[].port must be between 1024 and 65535 and not 9091, 9093 or 9095",
+        ),
+        (
+            json!({"listeners": [{"name": "a", "port": 80}]}),
+            "spec.listeners[].port must be between 1024 and 65535",
+        ),
+        (
+            json!({"listeners": [{"name": "a", "port": 9092}, {"name": "a", "port": 9094}]}),
+            "spec.listeners: listener names must be unique",
+        ),
+        (
+            json!({"listeners": [{"name": "a", "port": 9092}, {"name": "b", "port": 9092}]}),
+            "spec.listeners: listener ports must be unique",
+        ),
+        (
+            json!({"listeners": [{"name": "a", "port": 9092, "authentication": "tls"}]}),
+            "spec.listeners: authentication tls (client certificates) needs tls: true",
+        ),
+        (
+            json!({"listeners": [{"name": "a", "port": 9092, "certificateSecret": "c"}]}),
+            "spec.listeners: certificateSecret needs tls: true",
+        ),
+        (
+            json!({"authorization": {"superUsers": ["alice"]}}),
+            "spec.authorization.superUsers: each must be User:NAME",
         ),
     ];
     for (spec, want) in cases {
@@ -463,4 +509,55 @@ fn defaults_fill_replicas() {
         spec["brokers"]["properties"]["storage"]["properties"]["ephemeral"]["default"],
         json!(false)
     );
+}
+
+fn user(name: &str, spec: Value) -> Vec<String> {
+    let object = json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "KafkaUser",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": spec,
+    });
+    violations(&KafkaUser::crd(), object, None)
+}
+
+#[test]
+fn kafka_user_rules() {
+    let ok = json!({
+        "clusterRef": {"name": "demo"},
+        "authentication": "scram-sha-512",
+        "acls": [
+            {"resource": {"type": "topic", "name": "orders"}, "operations": ["Read", "Write"]},
+            {"resource": {"type": "group", "name": "app-", "patternType": "prefixed"},
+             "operations": ["Read"], "type": "deny", "host": "10.0.0.1"},
+            {"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]},
+        ],
+    });
+    assert_eq!(user("alice", ok), Vec::<String>::new());
+    let cases: &[(&str, Value, &str)] = &[
+        (
+            "bob",
+            json!({"clusterRef": {"name": "demo"}, "acls": [
+                {"resource": {"type": "topic"}, "operations": ["Read"]}]}),
+            "spec.acls[].resource: name is required",
+        ),
+        (
+            "bob",
+            json!({"clusterRef": {"name": "demo"}, "acls": [
+                {"resource": {"type": "cluster", "name": "x"}, "operations": ["Alter"]}]}),
+            "spec.acls[].resource: name is required, except for type cluster",
+        ),
+        (
+            &"x".repeat(65),
+            json!({"clusterRef": {"name": "demo"}}),
+            "metadata.name: a KafkaUser's name is its Kafka user name, at most 64 characters",
+        ),
+    ];
+    for (name, spec, want) in cases {
+        let got = user(name, spec.clone());
+        assert!(
+            got.len() == 1 && got[0].contains(want),
+            "{spec}: want one violation containing {want:?}, got {got:?}"
+        );
+    }
 }

@@ -27,7 +27,7 @@ use crate::types::{
     BrokerInfo, ClusterInfo, ConfigSource, ConfigValue, NewTopic, PartitionInfo, TopicCreated,
     TopicInfo,
 };
-use sluice_kafka_client::Connection;
+use sluice_kafka_client::{Connection, Security};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -43,6 +43,8 @@ pub struct AdminClient {
     bootstrap: Vec<String>,
     client_id: String,
     timeout: Duration,
+    /// How every broker is dialed (TLS, a client certificate, SASL).
+    security: Security,
     connections: Mutex<Connections>,
 }
 
@@ -60,11 +62,23 @@ impl AdminClient {
         client_id: &str,
         timeout: Duration,
     ) -> Result<AdminClient, AdminError> {
+        AdminClient::connect_with(bootstrap, client_id, timeout, Security::default()).await
+    }
+
+    /// As [`AdminClient::connect`], dialing every broker as `security` says: over TLS, with a
+    /// client certificate, authenticated with SASL.
+    pub async fn connect_with(
+        bootstrap: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: Security,
+    ) -> Result<AdminClient, AdminError> {
         let bootstrap = parse_bootstrap(bootstrap)?;
         let client = AdminClient {
             bootstrap,
             client_id: client_id.to_string(),
             timeout,
+            security,
             connections: Mutex::new(Connections::default()),
         };
         let conn = client.dial_bootstrap(Instant::now() + timeout).await?;
@@ -434,7 +448,12 @@ impl AdminClient {
         };
         let mut conn = match conns.controller.take() {
             Some((known, conn)) if known == id && conn.addr == addr => conn,
-            _ => match timeout_at(deadline, Connection::open(&addr, &self.client_id)).await {
+            _ => match timeout_at(
+                deadline,
+                Connection::open_with(&addr, &self.client_id, &self.security),
+            )
+            .await
+            {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
                     return Err(AdminError::NoBroker(format!(
@@ -487,7 +506,12 @@ impl AdminClient {
             }
             let left = u32::try_from(self.bootstrap.len() - i).unwrap_or(u32::MAX);
             let budget = (deadline - now) / left;
-            match timeout(budget, Connection::open(addr, &self.client_id)).await {
+            match timeout(
+                budget,
+                Connection::open_with(addr, &self.client_id, &self.security),
+            )
+            .await
+            {
                 Ok(Ok(conn)) => return Ok(conn),
                 Ok(Err(sluice_kafka_client::ClientError::Io { source, .. })) => {
                     failures.push(format!("{addr}: {source}"));

@@ -21,6 +21,7 @@ mod error;
 mod quorum;
 mod reassignments;
 mod types;
+mod users;
 
 pub use client::AdminClient;
 pub use error::{AdminError, error_name};
@@ -33,4 +34,5 @@ pub use types::{
     BrokerInfo, ClusterInfo, ConfigSource, ConfigValue, NewTopic, PartitionInfo, TopicCreated,
     TopicInfo,
 };
+pub use users::{Acl, SCRAM_ITERATIONS, ScramMechanism};
 pub use uuid::Uuid;

@@ -10,9 +10,9 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -20,10 +20,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use super::properties::{self, QuorumMode};
+use super::certificates::{self, TlsMaterial};
+use super::properties::{
+    self, CLIENTS_CA_FILE, CLUSTER_CA_FILE, NODE_KEYSTORE, NodeTransport, QuorumMode,
+    listener_keystore_file,
+};
 use super::role::{
-    CONFIG_MOUNT, DATA_MOUNT, HEALTH_PORT, HEALTH_PORT_NAME, PROPERTIES_FILE, Role,
-    bootstrap_service_name,
+    CONFIG_MOUNT, CONTROLLER_PORT, DATA_MOUNT, HEALTH_PORT, HEALTH_PORT_NAME, PROPERTIES_FILE,
+    REPLICATION_PORT, Role, TLS_MOUNT, bootstrap_service_name,
 };
 use super::validate::{ValidCluster, ValidRole, ValidStorage};
 use crate::error::Error;
@@ -35,11 +39,13 @@ pub const RUN_AS: i64 = 65532;
 const CONTAINER_NAME: &str = "sluice";
 const CONFIG_VOLUME: &str = "config";
 const DATA_VOLUME: &str = "data";
+const TLS_VOLUME: &str = "tls";
 
 /// Everything the operator applies for one cluster, in apply order: configuration and
 /// Services before the StatefulSets whose pods need them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
+    pub secrets: Vec<Secret>,
     pub config_maps: Vec<ConfigMap>,
     pub services: Vec<Service>,
     pub pod_disruption_budgets: Vec<PodDisruptionBudget>,
@@ -56,6 +62,7 @@ impl Desired {
             Ok(())
         }
         let mut out = Vec::new();
+        push(&mut out, &self.secrets)?;
         push(&mut out, &self.config_maps)?;
         push(&mut out, &self.services)?;
         push(&mut out, &self.pod_disruption_budgets)?;
@@ -103,39 +110,133 @@ pub fn fixed_voters(cluster: &ValidCluster, rendered_static: bool) -> bool {
     rendered_static || cluster.controllers.storage == ValidStorage::Ephemeral
 }
 
-/// The objects for `cluster`, running `counts` pods, its controllers forming a `quorum`.
-pub fn build(
-    cluster: &ValidCluster,
-    cluster_id: &str,
-    counts: PodCounts,
-    quorum: QuorumMode,
-) -> Desired {
+/// How a cluster is put together beyond its spec: decided from what already runs (or, for the
+/// certificates, made) before the objects are built.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub cluster_id: &'a str,
+    pub counts: PodCounts,
+    pub quorum: QuorumMode,
+    pub nodes: NodeTransport,
+    /// The certificates, when the cluster uses TLS anywhere.
+    pub tls: Option<&'a TlsMaterial>,
+}
+
+/// The objects for `cluster`.
+pub fn build(cluster: &ValidCluster, inputs: Inputs<'_>) -> Desired {
+    let Inputs {
+        cluster_id,
+        counts,
+        quorum,
+        nodes,
+        tls,
+    } = inputs;
     let mut desired = Desired {
+        secrets: Vec::new(),
         config_maps: Vec::new(),
         services: Vec::new(),
         pod_disruption_budgets: Vec::new(),
         stateful_sets: Vec::new(),
     };
+    if let Some(tls) = tls {
+        desired.secrets = tls_secrets(cluster, tls, nodes);
+    }
     for role in Role::ALL {
         let (spec, replicas) = match role {
             Role::Controller => (&cluster.controllers, counts.controllers),
             Role::Broker => (&cluster.brokers, counts.brokers),
         };
-        let text = properties::render(cluster, role, cluster_id, quorum);
+        let text = properties::render(cluster, role, cluster_id, quorum, nodes);
         let hash = properties::config_hash(&text);
         let mut args = vec![format!("{CONFIG_MOUNT}/{PROPERTIES_FILE}")];
         if role == Role::Controller && matches!(quorum, QuorumMode::Dynamic { .. }) {
             args.extend(properties::controller_format_args(cluster, cluster_id));
         }
+        let ports = ports(cluster, role, nodes);
+        let mounts_tls = mounts_tls(cluster, role, nodes);
         desired.config_maps.push(config_map(cluster, role, text));
-        desired.services.push(headless_service(cluster, role));
-        desired.pod_disruption_budgets.push(pdb(cluster, role));
         desired
-            .stateful_sets
-            .push(stateful_set(cluster, role, spec, replicas, &hash, args));
+            .services
+            .push(headless_service(cluster, role, &ports));
+        desired.pod_disruption_budgets.push(pdb(cluster, role));
+        desired.stateful_sets.push(stateful_set(
+            cluster,
+            RoleSet {
+                role,
+                spec,
+                replicas,
+                config_hash: &hash,
+                args,
+                ports: &ports,
+                mounts_tls,
+            },
+        ));
     }
     desired.services.push(bootstrap_service(cluster));
     desired
+}
+
+/// The named ports a role's pods serve Kafka on: the controller listener, or each client
+/// listener and, with mutual TLS between nodes, the brokers' replication listener.
+fn ports(cluster: &ValidCluster, role: Role, nodes: NodeTransport) -> Vec<(String, i32)> {
+    match role {
+        Role::Controller => vec![(role.port_name().to_owned(), CONTROLLER_PORT)],
+        Role::Broker => cluster
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.port))
+            .chain(
+                (nodes == NodeTransport::MutualTls)
+                    .then(|| ("replication".to_owned(), REPLICATION_PORT)),
+            )
+            .collect(),
+    }
+}
+
+/// Whether `role`'s pods mount a certificate Secret: the brokers when any TLS is used, the
+/// controllers when the nodes use mutual TLS.
+fn mounts_tls(cluster: &ValidCluster, role: Role, nodes: NodeTransport) -> bool {
+    certificates::needed(cluster, nodes)
+        && (role == Role::Broker || nodes == NodeTransport::MutualTls)
+}
+
+/// The Secrets of a cluster using TLS: each role's certificates (the controllers' only when the
+/// nodes use mutual TLS), and the cluster CA's certificate for clients.
+fn tls_secrets(cluster: &ValidCluster, tls: &TlsMaterial, nodes: NodeTransport) -> Vec<Secret> {
+    let mut out = vec![certificates::secret(
+        cluster,
+        certificates::cluster_ca_cert_secret(&cluster.name),
+        Role::Broker,
+        BTreeMap::from([(
+            certificates::CA_CERT_KEY.to_owned(),
+            tls.cluster_ca.cert_pem.clone(),
+        )]),
+    )];
+    for role in Role::ALL {
+        if !mounts_tls(cluster, role, nodes) {
+            continue;
+        }
+        let mut data = BTreeMap::from([
+            (CLUSTER_CA_FILE.to_owned(), tls.cluster_ca.cert_pem.clone()),
+            (
+                NODE_KEYSTORE.to_owned(),
+                tls.node_keystores.get(&role).cloned().unwrap_or_default(),
+            ),
+        ]);
+        if role == Role::Broker {
+            data.insert(CLIENTS_CA_FILE.to_owned(), tls.clients_ca.cert_pem.clone());
+            for (listener, keystore) in &tls.listener_keystores {
+                data.insert(listener_keystore_file(listener), keystore.clone());
+            }
+        }
+        out.push(certificates::secret(
+            cluster,
+            certificates::role_tls_secret(&cluster.name, role),
+            role,
+            data,
+        ));
+    }
+    out
 }
 
 fn metadata(cluster: &ValidCluster, name: String, role: Role) -> ObjectMeta {
@@ -156,27 +257,30 @@ fn config_map(cluster: &ValidCluster, role: Role, text: String) -> ConfigMap {
     }
 }
 
-fn service_port(role: Role) -> ServicePort {
-    ServicePort {
-        name: Some(role.port_name().to_owned()),
-        port: role.port(),
-        target_port: Some(IntOrString::String(role.port_name().to_owned())),
-        protocol: Some("TCP".to_owned()),
-        ..ServicePort::default()
-    }
+fn service_ports(ports: &[(String, i32)]) -> Vec<ServicePort> {
+    ports
+        .iter()
+        .map(|(name, port)| ServicePort {
+            name: Some(name.clone()),
+            port: *port,
+            target_port: Some(IntOrString::String(name.clone())),
+            protocol: Some("TCP".to_owned()),
+            ..ServicePort::default()
+        })
+        .collect()
 }
 
 /// Gives each pod a stable DNS name. Not-ready pods are published too: controllers must find
 /// each other to form the quorum before any is ready, and a broker must resolve its own
 /// advertised name while it starts.
-fn headless_service(cluster: &ValidCluster, role: Role) -> Service {
+fn headless_service(cluster: &ValidCluster, role: Role, ports: &[(String, i32)]) -> Service {
     Service {
         metadata: metadata(cluster, role.headless_service_name(&cluster.name), role),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(role.selector_labels(&cluster.name)),
-            ports: Some(vec![service_port(role)]),
+            ports: Some(service_ports(ports)),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -191,7 +295,11 @@ fn bootstrap_service(cluster: &ValidCluster) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(role.selector_labels(&cluster.name)),
-            ports: Some(vec![service_port(role)]),
+            ports: Some(service_ports(&ports(
+                cluster,
+                role,
+                NodeTransport::Plaintext,
+            ))),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -227,10 +335,10 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn tcp_probe(role: Role, initial_delay: i32, period: i32, failures: i32) -> Probe {
+fn tcp_probe(port_name: &str, initial_delay: i32, period: i32, failures: i32) -> Probe {
     Probe {
         tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String(role.port_name().to_owned()),
+            port: IntOrString::String(port_name.to_owned()),
             ..TCPSocketAction::default()
         }),
         initial_delay_seconds: Some(initial_delay),
@@ -240,15 +348,66 @@ fn tcp_probe(role: Role, initial_delay: i32, period: i32, failures: i32) -> Prob
     }
 }
 
-fn stateful_set(
-    cluster: &ValidCluster,
+/// What differs between the two StatefulSets.
+struct RoleSet<'a> {
     role: Role,
-    spec: &ValidRole,
+    spec: &'a ValidRole,
     replicas: i32,
-    config_hash: &str,
+    config_hash: &'a str,
     args: Vec<String>,
-) -> StatefulSet {
+    ports: &'a [(String, i32)],
+    /// Mount the role's certificate Secret.
+    mounts_tls: bool,
+}
+
+fn stateful_set(cluster: &ValidCluster, set: RoleSet<'_>) -> StatefulSet {
+    let RoleSet {
+        role,
+        spec,
+        replicas,
+        config_hash,
+        args,
+        ports,
+        mounts_tls,
+    } = set;
     let name = &cluster.name;
+    let mut container_ports: Vec<ContainerPort> = ports
+        .iter()
+        .map(|(port_name, port)| ContainerPort {
+            name: Some(port_name.clone()),
+            container_port: *port,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        })
+        .collect();
+    container_ports.push(ContainerPort {
+        name: Some(HEALTH_PORT_NAME.to_owned()),
+        container_port: HEALTH_PORT,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    });
+    let first_port = ports.first().map_or(role.port_name(), |(n, _)| n.as_str());
+    let mut volume_mounts = vec![
+        VolumeMount {
+            name: CONFIG_VOLUME.to_owned(),
+            mount_path: CONFIG_MOUNT.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: DATA_VOLUME.to_owned(),
+            mount_path: DATA_MOUNT.to_owned(),
+            ..VolumeMount::default()
+        },
+    ];
+    if mounts_tls {
+        volume_mounts.push(VolumeMount {
+            name: TLS_VOLUME.to_owned(),
+            mount_path: TLS_MOUNT.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(cluster.image.clone()),
@@ -257,20 +416,7 @@ fn stateful_set(
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
         ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some(role.port_name().to_owned()),
-                container_port: role.port(),
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some(HEALTH_PORT_NAME.to_owned()),
-                container_port: HEALTH_PORT,
-                protocol: Some("TCP".to_owned()),
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(container_ports),
         // Ready once the node does its job (see `sluice.health.listener`): the bootstrap Service
         // then sends clients only to unfenced brokers, and a roll waits for the restarted pod to
         // be back in the cluster, not merely listening.
@@ -286,21 +432,9 @@ fn stateful_set(
             ..Probe::default()
         }),
         // Generous: a broker recovering a large log after a crash must not be killed for it.
-        liveness_probe: Some(tcp_probe(role, 30, 10, 6)),
+        liveness_probe: Some(tcp_probe(first_port, 30, 10, 6)),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: CONFIG_VOLUME.to_owned(),
-                mount_path: CONFIG_MOUNT.to_owned(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: DATA_VOLUME.to_owned(),
-                mount_path: DATA_MOUNT.to_owned(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -322,6 +456,18 @@ fn stateful_set(
         }),
         ..Volume::default()
     }];
+    if mounts_tls {
+        volumes.push(Volume {
+            name: TLS_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(certificates::role_tls_secret(name, role)),
+                // Readable by the broker's user only (fsGroup makes it the group owner).
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     let mut claims = None;
     match &spec.storage {
         ValidStorage::Ephemeral => volumes.push(Volume {
@@ -496,7 +642,16 @@ mod tests {
             ..PodCounts::of(cluster)
         };
         let quorum = quorum_mode(cluster, false, counts.controllers);
-        build(cluster, CLUSTER_ID, counts, quorum)
+        build(
+            cluster,
+            Inputs {
+                cluster_id: CLUSTER_ID,
+                counts,
+                quorum,
+                nodes: NodeTransport::Plaintext,
+                tls: None,
+            },
+        )
     }
 
     #[test]
@@ -533,6 +688,127 @@ mod tests {
             "three_controller_broker_properties",
             properties_of(&desired, Role::Broker)
         );
+    }
+
+    #[test]
+    fn secured_cluster() {
+        let cluster = valid(
+            "secure",
+            serde_json::json!({
+                "controllers": {"replicas": 1},
+                "brokers": {"replicas": 2},
+                "listeners": [
+                    {"name": "scram", "port": 9092, "tls": true, "authentication": "scram-sha-512"},
+                    {"name": "mtls", "port": 9094, "tls": true, "authentication": "tls"},
+                    {"name": "own", "port": 9096, "tls": true, "certificateSecret": "own-cert"},
+                    {"name": "plain", "port": 9097},
+                ],
+                "authorization": {"superUsers": ["User:admin"]},
+            }),
+        );
+        let counts = PodCounts::of(&cluster);
+        let tls = TlsMaterial {
+            cluster_ca: crate::pki::Ca {
+                cert_pem: "CLUSTER-CA".to_owned(),
+                key_pem: "CLUSTER-CA-KEY".to_owned(),
+            },
+            clients_ca: crate::pki::Ca {
+                cert_pem: "CLIENTS-CA".to_owned(),
+                key_pem: "CLIENTS-CA-KEY".to_owned(),
+            },
+            node_keystores: Role::ALL
+                .into_iter()
+                .map(|r| (r, format!("{}-KEYSTORE", r.component())))
+                .collect(),
+            listener_keystores: [("own".to_owned(), "OWN-KEYSTORE".to_owned())].into(),
+        };
+        let desired = build(
+            &cluster,
+            Inputs {
+                cluster_id: CLUSTER_ID,
+                counts,
+                quorum: quorum_mode(&cluster, false, counts.controllers),
+                nodes: NodeTransport::MutualTls,
+                tls: Some(&tls),
+            },
+        );
+        insta::assert_snapshot!(
+            "secured_broker_properties",
+            properties_of(&desired, Role::Broker)
+        );
+        insta::assert_snapshot!(
+            "secured_controller_properties",
+            properties_of(&desired, Role::Controller)
+        );
+        let names: Vec<&str> = desired
+            .secrets
+            .iter()
+            .filter_map(|s| s.metadata.name.as_deref())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "secure-cluster-ca-cert",
+                "secure-controller-tls",
+                "secure-broker-tls"
+            ]
+        );
+        // No CA key is ever in a Secret the pods mount or clients read.
+        for s in &desired.secrets {
+            for (key, value) in s.data.as_ref().unwrap() {
+                let text = String::from_utf8_lossy(&value.0);
+                assert!(!text.contains("CA-KEY"), "{key} of {:?}", s.metadata.name);
+            }
+        }
+        let broker_files: Vec<&String> = desired.secrets[2].data.as_ref().unwrap().keys().collect();
+        assert_eq!(
+            broker_files,
+            [
+                "clients-ca.crt",
+                "cluster-ca.crt",
+                "listener-own.pem",
+                "node.pem"
+            ]
+        );
+        let sts = &desired.stateful_sets[1];
+        let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let ports: Vec<(String, i32)> = pod.containers[0]
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("scram".to_owned(), 9092),
+                ("mtls".to_owned(), 9094),
+                ("own".to_owned(), 9096),
+                ("plain".to_owned(), 9097),
+                ("replication".to_owned(), 9091),
+                ("health".to_owned(), 9095),
+            ]
+        );
+        let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == TLS_MOUNT && m.read_only == Some(true))
+        );
+        // The bootstrap Service offers the client listeners only.
+        let bootstrap = desired.services.last().unwrap();
+        let service_ports: Vec<i32> = bootstrap
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(service_ports, [9092, 9094, 9096, 9097]);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! resource, [`build`] the desired objects, [`apply`] them, and compute the [`status`].
 //! [`scale_down`] decides how many brokers may run while a scale-down waits for data to move.
 
+pub mod access;
 pub mod apply;
 pub mod build;
+pub mod certificates;
 pub mod live_config;
 pub mod moves;
 pub mod operations;
@@ -16,10 +18,9 @@ pub mod scale_down;
 pub mod status;
 pub mod validate;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -28,18 +29,19 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sluice_crd::{KafkaCluster, KafkaClusterStatus, OperationStatus};
+use sluice_crd::{KafkaCluster, KafkaClusterStatus, ListenerStatus, OperationStatus};
 
 use self::apply::Outcome;
 use self::build::PodCounts;
-use self::properties::QuorumMode;
+use self::properties::{NodeTransport, QuorumMode};
 use self::role::{
-    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, MANAGED_BY, Role, bootstrap_servers, quorum_voters,
+    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, MANAGED_BY, Role, bootstrap_servers,
+    listener_bootstrap_servers, quorum_voters,
 };
 use self::scale_down::BrokerCount;
 use self::status::{Observation, Problem, RoleState};
@@ -66,60 +68,27 @@ pub struct Settings {
     pub bootstrap_override: Option<String>,
 }
 
-/// What every reconcile shares.
+/// What every reconcile shares: the context of every controller, and the inspector that asks the
+/// Kafka cluster itself.
 pub struct Context<I> {
-    pub client: Client,
-    pub settings: Settings,
+    pub base: crate::context::Context,
     pub inspector: I,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    /// Consecutive failures per cluster (`ns/name`), for the retry backoff.
-    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl<I: ClusterInspector> Context<I> {
     pub fn new(client: Client, settings: Settings, inspector: I, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: MANAGED_BY.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            settings,
+            base: crate::context::Context::new(client, settings, metrics),
             inspector,
-            metrics,
-            failures: Mutex::default(),
         }
     }
+}
 
-    /// Retry delay after another failure of `key`: 5 s doubling to 5 min.
-    fn next_backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        backoff(*n)
-    }
+impl<I> std::ops::Deref for Context<I> {
+    type Target = crate::context::Context;
 
-    fn reset_backoff(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    async fn event(&self, kc: &KafkaCluster, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            // The Events API caps a note at 1 kB.
-            note: Some(truncate(note, 1000)),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &kc.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
+    fn deref(&self) -> &crate::context::Context {
+        &self.base
     }
 }
 
@@ -127,17 +96,6 @@ impl<I: ClusterInspector> Context<I> {
 pub fn backoff(failures: u32) -> Duration {
     let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
     BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 fn key(kc: &KafkaCluster) -> String {
@@ -191,8 +149,18 @@ async fn reconcile_cluster<I: ClusterInspector>(
     };
 
     // validate
-    let cluster = match validate::validate(kc, &ctx.settings.broker_image, &namespace) {
-        Ok(cluster) => cluster,
+    // How the nodes talk is fixed when the cluster is created (see `NodeTransport`).
+    let validated = validate::validate(kc, &ctx.settings.broker_image, &namespace).and_then(|c| {
+        let nodes = observed.node_transport.unwrap_or(if c.wants_security() {
+            NodeTransport::MutualTls
+        } else {
+            NodeTransport::Plaintext
+        });
+        access::check(&c, nodes).map_err(|e| vec![e])?;
+        Ok((c, nodes))
+    });
+    let (cluster, nodes) = match validated {
+        Ok(valid) => valid,
         Err(errors) => {
             let message = errors
                 .iter()
@@ -216,6 +184,7 @@ async fn reconcile_cluster<I: ClusterInspector>(
                 problem: Some(Problem::InvalidSpec(message.clone())),
                 cluster_id: None,
                 bootstrap_servers: None,
+                listeners: None,
                 voters: None,
                 operation: None,
                 throttled_topics: None,
@@ -250,12 +219,28 @@ async fn reconcile_cluster<I: ClusterInspector>(
         }
     };
 
-    let bootstrap = bootstrap_servers(&name, &namespace);
-    let reach = ctx
-        .settings
-        .bootstrap_override
-        .clone()
-        .unwrap_or_else(|| bootstrap.clone());
+    let listeners: Vec<ListenerStatus> = cluster
+        .listeners
+        .iter()
+        .map(|l| ListenerStatus {
+            name: l.name.clone(),
+            bootstrap_servers: listener_bootstrap_servers(&name, &namespace, l.port),
+        })
+        .collect();
+    let bootstrap = listeners
+        .first()
+        .map(|l| l.bootstrap_servers.clone())
+        .unwrap_or_else(|| bootstrap_servers(&name, &namespace));
+    // The certificate authorities exist before the operator dials the cluster with a certificate
+    // of its own.
+    let tls = certificates::ensure(client, &cluster, nodes, SystemTime::now()).await;
+    let reach = access::endpoint_for(
+        client,
+        &cluster,
+        nodes,
+        ctx.settings.bootstrap_override.as_deref(),
+    )
+    .await?;
     let snapshot = operations::snapshot(ctx, &observed, &reach).await;
     let brokers = scale_down::broker_count(
         observed.current_broker_replicas(),
@@ -284,9 +269,20 @@ async fn reconcile_cluster<I: ClusterInspector>(
         controllers: controller_pods,
         brokers: brokers.replicas(),
     };
-    let desired = build::build(&cluster, &cluster_id, counts, quorum_mode);
     let mut changes = Vec::new();
     let applied = async {
+        let tls = tls?;
+        let desired = build::build(
+            &cluster,
+            build::Inputs {
+                cluster_id: &cluster_id,
+                counts,
+                quorum: quorum_mode,
+                nodes,
+                tls: tls.as_ref(),
+            },
+        );
+        apply_all(client, &namespace, &desired.secrets, &mut changes).await?;
         apply_all(client, &namespace, &desired.config_maps, &mut changes).await?;
         apply_all(client, &namespace, &desired.services, &mut changes).await?;
         apply_all(
@@ -369,6 +365,7 @@ async fn reconcile_cluster<I: ClusterInspector>(
         problem: problem.clone(),
         cluster_id: Some(cluster_id),
         bootstrap_servers: Some(bootstrap),
+        listeners: Some(listeners),
         voters: Some(voters),
         operation: operation.clone(),
         throttled_topics: outcome.map(|o| o.throttled_topics),
@@ -477,11 +474,5 @@ mod tests {
         let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(u32::MAX), BACKOFF_MAX);
-    }
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo".to_owned(), 2), "h");
-        assert_eq!(truncate("abc".to_owned(), 10), "abc");
     }
 }

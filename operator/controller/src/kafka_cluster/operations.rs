@@ -23,7 +23,7 @@ use super::role::{CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, Role};
 use super::roll::{self, RollStep};
 use super::validate::ValidCluster;
 use crate::error::Error;
-use crate::inspector::{Alteration, ClusterInspector, ClusterState};
+use crate::inspector::{Alteration, ClusterInspector, ClusterState, Endpoint};
 
 /// At most this many partitions are asked to move at once when spreading onto new brokers, so
 /// that a large cluster moves in rounds rather than copying everything at the same time.
@@ -66,7 +66,7 @@ impl Snapshot {
 pub async fn snapshot<I: ClusterInspector>(
     ctx: &Context<I>,
     observed: &Observed,
-    bootstrap: &str,
+    bootstrap: &Endpoint,
 ) -> Snapshot {
     let told = ctx.settings.bootstrap_override.is_some();
     if !told && !observed.broker_pods.iter().any(super::read::is_ready) {
@@ -114,7 +114,7 @@ pub struct StepInput<'a> {
     pub observed: &'a Observed,
     pub snapshot: &'a Snapshot,
     /// Where the brokers are reached.
-    pub bootstrap: &'a str,
+    pub bootstrap: &'a Endpoint,
     pub quorum_mode: QuorumMode,
     /// The last reconcile's status: its operation (spreading onto new brokers continues until they
     /// carry their share) and the topics it throttled.
@@ -142,7 +142,7 @@ impl Moving {
     async fn submit<I: ClusterInspector>(
         &mut self,
         ctx: &Context<I>,
-        bootstrap: &str,
+        bootstrap: &Endpoint,
         plan: Vec<moves::Move>,
     ) -> Result<(), Error> {
         let new: Vec<String> = moves::topics(&plan)
@@ -399,7 +399,7 @@ async fn drain<I: ClusterInspector>(
     ctx: &Context<I>,
     cluster: &ValidCluster,
     state: &ClusterState,
-    bootstrap: &str,
+    bootstrap: &Endpoint,
     moving: &mut Moving,
 ) -> Result<Option<OperationStatus>, Error> {
     let staying: BTreeSet<i32> = (0..cluster.brokers.replicas).collect();
@@ -457,7 +457,7 @@ fn in_progress(type_: &str, reassigning: usize) -> OperationStatus {
 /// different replica counts costs only that wait.
 async fn settled_replicas<I: ClusterInspector>(
     ctx: &Context<I>,
-    bootstrap: &str,
+    bootstrap: &Endpoint,
     state: &ClusterState,
 ) -> Vec<moves::Replicas> {
     let mut replicas = state.replicas();
@@ -483,7 +483,7 @@ async fn spread<I: ClusterInspector>(
     cluster: &ValidCluster,
     observed: &Observed,
     state: &ClusterState,
-    bootstrap: &str,
+    bootstrap: &Endpoint,
     previous: Option<&OperationStatus>,
     moving: &mut Moving,
 ) -> Result<Option<OperationStatus>, Error> {

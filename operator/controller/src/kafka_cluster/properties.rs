@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use super::live_config;
+use sluice_crd::ListenerAuthentication;
+
 use super::role::{
-    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, DATA_DIR, HEALTH_PORT, Role,
-    quorum_bootstrap_servers, quorum_voters,
+    CONTROLLER_NODE_ID_OFFSET, CONTROLLER_PORT, DATA_DIR, HEALTH_PORT, REPLICATION_PORT, Role,
+    TLS_MOUNT, quorum_bootstrap_servers, quorum_voters,
 };
-use super::validate::ValidCluster;
+use super::validate::{ListenerCertificate, ValidCluster};
 
 /// The key a dynamic quorum is found by. Its value follows the controller count, and it matters
 /// only at a pod's start (a running node knows the voters from its log), so it is left out of the
@@ -28,13 +30,48 @@ pub enum QuorumMode {
     Dynamic { controller_pods: i32 },
 }
 
+/// How the nodes of a cluster reach each other: in the clear (clusters created without security),
+/// or over mutual TLS with the certificates the operator issues (clusters created secured).
+/// Decided when the cluster is created and kept: switching it would need every node restarted
+/// at once, as nodes of the two kinds cannot talk to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeTransport {
+    Plaintext,
+    MutualTls,
+}
+
+/// Files in the role's certificate Secret, mounted at [`TLS_MOUNT`].
+pub const NODE_KEYSTORE: &str = "node.pem";
+pub const CLUSTER_CA_FILE: &str = "cluster-ca.crt";
+pub const CLIENTS_CA_FILE: &str = "clients-ca.crt";
+
+/// The keystore file of a listener whose certificate comes from the user's Secret.
+pub fn listener_keystore_file(listener: &str) -> String {
+    format!("listener-{listener}.pem")
+}
+
+/// The common names of the certificates the operator issues to the nodes and to itself.
+pub fn node_common_name(cluster: &str, role: Role) -> String {
+    format!("{cluster}-{}", role.component())
+}
+pub const OPERATOR_COMMON_NAME: &str = "sluice-operator";
+
+/// How a client certificate (all issued by the clients CA for a `KafkaUser`, subject `CN=NAME`)
+/// becomes the principal `User:NAME`. Anything else is refused.
+pub const CLIENT_PRINCIPAL_RULES: &str = "RULE:^CN=([a-z0-9.-]+)$/$1/";
+
 /// `server.properties` of `role` in `cluster`. Operator-owned settings first, then
 /// `spec.config` in key order (validation keeps the two apart), without the keys applied live.
-pub fn render(cluster: &ValidCluster, role: Role, cluster_id: &str, quorum: QuorumMode) -> String {
+pub fn render(
+    cluster: &ValidCluster,
+    role: Role,
+    cluster_id: &str,
+    quorum: QuorumMode,
+    nodes: NodeTransport,
+) -> String {
     let name = &cluster.name;
     let ns = &cluster.namespace;
-    let listener = role.listener();
-    let port = role.port();
+    let mtls = nodes == NodeTransport::MutualTls;
     let mut out = String::new();
     let mut line = |key: &str, value: &str| {
         // Writing to a String cannot fail.
@@ -54,21 +91,45 @@ pub fn render(cluster: &ValidCluster, role: Role, cluster_id: &str, quorum: Quor
         ),
     }
     line("controller.listener.names", "CONTROLLER");
-    line(
-        "listener.security.protocol.map",
-        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-    );
-    line("listeners", &format!("{listener}://0.0.0.0:{port}"));
+    let internal_protocol = if mtls { "SSL" } else { "PLAINTEXT" };
+    let mut map: Vec<String> = cluster
+        .listeners
+        .iter()
+        .map(|l| format!("{}:{}", l.kafka_name(), l.protocol()))
+        .collect();
+    if mtls {
+        map.push(format!("{REPLICATION}:SSL"));
+    }
+    map.push(format!("CONTROLLER:{internal_protocol}"));
+    line("listener.security.protocol.map", &map.join(","));
+    // (listener, port) this role serves.
+    let served: Vec<(String, i32)> = match role {
+        Role::Controller => vec![("CONTROLLER".to_owned(), CONTROLLER_PORT)],
+        Role::Broker => cluster
+            .listeners
+            .iter()
+            .map(|l| (l.kafka_name(), l.port))
+            .chain(mtls.then(|| (REPLICATION.to_owned(), REPLICATION_PORT)))
+            .collect(),
+    };
+    let join = |host: &str| {
+        served
+            .iter()
+            .map(|(l, port)| format!("{l}://{host}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    line("listeners", &join("0.0.0.0"));
     // The pod is Ready only once the node does its job (a broker unfenced, a controller knowing the
     // quorum's leader), not as soon as it listens.
     line("sluice.health.listener", &format!("0.0.0.0:{HEALTH_PORT}"));
     // The broker substitutes ${env:POD_NAME} at start, so one file serves every pod.
     line(
         "advertised.listeners",
-        &format!(
-            "{listener}://${{env:POD_NAME}}.{}.{ns}.svc:{port}",
+        &join(&format!(
+            "${{env:POD_NAME}}.{}.{ns}.svc",
             role.headless_service_name(name)
-        ),
+        )),
     );
     line("log.dirs", DATA_DIR);
     // Kafka creates __consumer_offsets only once this many brokers are live; its default of 3 would leave
@@ -82,6 +143,83 @@ pub fn render(cluster: &ValidCluster, role: Role, cluster_id: &str, quorum: Quor
             "offsets.topic.replication.factor",
             &cluster.brokers.replicas.clamp(1, 3).to_string(),
         );
+    }
+    let file = |f: &str| format!("{TLS_MOUNT}/{f}");
+    let any_tls =
+        mtls || (role == Role::Broker && cluster.listeners.iter().any(|l| l.tls.is_some()));
+    if any_tls {
+        line("ssl.keystore.type", "PEM");
+        line("ssl.truststore.type", "PEM");
+    }
+    if mtls {
+        // Controllers too: they reach each broker's copy of the metadata log at this listener.
+        line("inter.broker.listener.name", REPLICATION);
+        let internal: &[&str] = match role {
+            Role::Controller => &["controller"],
+            // A broker dials the controllers with its certificate too.
+            Role::Broker => &["controller", "replication"],
+        };
+        for l in internal {
+            line(
+                &format!("listener.name.{l}.ssl.keystore.location"),
+                &file(NODE_KEYSTORE),
+            );
+            line(
+                &format!("listener.name.{l}.ssl.truststore.location"),
+                &file(CLUSTER_CA_FILE),
+            );
+            line(&format!("listener.name.{l}.ssl.client.auth"), "required");
+        }
+    }
+    if role == Role::Broker {
+        for l in &cluster.listeners {
+            let key = |k: &str| format!("listener.name.{}.{k}", l.name);
+            if let Some(cert) = &l.tls {
+                let keystore = match cert {
+                    ListenerCertificate::Issued => NODE_KEYSTORE.to_owned(),
+                    ListenerCertificate::Secret(_) => listener_keystore_file(&l.name),
+                };
+                line(&key("ssl.keystore.location"), &file(&keystore));
+            }
+            match l.authentication {
+                None => {}
+                Some(ListenerAuthentication::Tls) => {
+                    line(&key("ssl.truststore.location"), &file(CLIENTS_CA_FILE));
+                    line(&key("ssl.client.auth"), "required");
+                    line(&key("ssl.principal.mapping.rules"), CLIENT_PRINCIPAL_RULES);
+                }
+                Some(scram) => {
+                    let mechanism = scram.sasl_mechanism().unwrap_or_default();
+                    line(&key("sasl.enabled.mechanisms"), mechanism);
+                    // Kafka wants a login module for each mechanism a listener enables; the
+                    // credentials themselves are in the cluster metadata.
+                    line(
+                        &key(&format!(
+                            "{}.sasl.jaas.config",
+                            mechanism.to_ascii_lowercase()
+                        )),
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                    );
+                }
+            }
+        }
+    }
+    if let Some(super_users) = &cluster.authorization {
+        line(
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        );
+        let nodes_and_operator = [
+            node_common_name(name, Role::Broker),
+            node_common_name(name, Role::Controller),
+            OPERATOR_COMMON_NAME.to_owned(),
+        ];
+        let all: Vec<String> = nodes_and_operator
+            .iter()
+            .map(|cn| crate::pki::node_principal(cn))
+            .chain(super_users.iter().cloned())
+            .collect();
+        line("super.users", &all.join(";"));
     }
     let mut text = format!(
         "# Rendered by sluice-operator for KafkaCluster {ns}/{name} ({} role).\n\
@@ -100,6 +238,17 @@ pub fn render(cluster: &ValidCluster, role: Role, cluster_id: &str, quorum: Quor
         }
     }
     text
+}
+
+/// The brokers' internal listener in a secured cluster.
+const REPLICATION: &str = "REPLICATION";
+
+/// Whether a rendered file has the nodes talk over mutual TLS.
+pub fn is_mutual_tls(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix("listener.security.protocol.map=")
+            .is_some_and(|map| map.split(',').any(|e| e.trim() == "CONTROLLER:SSL"))
+    })
 }
 
 /// The command line of a controller of a dynamic quorum: the first controller starts the quorum,

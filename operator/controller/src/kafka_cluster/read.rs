@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
-use super::properties::{cluster_id_of, is_static_quorum};
+use super::properties::{NodeTransport, cluster_id_of, is_static_quorum};
 use super::role::{PROPERTIES_FILE, Role};
 use super::roll::{PodState, RolePods};
 use crate::error::Error;
@@ -25,6 +25,8 @@ pub struct Observed {
     pub rendered_cluster_id: Option<String>,
     /// The controllers' ConfigMap lists fixed voters: the cluster predates growable quorums.
     pub static_quorum: bool,
+    /// How the nodes talk, as the controllers' ConfigMap says; `None` before there is one.
+    pub node_transport: Option<NodeTransport>,
     pub controller_pods: Vec<Pod>,
     pub broker_pods: Vec<Pod>,
 }
@@ -93,11 +95,15 @@ pub async fn read(client: &Client, namespace: &str, name: &str) -> Result<Observ
         .await?;
     let mut rendered_cluster_id = None;
     let mut static_quorum = false;
+    let mut node_transport = None;
     for role in Role::ALL {
         if let Some(cm) = config_maps.get_opt(&role.config_map_name(name)).await?
             && let Some(text) = cm.data.as_ref().and_then(|d| d.get(PROPERTIES_FILE))
         {
             static_quorum |= role == Role::Controller && is_static_quorum(text);
+            if role == Role::Controller {
+                node_transport = Some(super::access::transport_of(text));
+            }
             if rendered_cluster_id.is_none() {
                 rendered_cluster_id = cluster_id_of(text);
             }
@@ -121,6 +127,7 @@ pub async fn read(client: &Client, namespace: &str, name: &str) -> Result<Observ
         brokers,
         rendered_cluster_id,
         static_quorum,
+        node_transport,
         controller_pods,
         broker_pods,
     })

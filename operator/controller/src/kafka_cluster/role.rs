@@ -12,8 +12,13 @@ pub const CONFIG_MOUNT: &str = "/etc/sluice";
 /// The rendered file inside [`CONFIG_MOUNT`].
 pub const PROPERTIES_FILE: &str = "server.properties";
 
-/// Port of the client listener (`PLAINTEXT`) on brokers.
+/// Port of the default client listener (`PLAINTEXT`) on brokers.
 pub const BROKER_PORT: i32 = 9092;
+/// Port of the brokers' `REPLICATION` listener (mutual TLS) in a secured cluster: followers fetch
+/// from it and the operator connects to it.
+pub const REPLICATION_PORT: i32 = 9091;
+/// Mount point of the role's certificates in a secured cluster.
+pub const TLS_MOUNT: &str = "/etc/sluice-tls";
 /// Port of the quorum listener (`CONTROLLER`) on controllers.
 pub const CONTROLLER_PORT: i32 = 9093;
 /// Port of the readiness endpoint (`sluice.health.listener`) on every pod.
@@ -133,11 +138,22 @@ pub fn bootstrap_service_name(cluster: &str) -> String {
     format!("{cluster}-bootstrap")
 }
 
-/// `NAME-bootstrap.NS.svc:9092`.
+/// `NAME-bootstrap.NS.svc:9092`: the default listener's bootstrap address.
 pub fn bootstrap_servers(cluster: &str, namespace: &str) -> String {
+    listener_bootstrap_servers(cluster, namespace, BROKER_PORT)
+}
+
+/// `NAME-bootstrap.NS.svc:PORT`.
+pub fn listener_bootstrap_servers(cluster: &str, namespace: &str, port: i32) -> String {
+    format!("{}.{namespace}.svc:{port}", bootstrap_service_name(cluster))
+}
+
+/// Where the operator reaches a secured cluster: every broker's `REPLICATION` listener, through
+/// the headless Service's name (which resolves to each broker pod).
+pub fn replication_bootstrap_servers(cluster: &str, namespace: &str) -> String {
     format!(
-        "{}.{namespace}.svc:{BROKER_PORT}",
-        bootstrap_service_name(cluster)
+        "{}.{namespace}.svc:{REPLICATION_PORT}",
+        Role::Broker.headless_service_name(cluster)
     )
 }
 

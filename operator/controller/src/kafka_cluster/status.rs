@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use sluice_crd::{KafkaCluster, KafkaClusterStatus, OperationStatus, ReplicaCounts};
 
@@ -100,6 +100,7 @@ pub struct Observation {
     pub problem: Option<Problem>,
     pub cluster_id: Option<String>,
     pub bootstrap_servers: Option<String>,
+    pub listeners: Option<Vec<sluice_crd::ListenerStatus>>,
     pub voters: Option<String>,
     /// The day-2 operation in progress, if any.
     pub operation: Option<OperationStatus>,
@@ -122,16 +123,7 @@ pub fn new_cluster_id() -> String {
     }
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: type_.to_owned(),
-        status: if status { "True" } else { "False" }.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: None,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-    }
-}
+use crate::status_patch::condition;
 
 fn pods(label: &str, role: &RoleState) -> String {
     format!("{}/{} {label} ready", role.ready, role.target)
@@ -218,6 +210,7 @@ pub fn compute(
         conditions,
         cluster_id: obs.cluster_id.clone().or(previous.cluster_id),
         bootstrap_servers: obs.bootstrap_servers.clone().or(previous.bootstrap_servers),
+        listeners: obs.listeners.clone().unwrap_or(previous.listeners),
         brokers: Some(counts(&obs.brokers)),
         controllers: Some(counts(&obs.controllers)),
         voters: obs.voters.clone().or(previous.voters),
@@ -244,6 +237,7 @@ pub async fn patch(
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
     fn sts(replicas: i32, ready: i32, updated: i32, generation: i64, observed: i64) -> StatefulSet {
@@ -279,6 +273,7 @@ mod tests {
             problem,
             cluster_id: Some("id".to_owned()),
             bootstrap_servers: Some("demo-bootstrap.ns.svc:9092".to_owned()),
+            listeners: None,
             voters: Some("1000@x:9093".to_owned()),
             pod_selector: "app.kubernetes.io/name=sluice,app.kubernetes.io/instance=demo"
                 .to_owned(),

@@ -13,8 +13,9 @@ use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use sluice_crd::{
-    CONTROLLER_REPLICAS, DEFAULT_STORAGE_SIZE, KafkaCluster, MAX_BROKERS,
-    OPERATOR_OWNED_CONFIG_KEYS, OPERATOR_OWNED_CONFIG_PREFIX, Storage,
+    CONTROLLER_REPLICAS, DEFAULT_STORAGE_SIZE, KafkaCluster, ListenerAuthentication, ListenerSpec,
+    MAX_BROKERS, OPERATOR_OWNED_CONFIG_KEYS, OPERATOR_OWNED_CONFIG_PREFIX, RESERVED_LISTENER_NAMES,
+    RESERVED_PORTS, Storage,
 };
 
 /// Longest cluster name: `NAME-controller` must stay within the 52 characters a StatefulSet
@@ -62,6 +63,61 @@ pub struct ValidCluster {
     pub config: BTreeMap<String, String>,
     /// Bytes/s a broker may spend on replicas the operator moves; 0: unthrottled.
     pub move_throttle: u64,
+    /// The client listeners, at least one.
+    pub listeners: Vec<ValidListener>,
+    /// `spec.authorization.superUsers` when authorization is on.
+    pub authorization: Option<Vec<String>>,
+}
+
+impl ValidCluster {
+    /// Whether the spec asks for any security: a TLS or authenticated listener, or ACLs. A cluster
+    /// created so has its nodes talk over mutual TLS.
+    pub fn wants_security(&self) -> bool {
+        self.authorization.is_some()
+            || self
+                .listeners
+                .iter()
+                .any(|l| l.tls.is_some() || l.authentication.is_some())
+    }
+}
+
+/// A client listener with its name checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidListener {
+    /// Lower-case; Kafka's listener name is this upper-cased.
+    pub name: String,
+    pub port: i32,
+    pub tls: Option<ListenerCertificate>,
+    pub authentication: Option<ListenerAuthentication>,
+}
+
+impl ValidListener {
+    /// The listener's name as Kafka sees it.
+    pub fn kafka_name(&self) -> String {
+        self.name.to_ascii_uppercase()
+    }
+
+    /// Kafka's security protocol of the listener.
+    pub fn protocol(&self) -> &'static str {
+        let sasl = self
+            .authentication
+            .is_some_and(|a| a != ListenerAuthentication::Tls);
+        match (self.tls.is_some(), sasl) {
+            (false, false) => "PLAINTEXT",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (true, true) => "SASL_SSL",
+        }
+    }
+}
+
+/// Where a TLS listener's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerCertificate {
+    /// Issued by the operator from the cluster CA.
+    Issued,
+    /// A `kubernetes.io/tls` Secret the user provides.
+    Secret(String),
 }
 
 /// One role (controllers or brokers) with defaults applied.
@@ -135,6 +191,19 @@ pub fn validate(
     );
     let broker_storage = storage("spec.brokers.storage", &spec.brokers.storage, &mut errors);
     check_config(&spec.config, spec.brokers.replicas, &mut errors);
+    let listeners = listeners(&spec.listeners, &mut errors);
+    let authorization = spec.authorization.as_ref().map(|a| {
+        for (i, user) in a.super_users.iter().enumerate() {
+            let name = user.strip_prefix("User:").unwrap_or_default();
+            if name.is_empty() || name.contains(';') {
+                errors.push(err(
+                    format!("spec.authorization.superUsers[{i}]"),
+                    format!("{user:?} must be User:NAME, without ';'"),
+                ));
+            }
+        }
+        a.super_users.clone()
+    });
 
     if !errors.is_empty() {
         return Err(errors);
@@ -168,7 +237,76 @@ pub fn validate(
             .move_throttle_bytes_per_second
             .unwrap_or(sluice_crd::DEFAULT_MOVE_THROTTLE)
             .max(0) as u64,
+        listeners,
+        authorization,
     })
+}
+
+/// The client listeners (the default `plaintext` on 9092 when none are given), each checked.
+fn listeners(specs: &[ListenerSpec], errors: &mut Vec<FieldError>) -> Vec<ValidListener> {
+    let default = [ListenerSpec::default_plaintext()];
+    let specs = if specs.is_empty() {
+        &default[..]
+    } else {
+        specs
+    };
+    let mut out: Vec<ValidListener> = Vec::new();
+    for (i, l) in specs.iter().enumerate() {
+        let field = |f: &str| format!("spec.listeners[{i}].{f}");
+        let good_name = l.name.len() <= 11
+            && l.name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase())
+            && l.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !good_name || RESERVED_LISTENER_NAMES.contains(&l.name.as_str()) {
+            errors.push(err(
+                field("name"),
+                format!(
+                    "{:?} must be 1 to 11 lower-case letters and digits starting with a letter, \
+                     and not controller or replication",
+                    l.name
+                ),
+            ));
+        }
+        if !(1024..=65535).contains(&l.port) || RESERVED_PORTS.contains(&l.port) {
+            errors.push(err(
+                field("port"),
+                format!(
+                    "is {}; must be between 1024 and 65535 and not 9091, 9093 or 9095 (the \
+                     operator uses those)",
+                    l.port
+                ),
+            ));
+        }
+        if out.iter().any(|o| o.name == l.name) {
+            errors.push(err(field("name"), format!("{:?} is used twice", l.name)));
+        }
+        if out.iter().any(|o| o.port == l.port) {
+            errors.push(err(field("port"), format!("{} is used twice", l.port)));
+        }
+        if l.certificate_secret.is_some() && !l.tls {
+            errors.push(err(field("certificateSecret"), "needs tls: true"));
+        }
+        if l.authentication == Some(ListenerAuthentication::Tls) && !l.tls {
+            errors.push(err(
+                field("authentication"),
+                "tls (client certificates) needs tls: true",
+            ));
+        }
+        out.push(ValidListener {
+            name: l.name.clone(),
+            port: l.port,
+            tls: l.tls.then(|| match &l.certificate_secret {
+                Some(secret) => ListenerCertificate::Secret(secret.clone()),
+                None => ListenerCertificate::Issued,
+            }),
+            authentication: l.authentication,
+        });
+    }
+    out
 }
 
 /// Services are named after the cluster, so the name must be a DNS-1035 label short enough for

@@ -66,12 +66,13 @@ pub async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
         return done;
     }
 
-    let bootstrap = read::bootstrap(ctx.settings.bootstrap_override.as_deref(), &kc, &namespace);
+    let endpoint = read::endpoint(&ctx.client, &ctx.settings, &kc, &namespace).await?;
+    let bootstrap = endpoint.to_string();
     let admin_error = |source| Error::Admin {
         bootstrap: bootstrap.clone(),
         source,
     };
-    let admin = read::connect(&bootstrap).await?;
+    let admin = read::connect(&endpoint).await?;
     match admin.describe_topic(name).await.map_err(admin_error)? {
         None => return done,
         Some(info) if info.internal => return done,

@@ -13,15 +13,14 @@ pub mod read;
 pub mod status;
 pub mod validate;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -31,81 +30,14 @@ use sluice_crd::{KafkaCluster, Topic, TopicStatus};
 use self::build::{Partitions, Plan};
 use self::read::ClusterState;
 use self::status::{Observation, Problem, Reason, Seen, TopicSummary};
+pub use crate::context::Context;
 use crate::error::Error;
-use crate::kafka_cluster::Settings;
-use crate::kafka_cluster::role::MANAGED_BY;
-use crate::metrics::Metrics;
 
 /// The `kind` label of this reconciler's metrics.
 pub const KIND: &str = "Topic";
 /// Held by every Topic until the topic is deleted from the brokers (or kept, or its cluster
 /// is gone).
 pub const FINALIZER: &str = "sluice.dev/delete-topic";
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub settings: Settings,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    /// Consecutive failures per Topic (`ns/name`), for the retry backoff.
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Context {
-    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
-        let reporter = Reporter {
-            controller: MANAGED_BY.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            settings,
-            metrics,
-            failures: Mutex::default(),
-        }
-    }
-
-    fn next_backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        crate::kafka_cluster::backoff(*n)
-    }
-
-    fn reset_backoff(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-
-    async fn event(&self, topic: &Topic, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            // The Events API caps a note at 1 kB.
-            note: Some(truncate(note, 1000)),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &topic.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
-    }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
 
 fn key(topic: &Topic) -> String {
     format!(
@@ -148,19 +80,7 @@ async fn reconcile_with_finalizer(topic: Arc<Topic>, ctx: &Context) -> Result<Ac
         }
     })
     .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        finalizer::Error::UnnamedObject => Error::MissingField {
-            kind: KIND,
-            field: "metadata.name",
-        },
-        finalizer::Error::InvalidFinalizer => Error::Finalizer {
-            finalizer: FINALIZER,
-            object,
-            reason: "not a valid JSON pointer".to_owned(),
-        },
-    })
+    .map_err(|e| crate::context::finalizer_error(e, KIND, FINALIZER, object))
 }
 
 async fn reconcile_topic(topic: &Topic, api: &Api<Topic>, ctx: &Context) -> Result<Action, Error> {
@@ -235,14 +155,15 @@ async fn reconcile_topic(topic: &Topic, api: &Api<Topic>, ctx: &Context) -> Resu
     }
 
     // read: the topic on the brokers
-    let bootstrap = read::bootstrap(ctx.settings.bootstrap_override.as_deref(), &kc, &namespace);
     let observed = async {
-        let admin = read::connect(&bootstrap).await?;
+        let endpoint = read::endpoint(&ctx.client, &ctx.settings, &kc, &namespace).await?;
+        let bootstrap = endpoint.to_string();
+        let admin = read::connect(&endpoint).await?;
         let actual = read::topic(&admin, &bootstrap, name).await?;
-        Ok::<_, Error>((admin, actual))
+        Ok::<_, Error>((admin, actual, bootstrap))
     }
     .await;
-    let (admin, actual) = match observed {
+    let (admin, actual, bootstrap) = match observed {
         Ok(observed) => observed,
         Err(e) => {
             let problem = Problem::new(
@@ -468,15 +389,4 @@ async fn drive(controller: Controller<Topic>, ctx: Arc<Context>) {
             }
         })
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo".to_owned(), 2), "h");
-        assert_eq!(truncate("abc".to_owned(), 10), "abc");
-    }
 }

@@ -11,7 +11,8 @@ use sluice_crd::{KafkaCluster, Topic};
 use sluice_kafka_admin::{AdminClient, ConfigValue, TopicInfo};
 
 use crate::error::Error;
-use crate::kafka_cluster::role::{MANAGED_BY, bootstrap_servers};
+use crate::inspector::Endpoint;
+use crate::kafka_cluster::role::MANAGED_BY;
 
 /// Bound of every admin call, connecting included.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,17 +43,22 @@ pub async fn cluster(client: &Client, namespace: &str, name: &str) -> Result<Clu
     })
 }
 
-/// Where the brokers are reached: `--bootstrap-override`, else the cluster's
-/// `status.bootstrapServers`, else its bootstrap Service.
-pub fn bootstrap(override_: Option<&str>, kc: &KafkaCluster, namespace: &str) -> String {
-    if let Some(addr) = override_ {
-        return addr.to_owned();
-    }
-    kc.status
-        .as_ref()
-        .and_then(|s| s.bootstrap_servers.clone())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| bootstrap_servers(&kc.name_any(), namespace))
+/// How the brokers of `kc` are reached (`--bootstrap-override` first): see
+/// [`crate::kafka_cluster::access`].
+pub async fn endpoint(
+    client: &Client,
+    settings: &crate::kafka_cluster::Settings,
+    kc: &KafkaCluster,
+    namespace: &str,
+) -> Result<Endpoint, Error> {
+    crate::kafka_cluster::access::endpoint(
+        client,
+        kc,
+        namespace,
+        &settings.broker_image,
+        settings.bootstrap_override.as_deref(),
+    )
+    .await
 }
 
 /// The other Topics of `topic`'s namespace (names are unique within one).
@@ -100,11 +106,12 @@ fn same_kafka_topic(a: &Topic, b: &Topic) -> bool {
         && a.kafka_name() == b.kafka_name()
 }
 
-pub async fn connect(bootstrap: &str) -> Result<AdminClient, Error> {
-    AdminClient::connect(bootstrap, MANAGED_BY, ADMIN_TIMEOUT)
+pub async fn connect(endpoint: &Endpoint) -> Result<AdminClient, Error> {
+    endpoint
+        .connect(MANAGED_BY)
         .await
         .map_err(|source| Error::Admin {
-            bootstrap: bootstrap.to_owned(),
+            bootstrap: endpoint.to_string(),
             source,
         })
 }
@@ -135,7 +142,7 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
-    use sluice_crd::{KafkaClusterSpec, KafkaClusterStatus, TopicSpec};
+    use sluice_crd::TopicSpec;
 
     fn topic(name: &str, cluster: &str, kafka_name: Option<&str>, created: i64) -> Topic {
         let spec: TopicSpec = serde_json::from_value(serde_json::json!({
@@ -184,20 +191,5 @@ mod tests {
                 .name_any(),
             "z"
         );
-    }
-
-    #[test]
-    fn bootstrap_prefers_override_then_status_then_service() {
-        let mut kc = KafkaCluster::new(
-            "demo",
-            serde_json::from_value::<KafkaClusterSpec>(serde_json::json!({})).unwrap(),
-        );
-        assert_eq!(bootstrap(None, &kc, "ns"), "demo-bootstrap.ns.svc:9092");
-        kc.status = Some(KafkaClusterStatus {
-            bootstrap_servers: Some("b:1".to_owned()),
-            ..Default::default()
-        });
-        assert_eq!(bootstrap(None, &kc, "ns"), "b:1");
-        assert_eq!(bootstrap(Some("127.0.0.1:9"), &kc, "ns"), "127.0.0.1:9");
     }
 }

@@ -6,7 +6,7 @@
 //! first one's reason and every problem's message.
 
 use base64::Engine as _;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use sluice_crd::{Topic, TopicStatus};
 use sluice_kafka_admin::{TopicInfo, Uuid};
@@ -117,16 +117,7 @@ pub fn kafka_uuid(id: &Uuid) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: type_.to_owned(),
-        status: if status { "True" } else { "False" }.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: None,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-    }
-}
+use crate::status_patch::condition;
 
 fn conditions(obs: &Observation) -> [Condition; 2] {
     let all_messages = || {
@@ -220,6 +211,7 @@ pub async fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
     fn t(secs: i64) -> Timestamp {

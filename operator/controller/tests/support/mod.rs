@@ -1,9 +1,10 @@
-//! Shared by the Topic integration tests: a real Kubernetes API server from `scripts/k8s`
+//! Shared by the Topic and KafkaUser integration tests: a real Kubernetes API server from `scripts/k8s`
 //! ([`k8s`]) and a real Sluice broker in-process ([`broker`]).
 #![allow(dead_code, clippy::unwrap_used)] // test support: a failed setup should panic
 
 pub mod broker;
 pub mod k8s;
+pub mod operator;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
