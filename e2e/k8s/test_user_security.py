@@ -6,6 +6,7 @@ test_user_path.py against its own cluster; tests run in file order and the last 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ spec:
   listeners:
     - {{name: scram, port: 9092, tls: true, authentication: scram-sha-512}}
     - {{name: mtls, port: 9094, tls: true, authentication: tls}}
+    - {{name: own, port: 9096, tls: true, certificateSecret: own-cert}}
   authorization:
     superUsers: []
 """
@@ -51,9 +53,25 @@ def settled() -> dict | None:
     return kc if c and c.get("status") == "True" and not (kc.get("status") or {}).get("operation") else None
 
 
-@pytest.fixture(scope="module")
-def secure(operator) -> dict:
-    """The secured KafkaCluster, Ready=True with no operation left."""
+def own_certificate(directory: Path, ca_name: str) -> tuple[Path, Path, Path]:
+    """A CA of the user's own (openssl, as a user without cert-manager would) and a broker certificate it
+    signs for every name clients reach the `own` listener at: (CA certificate, certificate, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_crt, ca_key = directory / "ca.crt", directory / "ca.key"
+    crt, key, csr, ext = (directory / n for n in ("tls.crt", "tls.key", "tls.csr", "ext.cnf"))
+    ext.write_text(f"subjectAltName=DNS:*.{CLUSTER}-brokers.{NS}.svc,DNS:{CLUSTER}-bootstrap.{NS}.svc\n"
+                   "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for cmd in (["openssl", "req", "-x509", *ec, "-keyout", ca_key, "-out", ca_crt, "-days", "2",
+                 "-subj", f"/CN={ca_name}"],
+                ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={CLUSTER}-bootstrap"],
+                ["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+                 "-out", crt, "-days", "2", "-extfile", ext]):
+        subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+    return ca_crt, crt, key
+
+
+def make_namespace() -> None:
     # The node has two cores: conftest's cluster, if still there, goes first.
     kube.kubectl("delete", "kafkacluster", DEMO, "-n", NS, "--wait=false", "--ignore-not-found", check=False)
     kube.wait_until(lambda: not kube.pods(NS, f"app.kubernetes.io/instance={DEMO}"), 180,
@@ -63,6 +81,27 @@ def secure(operator) -> dict:
                                          "-o", "jsonpath={.status.phase}").strip() in ("", "Active"),
                     120, f"namespace {NS} absent or Active", interval=2)
     kube.kubectl("create", "namespace", NS, check=False)
+
+
+def put_tls_secret(name: str, crt: Path, key: Path) -> None:
+    """Creates or replaces a kubernetes.io/tls Secret, as `kubectl create secret tls` writes it."""
+    manifest = kube.kubectl("create", "secret", "tls", name, "-n", NS, f"--cert={crt}", f"--key={key}",
+                            "--dry-run=client", "-o", "yaml")
+    kube.apply(manifest)
+
+
+@pytest.fixture(scope="module")
+def own_ca(operator, tmp_path_factory) -> Path:
+    """The user's certificate for the `own` listener, put in Secret own-cert; answers its CA."""
+    make_namespace()
+    ca, crt, key = own_certificate(tmp_path_factory.mktemp("own-cert"), "users own CA")
+    put_tls_secret("own-cert", crt, key)
+    return ca
+
+
+@pytest.fixture(scope="module")
+def secure(operator, own_ca) -> dict:
+    """The secured KafkaCluster, Ready=True with no operation left."""
     kube.apply(CLUSTER_SPEC)
     try:
         return kube.wait_until(settled, 300, f"KafkaCluster {CLUSTER} Ready=True", interval=2)
@@ -249,12 +288,13 @@ def alice(orders) -> dict[str, str]:
 def test_a_secured_cluster_reports_each_listener_and_publishes_its_ca(secure):
     st = secure["status"]
     assert [(entry["name"], entry["bootstrapServers"]) for entry in st["listeners"]] == [
-        ("scram", f"{CLUSTER}-bootstrap.{NS}.svc:9092"), ("mtls", f"{CLUSTER}-bootstrap.{NS}.svc:9094")]
+        ("scram", f"{CLUSTER}-bootstrap.{NS}.svc:9092"), ("mtls", f"{CLUSTER}-bootstrap.{NS}.svc:9094"),
+        ("own", f"{CLUSTER}-bootstrap.{NS}.svc:9096")]
     assert st["bootstrapServers"] == st["listeners"][0]["bootstrapServers"]
     assert st["brokers"] == {"desired": 2, "ready": 2}, st
     assert st["controllers"] == {"desired": 1, "ready": 1}, st
     ports = {p["port"] for p in kube.get("service", f"{CLUSTER}-bootstrap", NS)["spec"]["ports"]}
-    assert {9092, 9094} <= ports, ports
+    assert {9092, 9094, 9096} <= ports, ports
     ca = kube.secret_data(f"{CLUSTER}-cluster-ca-cert", NS)
     assert ca["ca.crt"].startswith("-----BEGIN CERTIFICATE-----"), sorted(ca)
     # Every client reads this Secret: the CA's private key is not in it.
@@ -332,6 +372,36 @@ def test_a_tls_user_produces_with_its_client_certificate(secure, orders, creds):
     anonymous = {k: v for k, v in conf.items() if k not in ("ssl.certificate.location", "ssl.key.location")}
     errors = refusal(anonymous)
     assert errors, "a client without a certificate got metadata from the mtls listener"
+
+
+def broker_pods() -> dict[str, tuple[str, int]]:
+    """Each broker pod's uid and restart count."""
+    return {p["metadata"]["name"]: (p["metadata"]["uid"],
+                                    sum(c["restartCount"] for c in p["status"]["containerStatuses"]))
+            for p in kube.pods(NS, f"app.kubernetes.io/instance={CLUSTER},app.kubernetes.io/component=broker")}
+
+
+def test_a_listener_serves_the_users_certificate_and_a_renewed_one_without_a_restart(
+        secure, own_ca, ca_file, tmp_path_factory):
+    def own(ca: Path) -> dict:
+        return {"bootstrap.servers": listener(secure, "own"), "security.protocol": "SSL",
+                "ssl.ca.location": str(ca), "ssl.endpoint.identification.algorithm": "https"}
+    # Served with the Secret's certificate: trusted through the user's CA, not the cluster's.
+    assert not refusal(own(own_ca)), "no metadata over the listener with the user's certificate"
+    assert refusal(own(ca_file), within=5), "the listener served a certificate of the cluster CA"
+
+    # cert-manager renews by rewriting the Secret: the new certificate reaches the brokers (the
+    # operator's resync, the kubelet's Secret refresh, the broker's file watch) without a restart.
+    before = broker_pods()
+    new_ca, crt, key = own_certificate(tmp_path_factory.mktemp("own-cert-renewed"), "users renewed CA")
+    put_tls_secret("own-cert", crt, key)
+    try:
+        kube.wait_until(lambda: not refusal(own(new_ca), within=5), 300,
+                        "the renewed certificate served on the own listener", interval=5)
+    except TimeoutError:
+        print(kube.describe_failure(NS))
+        raise
+    assert broker_pods() == before, "a broker restarted for a renewed certificate"
 
 
 def test_deleting_a_kafka_user_removes_its_credential_from_the_cluster(secure, alice, ca_file):
