@@ -240,7 +240,13 @@ can_i yes sluice-system $SA create statefulsets.apps -n kafka
 can_i yes sluice-system $SA patch statefulsets.apps -n team-a
 can_i no sluice-system $SA delete statefulsets.apps -n kafka
 can_i no sluice-system $SA update statefulsets.apps -n kafka
-can_i no sluice-system $SA get secrets -n kafka
+# Secrets: the CAs, the nodes' certificates and the users' credentials; read one by one, never listed or deleted.
+can_i yes sluice-system $SA get secrets -n kafka
+can_i no sluice-system $SA list secrets -n kafka
+can_i no sluice-system $SA delete secrets -n kafka
+can_i yes sluice-system $SA patch kafkausers.sluice.dev -n kafka
+can_i yes sluice-system $SA patch kafkausers.sluice.dev -n kafka --subresource=status
+can_i no sluice-system $SA delete kafkausers.sluice.dev -n kafka
 can_i no sluice-system $SA create pods -n kafka
 can_i yes sluice-system $SA patch topics.sluice.dev -n kafka
 can_i yes sluice-system $SA patch topics.sluice.dev -n kafka --subresource=status
@@ -272,7 +278,8 @@ else
 fi
 can_i yes ops sluice-op create statefulsets.apps -n kafka
 can_i no ops sluice-op create statefulsets.apps -n team-a
-can_i no ops sluice-op get secrets -n kafka
+can_i yes ops sluice-op get secrets -n kafka
+can_i no ops sluice-op get secrets -n team-a
 can_i yes ops sluice-op create leases.coordination.k8s.io -n ops
 can_i yes ops sluice-op patch leases.coordination.k8s.io/sluice-operator-e2e -n ops
 can_i no ops sluice-op patch leases.coordination.k8s.io/other -n ops

@@ -172,11 +172,13 @@ pub struct Issued {
     pub common_name: String,
 }
 
-/// Reads the first certificate of `pem`.
+/// Reads the first certificate of `pem` (a keystore holds the key first, then the chain).
 pub fn inspect(pem: &str) -> Result<Issued, Error> {
     let fail = |e: String| cert_error("read back", e);
-    let (_, block) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    let block = x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|block| block.label == "CERTIFICATE")
+        .ok_or_else(|| fail("no CERTIFICATE block".to_owned()))?;
     let cert = block.parse_x509().map_err(|e| fail(e.to_string()))?;
     let not_after = cert.validity().not_after.timestamp();
     let dns_names = cert
@@ -259,6 +261,9 @@ mod tests {
         let ks = leaf.keystore_pem();
         assert!(ks.starts_with("-----BEGIN PRIVATE KEY-----"), "{ks}");
         assert!(ks.contains("-----BEGIN CERTIFICATE-----"));
+        // What the renewal decision reads back from a node's Secret: the keystore, key first.
+        assert_eq!(inspect(&ks).unwrap(), issued);
+        assert!(inspect(&leaf.key_pem).is_err());
     }
 
     #[test]

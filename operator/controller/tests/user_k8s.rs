@@ -293,7 +293,7 @@ fn a_scram_user_gets_its_secret_its_credential_and_exactly_its_acls() {
 }
 
 #[test]
-fn a_certificate_user_needs_a_cluster_with_tls_and_a_user_needs_its_cluster() {
+fn a_user_needs_its_cluster_tls_for_a_certificate_and_a_secret_name_of_its_own() {
     run(async {
         let case = Case::new("user-refused").await;
         case.apply_user(
@@ -316,14 +316,47 @@ fn a_certificate_user_needs_a_cluster_with_tls_and_a_user_needs_its_cluster() {
         )
         .await;
         case.wait_for_reason("dave", "ClusterNotFound").await;
-        // Either is deleted without the cluster having to answer.
-        for name in ["carol", "dave"] {
+
+        // A Secret of the user's name that someone else made is left alone.
+        let theirs: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "erin"},
+            "stringData": {"password": "an application's own"},
+        }))
+        .unwrap();
+        case.secrets
+            .create(&PostParams::default(), &theirs)
+            .await
+            .unwrap();
+        case.apply_user(
+            "erin",
+            serde_json::json!({"clusterRef": {"name": "demo"}, "authentication": "scram-sha-512"}),
+        )
+        .await;
+        let user = case.wait_for_reason("erin", "SecretConflict").await;
+        let message = &user.status.unwrap().conditions[0].message;
+        assert!(message.contains("is not this KafkaUser's"), "{message}");
+        assert_eq!(
+            case.secret("erin", "password").await,
+            "an application's own"
+        );
+        let secret = case.secrets.get("erin").await.unwrap();
+        assert!(secret.owner_references().is_empty());
+        assert!(
+            case.admin
+                .scram_mechanisms("erin")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Each is deleted without the cluster having to answer for it; the Secret stays.
+        for name in ["carol", "dave", "erin"] {
             case.users
                 .delete(name, &DeleteParams::default())
                 .await
                 .unwrap();
         }
-        wait_for("both KafkaUsers gone", WAIT, || async {
+        wait_for("the KafkaUsers gone", WAIT, || async {
             let left = case.users.list(&Default::default()).await.unwrap().items;
             left.is_empty().then_some(()).ok_or(format!(
                 "{:?}",
@@ -331,5 +364,6 @@ fn a_certificate_user_needs_a_cluster_with_tls_and_a_user_needs_its_cluster() {
             ))
         })
         .await;
+        assert!(case.secrets.get_opt("erin").await.unwrap().is_some());
     });
 }

@@ -161,9 +161,4 @@ pub struct KafkaUserStatus {
     /// The Secret holding the credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-
-    /// SHA-256 of the SCRAM password last given to the cluster, so that a password changed in
-    /// the Secret is given again (the cluster keeps only a salted hash it cannot compare).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_applied: Option<String>,
 }

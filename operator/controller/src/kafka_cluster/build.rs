@@ -153,7 +153,7 @@ pub fn build(cluster: &ValidCluster, inputs: Inputs<'_>) -> Desired {
             args.extend(properties::controller_format_args(cluster, cluster_id));
         }
         let ports = ports(cluster, role, nodes);
-        let mounts_tls = mounts_tls(cluster, role, nodes);
+        let mounts_tls = certificates::role_uses_tls(cluster, role, nodes);
         desired.config_maps.push(config_map(cluster, role, text));
         desired
             .services
@@ -193,13 +193,6 @@ fn ports(cluster: &ValidCluster, role: Role, nodes: NodeTransport) -> Vec<(Strin
     }
 }
 
-/// Whether `role`'s pods mount a certificate Secret: the brokers when any TLS is used, the
-/// controllers when the nodes use mutual TLS.
-fn mounts_tls(cluster: &ValidCluster, role: Role, nodes: NodeTransport) -> bool {
-    certificates::needed(cluster, nodes)
-        && (role == Role::Broker || nodes == NodeTransport::MutualTls)
-}
-
 /// The Secrets of a cluster using TLS: each role's certificates (the controllers' only when the
 /// nodes use mutual TLS), and the cluster CA's certificate for clients.
 fn tls_secrets(cluster: &ValidCluster, tls: &TlsMaterial, nodes: NodeTransport) -> Vec<Secret> {
@@ -213,7 +206,7 @@ fn tls_secrets(cluster: &ValidCluster, tls: &TlsMaterial, nodes: NodeTransport) 
         )]),
     )];
     for role in Role::ALL {
-        if !mounts_tls(cluster, role, nodes) {
+        if !certificates::role_uses_tls(cluster, role, nodes) {
             continue;
         }
         let mut data = BTreeMap::from([
@@ -809,6 +802,37 @@ mod tests {
             .map(|p| p.port)
             .collect();
         assert_eq!(service_ports, [9092, 9094, 9096, 9097]);
+    }
+
+    #[test]
+    fn nodes_in_the_clear_replicate_over_the_listener_without_security() {
+        let cluster = valid(
+            "old",
+            serde_json::json!({
+                "listeners": [
+                    {"name": "tls", "port": 9094, "tls": true},
+                    {"name": "plain", "port": 9092},
+                ],
+            }),
+        );
+        let counts = PodCounts::of(&cluster);
+        let render = |c: &ValidCluster| {
+            let tls = None;
+            let desired = build(
+                c,
+                Inputs {
+                    cluster_id: CLUSTER_ID,
+                    counts,
+                    quorum: QuorumMode::Static,
+                    nodes: NodeTransport::Plaintext,
+                    tls,
+                },
+            );
+            properties_of(&desired, Role::Broker)
+        };
+        assert!(render(&cluster).contains("\ninter.broker.listener.name=PLAIN\n"));
+        // Kafka's default (the first listener) needs no line.
+        assert!(!render(&one_controller()).contains("inter.broker.listener.name"));
     }
 
     #[test]

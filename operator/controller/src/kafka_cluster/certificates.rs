@@ -71,6 +71,27 @@ pub fn needed(cluster: &ValidCluster, nodes: NodeTransport) -> bool {
     nodes == NodeTransport::MutualTls || cluster.listeners.iter().any(|l| l.tls.is_some())
 }
 
+/// Whether `role`'s pods use certificates (and mount their Secret): the brokers when any TLS is
+/// used, the controllers when the nodes use mutual TLS.
+pub fn role_uses_tls(cluster: &ValidCluster, role: Role, nodes: NodeTransport) -> bool {
+    needed(cluster, nodes) && (role == Role::Broker || nodes == NodeTransport::MutualTls)
+}
+
+/// The keystore in a role's existing Secret, if it can stay: issued by the current CA, for the
+/// wanted names, with more than a third of its validity left.
+pub fn kept_keystore(
+    existing: Option<&Secret>,
+    ca_cert_pem: &str,
+    want: &LeafSpec,
+    now: SystemTime,
+) -> Option<String> {
+    let secret = existing?;
+    let keystore = secret_value(secret, NODE_KEYSTORE)?;
+    let issued = pki::inspect(&keystore).ok()?;
+    let same_ca = secret_value(secret, CLUSTER_CA_FILE).as_deref() == Some(ca_cert_pem);
+    (!pki::needs_renewal(Some(&issued), same_ca, want, now)).then_some(keystore)
+}
+
 /// The certificate of `role`'s nodes: every pod's name and the role's Service names (brokers
 /// also the bootstrap Service's), in the short and the fully qualified forms.
 pub fn node_leaf_spec(cluster: &ValidCluster, role: Role) -> LeafSpec {
@@ -198,22 +219,15 @@ pub async fn ensure(
     let cluster_ca = ca(&api, cluster, cluster_ca_secret(&cluster.name), now).await?;
     let clients_ca = ca(&api, cluster, clients_ca_secret(&cluster.name), now).await?;
     let mut node_keystores = BTreeMap::new();
-    for role in Role::ALL {
+    for role in Role::ALL
+        .into_iter()
+        .filter(|&r| role_uses_tls(cluster, r, nodes))
+    {
         let want = node_leaf_spec(cluster, role);
         let existing = api.get_opt(&role_tls_secret(&cluster.name, role)).await?;
-        let current = existing.as_ref().and_then(|s| {
-            let keystore = secret_value(s, NODE_KEYSTORE)?;
-            let issued = pki::inspect(&keystore).ok()?;
-            let same_ca = secret_value(s, CLUSTER_CA_FILE).as_deref() == Some(&cluster_ca.cert_pem);
-            Some((keystore, issued, same_ca))
-        });
-        let keystore = match current {
-            Some((keystore, issued, same_ca))
-                if !pki::needs_renewal(Some(&issued), same_ca, &want, now) =>
-            {
-                keystore
-            }
-            _ => {
+        let keystore = match kept_keystore(existing.as_ref(), &cluster_ca.cert_pem, &want, now) {
+            Some(keystore) => keystore,
+            None => {
                 tracing::info!(cluster = %cluster.name, role = role.component(), "issuing the node certificate");
                 cluster_ca.issue(&want, now)?.keystore_pem()
             }
@@ -241,6 +255,7 @@ pub async fn ensure(
             ));
         };
         pki::inspect(&crt).map_err(|e| missing(&format!("tls.crt: {e}")))?;
+        check_pair(&crt, &key).map_err(|e| missing(&format!("tls.key: {e}")))?;
         listener_keystores.insert(l.name.clone(), pki::keystore_pem(&key, &crt));
     }
     Ok(Some(TlsMaterial {
@@ -289,6 +304,21 @@ pub async fn operator_security(
         tls: Some(std::sync::Arc::new(config)),
         sasl: None,
     })
+}
+
+/// Whether `key_pem` is the private key of the first certificate of `chain_pem`, as the broker
+/// will check at start: a wrong pair is reported here, naming the listener, and never reaches a pod.
+fn check_pair(chain_pem: &str, key_pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A rustls client config trusting `ca_pem`, presenting `identity` (certificate, key) if given.
@@ -379,6 +409,107 @@ mod tests {
         plain.listeners[0].tls = None;
         assert!(!needed(&plain, NodeTransport::Plaintext));
         assert!(needed(&plain, NodeTransport::MutualTls));
+    }
+
+    /// The Secret `build` makes from `tls` for `role`.
+    fn role_secret(c: &ValidCluster, tls: &TlsMaterial, role: Role) -> Secret {
+        use crate::kafka_cluster::build::{Inputs, PodCounts, build};
+        use crate::kafka_cluster::properties::QuorumMode;
+        let desired = build(
+            c,
+            Inputs {
+                cluster_id: "id",
+                counts: PodCounts::of(c),
+                quorum: QuorumMode::Static,
+                nodes: NodeTransport::MutualTls,
+                tls: Some(tls),
+            },
+        );
+        let name = role_tls_secret(&c.name, role);
+        desired
+            .secrets
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_node_certificate_is_kept_until_it_must_be_issued_again() {
+        let c = cluster();
+        let now = SystemTime::now();
+        let ca = Ca::generate("demo-cluster-ca", now).unwrap();
+        let want = node_leaf_spec(&c, Role::Broker);
+        let tls = TlsMaterial {
+            node_keystores: Role::ALL
+                .into_iter()
+                .map(|r| {
+                    (
+                        r,
+                        ca.issue(&node_leaf_spec(&c, r), now)
+                            .unwrap()
+                            .keystore_pem(),
+                    )
+                })
+                .collect(),
+            listener_keystores: BTreeMap::new(),
+            clients_ca: Ca::generate("demo-clients-ca", now).unwrap(),
+            cluster_ca: ca.clone(),
+        };
+        let secret = role_secret(&c, &tls, Role::Broker);
+        // The next reconcile keeps what the last one wrote.
+        assert_eq!(
+            kept_keystore(Some(&secret), &ca.cert_pem, &want, now),
+            Some(tls.node_keystores[&Role::Broker].clone())
+        );
+        assert_eq!(kept_keystore(None, &ca.cert_pem, &want, now), None);
+        // Another CA, other names, or two thirds of its life gone: issued again.
+        let other = Ca::generate("other", now).unwrap();
+        assert_eq!(
+            kept_keystore(Some(&secret), &other.cert_pem, &want, now),
+            None
+        );
+        let mut renamed = want.clone();
+        renamed.dns_names.push("extra.example".to_owned());
+        assert_eq!(
+            kept_keystore(Some(&secret), &ca.cert_pem, &renamed, now),
+            None
+        );
+        let late = now + LEAF_VALIDITY * 2 / 3 + std::time::Duration::from_secs(60);
+        assert_eq!(
+            kept_keystore(Some(&secret), &ca.cert_pem, &want, late),
+            None
+        );
+    }
+
+    #[test]
+    fn a_certificate_and_a_key_of_another_are_refused() {
+        let now = SystemTime::now();
+        let ca = Ca::generate("ca", now).unwrap();
+        let a = ca
+            .issue(&node_leaf_spec(&cluster(), Role::Broker), now)
+            .unwrap();
+        let b = ca
+            .issue(&node_leaf_spec(&cluster(), Role::Broker), now)
+            .unwrap();
+        assert_eq!(check_pair(&a.cert_pem, &a.key_pem), Ok(()));
+        assert!(check_pair(&a.cert_pem, &b.key_pem).is_err());
+        assert!(check_pair(&a.cert_pem, "not a key").is_err());
+    }
+
+    #[test]
+    fn controllers_use_certificates_only_when_the_nodes_use_mutual_tls() {
+        let c = cluster();
+        assert!(role_uses_tls(&c, Role::Broker, NodeTransport::Plaintext));
+        assert!(!role_uses_tls(
+            &c,
+            Role::Controller,
+            NodeTransport::Plaintext
+        ));
+        assert!(role_uses_tls(
+            &c,
+            Role::Controller,
+            NodeTransport::MutualTls
+        ));
     }
 
     #[test]

@@ -144,6 +144,20 @@ pub fn render(
             &cluster.brokers.replicas.clamp(1, 3).to_string(),
         );
     }
+    // Nodes in the clear replicate over the listener the operator uses too, the first without TLS
+    // or authentication; said only when another listener comes first (Kafka's default).
+    if !mtls
+        && let Some(plain) = cluster
+            .listeners
+            .iter()
+            .position(|l| l.protocol() == "PLAINTEXT")
+            .filter(|&i| i > 0)
+    {
+        line(
+            "inter.broker.listener.name",
+            &cluster.listeners[plain].kafka_name(),
+        );
+    }
     let file = |f: &str| format!("{TLS_MOUNT}/{f}");
     let any_tls =
         mtls || (role == Role::Broker && cluster.listeners.iter().any(|l| l.tls.is_some()));

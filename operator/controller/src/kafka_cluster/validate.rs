@@ -397,6 +397,30 @@ fn is_positive_quantity(q: &str) -> bool {
         && whole.bytes().chain(fraction.bytes()).any(|b| b != b'0')
 }
 
+/// Security settings the operator renders from `spec.listeners` and `spec.authorization`. Not in
+/// the schema's rule (its CEL cost is near the API server's budget), so reported by the operator.
+fn is_security_key(key: &str) -> bool {
+    const KEYS: &[&str] = &[
+        "inter.broker.listener.name",
+        "authorizer.class.name",
+        "super.users",
+        "allow.everyone.if.no.acl.found",
+        "ssl.client.auth",
+        "ssl.principal.mapping.rules",
+        "ssl.endpoint.identification.algorithm",
+        "sasl.enabled.mechanisms",
+        "sasl.mechanism.inter.broker.protocol",
+        "sasl.mechanism.controller.protocol",
+    ];
+    KEYS.contains(&key)
+        || key.starts_with("ssl.keystore.")
+        || key.starts_with("ssl.truststore.")
+        || key.ends_with(".sasl.jaas.config")
+        || key
+            .strip_prefix("listener.name.")
+            .is_some_and(|rest| rest.contains(".ssl.") || rest.contains("sasl"))
+}
+
 fn check_config(config: &BTreeMap<String, String>, brokers: i32, errors: &mut Vec<FieldError>) {
     let owned: Vec<&str> = config
         .keys()
@@ -412,6 +436,22 @@ fn check_config(config: &BTreeMap<String, String>, brokers: i32, errors: &mut Ve
                 "must not set {}: the operator manages node ids, listeners, the controller \
                  quorum, log directories and the cluster id",
                 owned.join(", ")
+            ),
+        ));
+    }
+    let security: Vec<&str> = config
+        .keys()
+        .map(String::as_str)
+        .filter(|k| is_security_key(k))
+        .collect();
+    if !security.is_empty() {
+        errors.push(err(
+            "spec.config",
+            format!(
+                "must not set {}: use spec.listeners and spec.authorization (the operator renders \
+                 TLS, SASL and the authorizer, and a setting here could undo how nodes know each \
+                 other)",
+                security.join(", ")
             ),
         ));
     }
@@ -634,6 +674,51 @@ mod tests {
                 serde_json::json!({"config": {"min.insync.replicas": "0"}}),
                 "spec.config[min.insync.replicas]: \"0\" is not a positive integer",
             ),
+            (
+                "demo",
+                serde_json::json!({"config": {"super.users": "User:x", "ssl.principal.mapping.rules": "DEFAULT",
+                                   "listener.name.replication.ssl.client.auth": "none",
+                                   "listener.name.scram.scram-sha-512.sasl.jaas.config": "x",
+                                   "ssl.keystore.location": "/x"}}),
+                "spec.config: must not set listener.name.replication.ssl.client.auth, \
+                 listener.name.scram.scram-sha-512.sasl.jaas.config, ssl.keystore.location, \
+                 ssl.principal.mapping.rules, super.users: use spec.listeners",
+            ),
+            (
+                "demo",
+                serde_json::json!({"listeners": [{"name": "controller", "port": 9092}]}),
+                "spec.listeners[0].name: \"controller\" must be 1 to 11 lower-case letters",
+            ),
+            (
+                "demo",
+                serde_json::json!({"listeners": [{"name": "a", "port": 9091}]}),
+                "spec.listeners[0].port: is 9091; must be between 1024 and 65535",
+            ),
+            (
+                "demo",
+                serde_json::json!({"listeners": [{"name": "a", "port": 9092}, {"name": "a", "port": 9094}]}),
+                "spec.listeners[1].name: \"a\" is used twice",
+            ),
+            (
+                "demo",
+                serde_json::json!({"listeners": [{"name": "a", "port": 9092}, {"name": "b", "port": 9092}]}),
+                "spec.listeners[1].port: 9092 is used twice",
+            ),
+            (
+                "demo",
+                serde_json::json!({"listeners": [{"name": "a", "port": 9092, "certificateSecret": "c"}]}),
+                "spec.listeners[0].certificateSecret: needs tls: true",
+            ),
+            (
+                "demo",
+                serde_json::json!({"listeners": [{"name": "a", "port": 9092, "authentication": "tls"}]}),
+                "spec.listeners[0].authentication: tls (client certificates) needs tls: true",
+            ),
+            (
+                "demo",
+                serde_json::json!({"authorization": {"superUsers": ["alice"]}}),
+                "spec.authorization.superUsers[0]: \"alice\" must be User:NAME",
+            ),
         ];
         for (name, spec, want) in cases {
             let got = errors(name, spec.clone());
@@ -641,6 +726,26 @@ mod tests {
                 got.len() == 1 && got[0].starts_with(want),
                 "{name} {spec}: want one error starting {want:?}, got {got:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_security_settings_are_kept_out_of_spec_config() {
+        for key in [
+            "super.users",
+            "listener.name.mtls.ssl.truststore.location",
+            "listener.name.scram.sasl.enabled.mechanisms",
+            "ssl.truststore.certificates",
+            "plain.sasl.jaas.config",
+        ] {
+            assert!(is_security_key(key), "{key}");
+        }
+        for key in [
+            "listener.name.plaintext.max.connections",
+            "log.retention.hours",
+            "max.connections.per.ip",
+        ] {
+            assert!(!is_security_key(key), "{key}");
         }
     }
 

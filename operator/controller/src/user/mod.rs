@@ -41,6 +41,9 @@ pub const FINALIZER: &str = "sluice.dev/delete-user";
 /// On a certificate user's Secret: SHA-256 of the clients CA certificate that signed it, so a
 /// certificate from a CA since replaced is issued again.
 const ISSUER_ANNOTATION: &str = "sluice.dev/issuer";
+/// On a SCRAM user's Secret: SHA-256 of the mechanism and password last given to the cluster, so
+/// that a password changed in the Secret is given again.
+const PASSWORD_ANNOTATION: &str = "sluice.dev/password-applied";
 
 fn key(user: &KafkaUser) -> String {
     format!(
@@ -98,6 +101,7 @@ enum Reason {
     NoTls,
     ClusterUnreachable,
     KafkaRejected,
+    SecretConflict,
 }
 
 impl Reason {
@@ -108,6 +112,7 @@ impl Reason {
             Reason::NoTls => "NoTls",
             Reason::ClusterUnreachable => "ClusterUnreachable",
             Reason::KafkaRejected => "KafkaRejected",
+            Reason::SecretConflict => "SecretConflict",
         }
     }
 }
@@ -116,12 +121,12 @@ async fn write_status(
     ctx: &Context,
     user: &KafkaUser,
     api: &Api<KafkaUser>,
-    outcome: Result<(Option<String>, Option<String>), (Reason, String)>,
+    outcome: Result<Option<String>, (Reason, String)>,
 ) -> Result<(), Error> {
     let previous = user.status.clone().unwrap_or_default();
     let name = user.name_any();
-    let (condition, secret, password_applied) = match &outcome {
-        Ok((secret, password_applied)) => (
+    let (condition, secret) = match &outcome {
+        Ok(secret) => (
             condition(
                 "Ready",
                 true,
@@ -132,12 +137,10 @@ async fn write_status(
                 ),
             ),
             secret.clone(),
-            password_applied.clone(),
         ),
         Err((reason, message)) => (
             condition("Ready", false, reason.as_str(), message.clone()),
             previous.secret.clone(),
-            previous.password_applied.clone(),
         ),
     };
     let generation = user.metadata.generation;
@@ -151,7 +154,6 @@ async fn write_status(
         ),
         username: Some(name.clone()),
         secret,
-        password_applied,
     };
     let changed = crate::status_patch::patch_status(api, &name, user.status.as_ref(), &new).await?;
     if changed && let Err((reason, message)) = &outcome {
@@ -197,14 +199,13 @@ async fn reconcile_user(
     }
 }
 
-/// Gives the user its credential and ACLs. Answers the Secret's name and the hash of the SCRAM
-/// password now in the cluster.
+/// Gives the user its credential and ACLs. Answers the Secret's name.
 async fn apply_user(
     user: &KafkaUser,
     kc: &KafkaCluster,
     namespace: &str,
     ctx: &Context,
-) -> Result<(Option<String>, Option<String>), (Reason, Error)> {
+) -> Result<Option<String>, (Reason, Error)> {
     let name = user.name_any();
     let client = &ctx.client;
     let kube_error = |e: Error| (Reason::ClusterUnreachable, e);
@@ -246,11 +247,31 @@ async fn apply_user(
         .get_opt(&name)
         .await
         .map_err(|e| kube_error(e.into()))?;
-    let cluster_ca = secrets
-        .get_opt(&certificates::cluster_ca_cert_secret(&kc.name_any()))
-        .await
-        .map_err(|e| kube_error(e.into()))?
-        .and_then(|s| secret_value(&s, certificates::CA_CERT_KEY));
+    // Never take over a Secret someone else made: deleting the user would delete it.
+    if user.spec.authentication.is_some()
+        && let Some(s) = &existing
+        && !owned_by(s, user)
+    {
+        return Err((
+            Reason::SecretConflict,
+            Error::Secret {
+                secret: name.clone(),
+                reason:
+                    "already exists and is not this KafkaUser's: rename the KafkaUser or delete \
+                         the Secret"
+                        .to_owned(),
+            },
+        ));
+    }
+    // The CA clients trust the brokers with (none while the cluster uses no TLS).
+    let cluster_ca = certificates::read_ca(
+        client,
+        namespace,
+        &certificates::cluster_ca_secret(&kc.name_any()),
+    )
+    .await
+    .map_err(kube_error)?
+    .map(|ca| ca.cert_pem);
     let have = admin.scram_mechanisms(&name).await.map_err(admin_error)?;
     let want = build::scram_mechanism(user.spec.authentication);
     for &m in have.iter().filter(|&&m| Some(m) != want) {
@@ -260,7 +281,6 @@ async fn apply_user(
             .map_err(admin_error)?;
     }
 
-    let mut password_applied = None;
     let mut secret_data = None;
     let mut annotations = None;
     match user.spec.authentication {
@@ -306,11 +326,16 @@ async fn apply_user(
                     (leaf.cert_pem, leaf.key_pem)
                 }
             };
-            secret_data = Some(build::tls_secret_data(
-                &crt,
-                &key,
-                cluster_ca.as_deref().unwrap_or_default(),
-            ));
+            let Some(cluster_ca) = cluster_ca.as_deref() else {
+                return Err((
+                    Reason::NoTls,
+                    Error::Secret {
+                        secret: certificates::cluster_ca_secret(&kc_name),
+                        reason: "does not exist yet".to_owned(),
+                    },
+                ));
+            };
+            secret_data = Some(build::tls_secret_data(&crt, &key, cluster_ca));
             annotations = Some(std::collections::BTreeMap::from([(
                 ISSUER_ANNOTATION.to_owned(),
                 issuer,
@@ -323,11 +348,12 @@ async fn apply_user(
                 .and_then(|s| secret_value(s, "password"))
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(new_password);
+            // Kept on the Secret, which only those who may read the password can read: the
+            // cluster keeps a salted hash it cannot compare.
             let hash = sha256_hex(&format!("{mechanism:?}/{password}"));
-            let applied = user
-                .status
+            let applied = existing
                 .as_ref()
-                .and_then(|s| s.password_applied.as_ref());
+                .and_then(|s| s.annotations().get(PASSWORD_ANNOTATION));
             if !have.contains(&mechanism) || applied != Some(&hash) {
                 admin
                     .upsert_scram_credential(&name, mechanism, &password)
@@ -335,7 +361,10 @@ async fn apply_user(
                     .map_err(admin_error)?;
                 tracing::info!(user = %key_of(user), ?mechanism, "SCRAM credential set");
             }
-            password_applied = Some(hash);
+            annotations = Some(std::collections::BTreeMap::from([(
+                PASSWORD_ANNOTATION.to_owned(),
+                hash,
+            )]));
             secret_data = Some(build::scram_secret_data(
                 &name,
                 &password,
@@ -378,7 +407,15 @@ async fn apply_user(
     sync_acls(&admin, &build::desired_acls(user, &name), &name)
         .await
         .map_err(admin_error)?;
-    Ok((secret_name, password_applied))
+    Ok(secret_name)
+}
+
+/// Whether the KafkaUser is the Secret's controlling owner.
+fn owned_by(secret: &Secret, user: &KafkaUser) -> bool {
+    secret
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == user.metadata.uid.as_ref())
 }
 
 fn key_of(user: &KafkaUser) -> String {
