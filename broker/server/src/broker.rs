@@ -764,7 +764,10 @@ impl Server {
             });
         for (name, socket, local) in sockets {
             let tls = match broker.config.tls.get(&name) {
-                Some(settings) => Some(Arc::new(crate::tls::ListenerTls::load(settings.clone())?)),
+                Some(settings) => Some(Arc::new(crate::tls::ListenerTls::load(
+                    settings.clone(),
+                    broker.config.kernel_tls,
+                )?)),
                 None => None,
             };
             info!(listener = %name, address = %local, tls = tls.is_some(), "listening");

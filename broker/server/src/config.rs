@@ -246,6 +246,9 @@ pub struct BrokerConfig {
     pub authorizer: Option<sluice_metadata::acl::AuthorizerSettings>,
     /// Where the readiness endpoint listens (`sluice.health.listener`, a Sluice extension; see health.rs).
     pub health_listener: Option<std::net::SocketAddr>,
+    /// `sluice.ssl.kernel.offload`: TLS sessions go to the kernel after the handshake where it can
+    /// take them (`crate::kernel_tls`).
+    pub kernel_tls: bool,
     pub offsets_topic_num_partitions: i32,
     /// As configured; capping it at the number of live brokers is the server's business.
     pub offsets_topic_replication_factor: i16,
@@ -470,6 +473,13 @@ const BROKER_KEYS: &[BrokerKey] = &[
     key("connections.max.idle.ms", Some("600000"), ConfigType::Long),
     // Sluice's own: where Kubernetes asks whether this node is ready (health.rs); none by default.
     key("sluice.health.listener", None, ConfigType::String),
+    // Sluice's own: hand TLS sessions to the kernel after the handshake where it can take them
+    // (kernel_tls.rs), so fetches keep sendfile under TLS.
+    key(
+        "sluice.ssl.kernel.offload",
+        Some("true"),
+        ConfigType::Boolean,
+    ),
     // How long a connection holding part of a request may wait for request memory (see request_memory.rs).
     key(
         "sluice.request.memory.wait.ms",
@@ -704,6 +714,7 @@ impl BrokerConfig {
             },
             connections_max_idle_ms: v.int("connections.max.idle.ms", 1, i64::MAX)? as u64,
             request_memory_wait_ms: v.int("sluice.request.memory.wait.ms", 1, i64::MAX)? as u64,
+            kernel_tls: v.bool("sluice.ssl.kernel.offload")?,
             tls,
             sasl,
             authorizer: authorizer_settings(&v)?,

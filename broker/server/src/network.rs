@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Response};
+use crate::kernel_tls::{self, RecordBoundary};
 use crate::request_memory::Reservation;
 use crate::sasl::{self, Step};
 use crate::tls::ListenerTls;
@@ -141,16 +142,32 @@ pub enum ListenerKind {
 }
 
 /// The connection's stream, after the TLS handshake on a TLS listener. A client that does not
-/// complete it (plaintext to a TLS port, an untrusted certificate) is closed here.
+/// complete it (plaintext to a TLS port, an untrusted certificate) is closed here. Where the kernel can
+/// take the session, it does from here on (`crate::kernel_tls`).
 async fn open(stream: TcpStream, tls: Option<&ListenerTls>) -> std::io::Result<Transport> {
     stream.set_nodelay(true)?;
     let Some(tls) = tls else {
         return Ok(Transport::Plain(stream));
     };
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-        Ok(Ok(stream)) => Ok(Transport::Tls(Box::new(stream))),
-        Ok(Err(e)) => Err(std::io::Error::other(format!("TLS handshake failed: {e}"))),
-        Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+    let kernel = tls.kernel();
+    let stream = RecordBoundary::new(stream, kernel.is_some());
+    let stream =
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(std::io::Error::other(format!("TLS handshake failed: {e}"))),
+            Err(_) => return Err(std::io::Error::other("TLS handshake timed out")),
+        };
+    let Some(support) = kernel else {
+        return Ok(Transport::Tls(Box::new(stream)));
+    };
+    // The hand-over may wait for the rest of a record the client has begun: bounded like the handshake.
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, kernel_tls::offload(stream, support)).await {
+        Ok(Ok(Ok(offloaded))) => Ok(Transport::Kernel(Box::new(offloaded))),
+        Ok(Ok(Err(stream))) => Ok(Transport::Tls(Box::new(stream))),
+        Ok(Err(e)) => Err(std::io::Error::other(format!(
+            "handing TLS to the kernel failed: {e}"
+        ))),
+        Err(_) => Err(std::io::Error::other("handing TLS to the kernel timed out")),
     }
 }
 

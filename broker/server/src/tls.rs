@@ -289,7 +289,8 @@ fn versions(settings: &TlsSettings) -> Vec<&'static rustls::SupportedProtocolVer
 }
 
 /// Builds the rustls server config the settings describe, reading every PEM now.
-pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error> {
+/// `kernel_tls`: the session keys may be taken out of rustls after the handshake, for the kernel.
+pub fn server_config(settings: &TlsSettings, kernel_tls: bool) -> Result<Arc<ServerConfig>, Error> {
     let (chain, key) = identity(settings)?;
     let key_source = settings.key.as_ref().unwrap_or(&settings.chain);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -315,12 +316,13 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, Error>
         }
         _ => builder.with_no_client_auth(),
     };
-    let config = builder.with_single_cert(chain, key).map_err(|e| {
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
         tls_error(
             key_source,
             format!("the key does not fit the certificate: {e}"),
         )
     })?;
+    config.enable_secret_extraction = kernel_tls;
     Ok(Arc::new(config))
 }
 
@@ -510,18 +512,30 @@ pub struct ListenerTls {
     settings: TlsSettings,
     config: RwLock<Arc<ServerConfig>>,
     seen: Mutex<Stamp>,
+    /// What the kernel can take over after the handshake (`crate::kernel_tls`); `None` when it is off
+    /// (`sluice.ssl.kernel.offload=false`) or the kernel has no kTLS.
+    kernel: Option<&'static crate::kernel_tls::Support>,
 }
 
 impl ListenerTls {
-    /// Reads the certificates now: a listener that cannot serve TLS stops start-up.
-    pub fn load(settings: TlsSettings) -> Result<ListenerTls, Error> {
+    /// Reads the certificates now: a listener that cannot serve TLS stops start-up. `kernel_offload`:
+    /// hand sessions to the kernel where it can take them.
+    pub fn load(settings: TlsSettings, kernel_offload: bool) -> Result<ListenerTls, Error> {
         let seen = stamp(&settings);
-        let config = server_config(&settings)?;
+        let kernel = kernel_offload
+            .then(crate::kernel_tls::support)
+            .filter(|support| support.any());
+        let config = server_config(&settings, kernel.is_some())?;
         Ok(ListenerTls {
             settings,
             config: RwLock::new(config),
             seen: Mutex::new(seen),
+            kernel,
         })
+    }
+
+    pub fn kernel(&self) -> Option<&'static crate::kernel_tls::Support> {
+        self.kernel
     }
 
     pub fn principal_rules(&self) -> &crate::principal::MappingRules {
@@ -543,7 +557,7 @@ impl ListenerTls {
             }
             *seen = now;
         }
-        match server_config(&self.settings) {
+        match server_config(&self.settings, self.kernel.is_some()) {
             Ok(config) => {
                 *self.config.write() = config;
                 tracing::info!(listener = %self.settings.listener, "TLS certificates reloaded");

@@ -1,8 +1,9 @@
-//! A client connection's byte stream: plain TCP, or TLS through rustls. The connection loop reads and
-//! writes it the same way either way; only a Fetch response's file bytes differ. On TCP they go with
-//! `sendfile(2)` and never enter this process; under TLS they must be encrypted here, so they are read
-//! (`pread`, a chunk at a time) and written through the TLS session, as Kafka does over SSL. (Kernel
-//! TLS would keep `sendfile`: the kernel this is developed on has none, see the crate README.)
+//! A client connection's byte stream: plain TCP, TLS through rustls, or TLS the kernel does after
+//! rustls's handshake (`crate::kernel_tls`). The connection loop reads and writes it the same way each
+//! time; only a Fetch response's file bytes differ. On TCP, and on kernel TLS, they go with `sendfile(2)`
+//! and never enter this process (the kernel encrypts the pages as it sends them). Under rustls they must
+//! be encrypted here, so they are read (`pread`, a chunk at a time) and written through the TLS session,
+//! as Kafka does over SSL.
 
 use std::fs::File;
 use std::io;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::kernel_tls::{Offloaded, RecordBoundary};
 use crate::zero_copy::{send_file, set_cork};
 
 /// How much of a segment is read at a time to be encrypted: rustls cuts it into 16 KiB records.
@@ -21,7 +23,9 @@ const TLS_FILE_CHUNK: usize = 64 * 1024;
 
 pub enum Transport {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<RecordBoundary<TcpStream>>>),
+    /// Kernel TLS: written like a plain socket, read through `kernel_tls::poll_read`.
+    Kernel(Box<Offloaded>),
 }
 
 impl Transport {
@@ -31,10 +35,11 @@ impl Transport {
         &self,
         rules: &crate::principal::MappingRules,
     ) -> Option<Result<String, ()>> {
-        let Transport::Tls(tls) = self else {
-            return None;
+        let leaf = match self {
+            Transport::Plain(_) => return None,
+            Transport::Tls(tls) => tls.get_ref().1.peer_certificates()?.first()?,
+            Transport::Kernel(kernel) => kernel.peer_certificate.as_ref()?,
         };
-        let leaf = tls.get_ref().1.peer_certificates()?.first()?;
         Some(crate::principal::of_certificate_mapped(leaf, rules).ok_or(()))
     }
 
@@ -43,27 +48,10 @@ impl Transport {
         &mut self,
         pieces: Vec<sluice_protocol::Piece<sluice_storage::FileSlice>>,
     ) -> io::Result<()> {
-        match self {
-            Transport::Plain(tcp) => {
-                // Framing, file bytes and more framing would otherwise each leave as a small segment
-                // (TCP_NODELAY is on).
-                let corked = pieces.len() > 1;
-                if corked {
-                    set_cork(tcp, true)?;
-                }
-                for piece in pieces {
-                    match piece {
-                        sluice_protocol::Piece::Bytes(bytes) => tcp.write_all(&bytes).await?,
-                        sluice_protocol::Piece::File(slice) => {
-                            send_file(tcp, &slice.file, slice.position, slice.len).await?
-                        }
-                    }
-                }
-                if corked {
-                    set_cork(tcp, false)?;
-                }
-                Ok(())
-            }
+        let tcp = match self {
+            Transport::Plain(tcp) => tcp,
+            // The kernel encrypts whatever is written, sendfile's pages included.
+            Transport::Kernel(kernel) => &mut kernel.tcp,
             Transport::Tls(tls) => {
                 for piece in pieces {
                     match piece {
@@ -73,16 +61,34 @@ impl Transport {
                         }
                     }
                 }
-                tls.flush().await
+                return tls.flush().await;
+            }
+        };
+        // Framing, file bytes and more framing would otherwise each leave as a small segment (TCP_NODELAY
+        // is on; under kernel TLS, each as its own record).
+        let corked = pieces.len() > 1;
+        if corked {
+            set_cork(tcp, true)?;
+        }
+        for piece in pieces {
+            match piece {
+                sluice_protocol::Piece::Bytes(bytes) => tcp.write_all(&bytes).await?,
+                sluice_protocol::Piece::File(slice) => {
+                    send_file(tcp, &slice.file, slice.position, slice.len).await?
+                }
             }
         }
+        if corked {
+            set_cork(tcp, false)?;
+        }
+        Ok(())
     }
 }
 
 /// `len` bytes of `file` from `position`, through the TLS session. Fails with `UnexpectedEof` if the
 /// file ends first (a segment deleted or truncated under the reader), as `send_file` does.
 async fn copy_file(
-    tls: &mut TlsStream<TcpStream>,
+    tls: &mut TlsStream<RecordBoundary<TcpStream>>,
     file: &File,
     position: u64,
     len: u64,
@@ -116,6 +122,10 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Kernel(k) => {
+                let Offloaded { tcp, pending, .. } = k.as_mut();
+                crate::kernel_tls::poll_read(tcp, pending, cx, buf)
+            }
         }
     }
 }
@@ -129,6 +139,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::Kernel(k) => Pin::new(&mut k.tcp).poll_write(cx, buf),
         }
     }
 
@@ -136,6 +147,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Kernel(k) => Pin::new(&mut k.tcp).poll_flush(cx),
         }
     }
 
@@ -143,6 +155,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Kernel(k) => Pin::new(&mut k.tcp).poll_shutdown(cx),
         }
     }
 }

@@ -1,0 +1,98 @@
+"""A Sluice broker inside scripts/ktls-vm's virtual machine: Debian's kernel, which has kernel TLS (the
+machines this runs on boot one without CONFIG_TLS). The host's clients reach it at the guest's address on
+a tap device. Its data lives on the guest's tmpfs, so sendfile and mmap work on a local file system; the
+host sees it only through the broker.
+
+What happens inside the guest is read through a control directory the guest shares with the host
+(e2e/broker/ktls_guest.sh): the guest kernel's /proc/net/tls_stat, and an strace of the broker on request.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness import REPO_ROOT, SluiceBroker
+
+GUEST_IP = "10.77.0.2"
+# Booting under software emulation and starting the broker there takes ~20 s; a loaded CI machine more.
+VM_START_TIMEOUT_S = 240.0
+
+
+class VmSluiceBroker(SluiceBroker):
+    kind = "sluice-in-vm"
+    host = GUEST_IP
+
+    def __init__(self, *args, trace_syscalls: tuple[str, ...] = ("sendfile",), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ctl = self.work_dir / "ctl"
+        self.ctl.mkdir()
+        self.trace_syscalls = trace_syscalls
+
+    @property
+    def secure_bootstrap(self) -> str:
+        assert self.secure_port is not None, "the broker has no second listener"
+        return f"{self.host}:{self.secure_port}"
+
+    def properties(self) -> dict[str, str]:
+        props = super().properties()
+        props["advertised.listeners"] = props["advertised.listeners"].replace("localhost", self.host)
+        props["log.dirs"] = "/run/ktls-vm/data"
+        return props
+
+    def command(self) -> list[str]:
+        return [str(REPO_ROOT / "scripts" / "ktls-vm"), "run", "--share", str(self.work_dir), "--",
+                "sh", str(REPO_ROOT / "e2e" / "broker" / "ktls_guest.sh"), str(self.ctl),
+                ",".join(self.trace_syscalls), *super().command()]
+
+    def start(self, timeout: float = VM_START_TIMEOUT_S, wait: bool = True) -> None:
+        super().start(timeout, wait)
+
+    def tls_stat(self) -> dict[str, int]:
+        """The guest kernel's kTLS counters (TlsTxSw: sessions whose sending the kernel took, and so on)."""
+        stat = self.ctl / "tls_stat"
+        deadline = time.monotonic() + 10
+        while not stat.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # the guest refreshes it every ~0.3 s
+        counters = {}
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if value.strip().isdigit():
+                counters[name.strip()] = int(value.strip())
+        return counters
+
+    def trace(self, timeout: float = 60) -> "_Trace":
+        """`with broker.trace() as t: ...` straces the broker in the guest (the syscalls named at
+        construction) for the block; `t.text` is the trace afterwards."""
+        return _Trace(self, timeout)
+
+
+class _Trace:
+    def __init__(self, broker: VmSluiceBroker, timeout: float):
+        self.broker, self.timeout, self.text = broker, timeout, ""
+
+    def _wait(self, name: str) -> None:
+        path = self.broker.ctl / name
+        deadline = time.monotonic() + self.timeout
+        while not path.exists():
+            if time.monotonic() > deadline:
+                err = self.broker.ctl / "trace.err"
+                detail = err.read_text(errors="replace")[-2000:] if err.exists() else "(no strace output)"
+                raise TimeoutError(f"the guest did not report {name}: {detail}")
+            time.sleep(0.1)
+
+    def __enter__(self) -> "_Trace":
+        (self.broker.ctl / "trace-start").touch()
+        self._wait("trace-started")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        (self.broker.ctl / "trace-stop").touch()
+        self._wait("trace-done")
+        self.text = (self.broker.ctl / "trace").read_text(errors="replace")
+
+
+def make_vm_broker(name: str, log_dir: Path, extra_config: dict[str, object] | None = None,
+                   secure: str | None = None, trace_syscalls: tuple[str, ...] = ("sendfile",)) -> VmSluiceBroker:
+    return VmSluiceBroker(name, log_dir, extra_config, secure=secure, trace_syscalls=trace_syscalls)
