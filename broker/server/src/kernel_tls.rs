@@ -274,31 +274,72 @@ enum Boundary {
     Passthrough,
 }
 
-/// The socket under rustls while kernel TLS may be taken up: no read crosses the end of a TLS record,
-/// and once [`RecordBoundary::cork`]ed, a read at a record boundary returns end-of-stream instead of
-/// reading on. So when the handshake completes, every byte read from the socket has been handed to
-/// rustls in whole records, and after the cork rustls has processed all of them.
-pub struct RecordBoundary<IO> {
-    io: IO,
+const AT_BOUNDARY: Boundary = Boundary::Header {
+    header: [0; HEADER_LEN],
+    have: 0,
+};
+
+/// Where the TLS records of a byte stream end, as its bytes go by: the state machine under
+/// [`RecordBoundary`], without I/O (the TLS fuzz target drives it too).
+pub struct Boundaries {
     state: Boundary,
     corked: bool,
 }
 
-impl<IO> RecordBoundary<IO> {
+impl Boundaries {
     /// `bounded`: whether reads keep to record boundaries (only worth it when kTLS may follow).
-    pub fn new(io: IO, bounded: bool) -> Self {
-        RecordBoundary {
-            io,
+    pub fn new(bounded: bool) -> Self {
+        Boundaries {
             state: if bounded {
-                Boundary::Header {
-                    header: [0; HEADER_LEN],
-                    have: 0,
-                }
+                AT_BOUNDARY
             } else {
                 Boundary::Passthrough
             },
             corked: false,
         }
+    }
+
+    /// How many bytes the next read may take: `None` for any number, `Some(0)` when corked at a
+    /// boundary (the stream ends there).
+    pub fn allowance(&self) -> Option<usize> {
+        match &self.state {
+            Boundary::Passthrough => None,
+            Boundary::Header { have: 0, .. } if self.corked => Some(0),
+            Boundary::Header { have, .. } => Some(HEADER_LEN - have),
+            Boundary::Payload { left } => Some(*left),
+        }
+    }
+
+    /// Takes note of bytes read (at most [`Boundaries::allowance`] of them).
+    pub fn consumed(&mut self, bytes: &[u8]) {
+        let next = match &mut self.state {
+            Boundary::Passthrough => return,
+            Boundary::Header { header, have } => {
+                let take = bytes.len().min(HEADER_LEN - *have);
+                header[*have..*have + take].copy_from_slice(&bytes[..take]);
+                *have += take;
+                if *have < HEADER_LEN {
+                    return;
+                }
+                let content_type = header[0];
+                let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+                if !(20..=24).contains(&content_type) || len > MAX_RECORD_LEN {
+                    Boundary::Passthrough
+                } else if len == 0 {
+                    AT_BOUNDARY
+                } else {
+                    Boundary::Payload { left: len }
+                }
+            }
+            Boundary::Payload { left } => {
+                *left -= bytes.len().min(*left);
+                if *left > 0 {
+                    return;
+                }
+                AT_BOUNDARY
+            }
+        };
+        self.state = next;
     }
 
     pub fn cork(&mut self) {
@@ -310,6 +351,32 @@ impl<IO> RecordBoundary<IO> {
         // Mid-record is fine: the rest of the record is read like anything else.
         self.state = Boundary::Passthrough;
         self.corked = false;
+    }
+}
+
+/// The socket under rustls while kernel TLS may be taken up: no read crosses the end of a TLS record,
+/// and once corked, a read at a record boundary returns end-of-stream instead of reading on. So when
+/// the handshake completes, every byte read from the socket has been handed to rustls in whole
+/// records, and after the cork rustls has processed all of them.
+pub struct RecordBoundary<IO> {
+    io: IO,
+    boundaries: Boundaries,
+}
+
+impl<IO> RecordBoundary<IO> {
+    pub fn new(io: IO, bounded: bool) -> Self {
+        RecordBoundary {
+            io,
+            boundaries: Boundaries::new(bounded),
+        }
+    }
+
+    pub fn cork(&mut self) {
+        self.boundaries.cork();
+    }
+
+    pub fn unbound(&mut self) {
+        self.boundaries.unbound();
     }
 
     pub fn into_inner(self) -> IO {
@@ -324,60 +391,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for RecordBoundary<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let limit = match &this.state {
-            Boundary::Passthrough => return Pin::new(&mut this.io).poll_read(cx, buf),
-            Boundary::Header { have: 0, .. } if this.corked => return Poll::Ready(Ok(())),
-            Boundary::Header { have, .. } => HEADER_LEN - have,
-            Boundary::Payload { left } => *left,
+        let Some(limit) = this.boundaries.allowance() else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
         };
-        let limit = limit.min(buf.remaining());
-        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
+        if limit == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit.min(buf.remaining())));
         match Pin::new(&mut this.io).poll_read(cx, &mut limited) {
             Poll::Ready(Ok(())) => {}
             other => return other,
         }
         let read = limited.filled().len();
-        if read == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        let bytes = buf.initialize_unfilled_to(read);
-        let next = match &mut this.state {
-            Boundary::Header { header, have } => {
-                header[*have..*have + read].copy_from_slice(&bytes[..read]);
-                *have += read;
-                if *have < HEADER_LEN {
-                    None
-                } else {
-                    let content_type = header[0];
-                    let len = u16::from_be_bytes([header[3], header[4]]) as usize;
-                    Some(
-                        if (20..=24).contains(&content_type) && len <= MAX_RECORD_LEN {
-                            if len == 0 {
-                                Boundary::Header {
-                                    header: [0; HEADER_LEN],
-                                    have: 0,
-                                }
-                            } else {
-                                Boundary::Payload { left: len }
-                            }
-                        } else {
-                            Boundary::Passthrough
-                        },
-                    )
-                }
-            }
-            Boundary::Payload { left } => {
-                *left -= read;
-                (*left == 0).then_some(Boundary::Header {
-                    header: [0; HEADER_LEN],
-                    have: 0,
-                })
-            }
-            Boundary::Passthrough => None,
-        };
-        if let Some(next) = next {
-            this.state = next;
-        }
+        this.boundaries
+            .consumed(&buf.initialize_unfilled_to(read)[..read]);
         buf.advance(read);
         Poll::Ready(Ok(()))
     }

@@ -13,7 +13,7 @@ pub mod fetch_waiters;
 pub mod group;
 pub mod handlers;
 pub mod health;
-mod kernel_tls;
+pub mod kernel_tls;
 pub mod lifecycle;
 pub mod meta_properties;
 pub mod metadata;

@@ -12,10 +12,10 @@ fn main() -> std::io::Result<()> {
         }
     }
     println!("{} seeds written to each request target", seeds.len());
-    // A real ClientHello, without and with required client certificates.
+    // A real ClientHello, without and with required client certificates, read whole or record by record.
     let dir = corpus.join("tls_handshake");
     std::fs::create_dir_all(&dir)?;
-    for mode in [0u8, 1] {
+    for mode in [0u8, 1, 2, 3] {
         let hello = sluice_fuzz_harness::tls_handshake::client_hello(mode);
         std::fs::write(dir.join(format!("client-hello-{mode}")), hello)?;
     }

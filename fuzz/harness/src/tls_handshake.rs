@@ -1,7 +1,9 @@
 //! Any bytes as what a client sends first on an SSL listener, through the broker's own TLS server config
-//! (`sluice_server::tls::server_config`, with a fixed certificate; the first byte picks whether client
-//! certificates are required) into the handshake and, if the bytes get that far, the record layer. An error, or
-//! an alert to send back, is the right answer to garbage; a panic, a huge allocation or a hang is a bug.
+//! (`sluice_server::tls::server_config`, with a fixed certificate; the first byte's low bit picks whether
+//! client certificates are required) into the handshake and, if the bytes get that far, the record layer.
+//! The second bit cuts the bytes at TLS record boundaries first, as the broker reads them when kernel TLS
+//! may take the session over (`sluice_server::kernel_tls::Boundaries`). An error, or an alert to send
+//! back, is the right answer to garbage; a panic, a huge allocation or a hang is a bug.
 
 use std::io::Read;
 use std::sync::{Arc, OnceLock};
@@ -30,7 +32,7 @@ fn configs() -> &'static [Arc<rustls::ServerConfig>; 2] {
             principal_rules: Default::default(),
         };
         [ClientAuth::None, ClientAuth::Required].map(|auth| {
-            sluice_server::tls::server_config(&settings(auth))
+            sluice_server::tls::server_config(&settings(auth), true)
                 .expect("the fuzz target's TLS config")
         })
     })
@@ -44,13 +46,25 @@ pub fn run(data: &[u8]) {
     let Ok(mut conn) = rustls::ServerConnection::new(config) else {
         return;
     };
+    let mut boundaries = sluice_server::kernel_tls::Boundaries::new(mode & 2 != 0);
     let mut sink = Vec::new();
     let mut plaintext = [0u8; 4096];
     // Each read_tls takes at least one byte or returns 0, so this ends.
     while !input.is_empty() {
-        match conn.read_tls(&mut input) {
+        let allowed = boundaries
+            .allowance()
+            .unwrap_or(input.len())
+            .min(input.len());
+        if allowed == 0 {
+            break;
+        }
+        let mut chunk = &input[..allowed];
+        match conn.read_tls(&mut chunk) {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => {
+                boundaries.consumed(&input[..n]);
+                input = &input[n..];
+            }
         }
         let failed = conn.process_new_packets().is_err();
         while conn.wants_write() {
