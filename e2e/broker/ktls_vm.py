@@ -14,20 +14,33 @@ from pathlib import Path
 
 from harness import REPO_ROOT, SluiceBroker
 
-GUEST_IP = "10.77.0.2"
+GUEST_IP = "10.79.0.2"
+
+
+def guest_ip(net: int) -> str:
+    """The address of the guest `scripts/ktls-vm run --ip NET` starts."""
+    return f"10.79.{net}.2"
 # Booting under software emulation and starting the broker there takes ~20 s; a loaded CI machine more.
 VM_START_TIMEOUT_S = 240.0
 
 
 class VmSluiceBroker(SluiceBroker):
-    kind = "sluice-in-vm"
-    host = GUEST_IP
+    """`net`: the machine's network (`--ip`), so several run at once (a cluster: one machine per node, which
+    reach each other through the host). `data_on_share`: the data dir stays in the host's work dir (9p),
+    so it outlives a restart of the machine and the host can read the segments; otherwise it is the guest's
+    tmpfs."""
 
-    def __init__(self, *args, trace_syscalls: tuple[str, ...] = ("sendfile",), **kwargs):
+    kind = "sluice-in-vm"
+
+    def __init__(self, *args, trace_syscalls: tuple[str, ...] = ("sendfile",), net: int = 0,
+                 data_on_share: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.ctl = self.work_dir / "ctl"
         self.ctl.mkdir()
         self.trace_syscalls = trace_syscalls
+        self.net = net
+        self.host = guest_ip(net)
+        self.data_on_share = data_on_share
 
     @property
     def secure_bootstrap(self) -> str:
@@ -37,16 +50,17 @@ class VmSluiceBroker(SluiceBroker):
     def properties(self) -> dict[str, str]:
         props = super().properties()
         props["advertised.listeners"] = props["advertised.listeners"].replace("localhost", self.host)
-        props["log.dirs"] = "/run/ktls-vm/data"
+        if not self.data_on_share:
+            props["log.dirs"] = "/run/ktls-vm/data"
         return props
 
     def command(self) -> list[str]:
-        return [str(REPO_ROOT / "scripts" / "ktls-vm"), "run", "--share", str(self.work_dir), "--",
+        return [str(REPO_ROOT / "scripts" / "ktls-vm"), "run", "--ip", str(self.net), "--share", str(self.work_dir), "--",
                 "sh", str(REPO_ROOT / "e2e" / "broker" / "ktls_guest.sh"), str(self.ctl),
                 ",".join(self.trace_syscalls), *super().command()]
 
     def start(self, timeout: float = VM_START_TIMEOUT_S, wait: bool = True) -> None:
-        super().start(timeout, wait)
+        super().start(max(timeout, VM_START_TIMEOUT_S), wait)
 
     def tls_stat(self) -> dict[str, int]:
         """The guest kernel's kTLS counters (TlsTxSw: sessions whose sending the kernel took, and so on)."""

@@ -95,6 +95,8 @@ def group_read(bootstrap: str, topic: str, count: int, conf: dict, timeout: floa
     return out
 
 
+# A virtual machine's boot and emulated CPU: more than the suite's 120 s default.
+@pytest.mark.timeout(420)
 def test_clients_produce_and_consume_through_kernel_tls(ktls_broker, pki, peer, tmp_path):
     """confluent-kafka (OpenSSL), kafka-python (Python's ssl) and the Java client (JSSE) over TLS 1.3:
     every acknowledged message is read back, byte for byte, by all three, and in a consumer group. On
@@ -159,6 +161,7 @@ def fetch_trace(b, pki) -> tuple[dict[str, int], int]:
     return syscall_bytes(trace.text), VALUE_SIZE * MESSAGES
 
 
+@pytest.mark.timeout(420)
 def test_fetch_keeps_sendfile_under_kernel_tls(ktls_broker, pki, peer):
     """Over TLS, the fetched bytes leave through sendfile and are not read into the broker's memory."""
     sluice_only(peer)
@@ -169,6 +172,7 @@ def test_fetch_keeps_sendfile_under_kernel_tls(ktls_broker, pki, peer):
     assert read_in < 0.05 * payload_bytes, f"the broker read fetched data into memory: {summary}"
 
 
+@pytest.mark.timeout(420)
 def test_without_offload_fetches_are_copied_through_rustls(peer, log_dir, pki):
     """The control for the test above: with `sluice.ssl.kernel.offload=false` on the same kernel, the
     same fetch is read into the broker (pread) and encrypted there, and the kernel takes no session."""
@@ -184,6 +188,7 @@ def test_without_offload_fetches_are_copied_through_rustls(peer, log_dir, pki):
         b.cleanup()
 
 
+@pytest.mark.timeout(420)
 def test_tls12_client_certificates_and_acls_through_kernel_tls(peer, log_dir, pki):
     """A listener that speaks only TLS 1.2 and requires client certificates, with ACLs on: the principal
     still comes from the certificate after the kernel took the session. client-1 (a super user) produces

@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import harness
 import kwire
 from harness import Broker, BrokerError, KafkaBroker
+from ktls_vm import VmSluiceBroker
 from netns import NodeNetwork
 
 # Kafka needs a while to form a quorum and register three brokers on two cores.
@@ -171,6 +172,7 @@ class Cluster:
         netns: bool = False,
         lenient_stop: bool = False,
         secure: str | None = None,
+        vm: bool = False,
     ):
         self.peer = harness.peer_name()
         self.log_dir = log_dir
@@ -179,11 +181,18 @@ class Cluster:
         # Whole-cluster stop: a node still running QUORUM_GONE_GRACE_S after the majority of the controllers
         # exited is killed without counting as a failure to stop (see stop_all).
         self.lenient_stop = lenient_stop
+        # A virtual machine boots under software emulation before its broker starts.
+        self.ready_timeout = max(READY_TIMEOUT_S, 300.0) if vm else READY_TIMEOUT_S
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"sluice-e2e-cluster-{name}-"))
         self.nodes: list[Broker] = []
         for i in range(1, size + brokers + 1):
             # `secure`: a second client listener of that name and protocol on each broker (harness.Broker).
-            node = harness.make_broker(f"node-{i}", log_dir, secure=secure)
+            if vm and self.peer == "sluice":
+                # Each Sluice node in its own virtual machine with kernel TLS (e2e/broker/ktls_vm.py), at
+                # 10.77.i.2; the data dir stays on the host, so restarts keep it and the checker reads it.
+                node = VmSluiceBroker(f"node-{i}", log_dir, secure=secure, net=i, data_on_share=True)
+            else:
+                node = harness.make_broker(f"node-{i}", log_dir, secure=secure)
             node.node_id = i
             node.cluster_id = self.cluster_id
             if brokers:
@@ -245,19 +254,20 @@ class Cluster:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def start(self, node_ids: list[int] | None = None, timeout: float = READY_TIMEOUT_S) -> None:
+    def start(self, node_ids: list[int] | None = None, timeout: float | None = None) -> None:
         """Start these nodes (default: all) at once, then wait until every live node lists every
         live node (a node of a KRaft cluster is only ready once a majority of voters runs)."""
         for i in node_ids or [n.node_id for n in self.nodes]:
             self.node(i).start(wait=False)
         self.wait_ready(timeout)
 
-    def restart(self, node_ids: list[int], timeout: float = READY_TIMEOUT_S) -> None:
+    def restart(self, node_ids: list[int], timeout: float | None = None) -> None:
         for i in node_ids:
             self.node(i).stop()
         self.start(node_ids, timeout)
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
+        timeout = timeout or self.ready_timeout
         live = self.live_brokers()
         want = {n.node_id: (n.host, n.port) for n in live}
 

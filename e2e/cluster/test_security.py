@@ -8,9 +8,11 @@ ACL is refused; the checker reads back every acknowledged message from every rep
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import Producer
 
 from harness import run_kafka_tool
+from ktls_vm import guest_ip
 from replicated_load import (REPLICATED_CONFIG, AckLedger, LoadProducer, check, create_replicated_topic,
                              wait_in_sync)
 from test_tls import Pki
@@ -19,13 +21,33 @@ PARTITIONS = [0, 1, 2]
 
 
 def test_a_cluster_over_mutual_tls_with_acls(cluster_factory, tmp_path):
+    mutual_tls_cluster(cluster_factory, tmp_path, vm=False)
+
+
+@pytest.mark.timeout(1200)
+def test_a_cluster_over_mutual_tls_under_kernel_tls(cluster_factory, tmp_path, peer):
+    """The same cluster with each Sluice node in its own virtual machine whose kernel has kernel TLS
+    (e2e/broker/ktls_vm.py; the nodes reach each other through the host): every TLS session a node accepts,
+    the other nodes' controller and replication connections (rustls clients) included, is handed to its
+    kernel, and the followers' fetches leave the leader through sendfile. Each node's kernel counters show
+    it took sessions and none failed to decrypt."""
+    if peer != "sluice":
+        pytest.skip("kernel TLS is Sluice's own; test_a_cluster_over_mutual_tls_with_acls is the same cluster "
+                    "on Kafka")
+    c = mutual_tls_cluster(cluster_factory, tmp_path, vm=True)
+    for node in c.nodes:
+        stat = node.tls_stat()
+        assert stat["TlsRxSw"] >= 2 and stat["TlsDecryptError"] == 0, (node.node_id, stat)
+
+
+def mutual_tls_cluster(cluster_factory, tmp_path, vm: bool):
     ca = Pki(tmp_path / "ca", "cluster CA")
-    ca.issue("node", san="DNS:localhost,IP:127.0.0.1")
+    ca.issue("node", san="DNS:localhost,IP:127.0.0.1," + ",".join(f"IP:{guest_ip(i)}" for i in (1, 2, 3)))
     ca.issue("alice")
     ca.issue("eve")
     tls = {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(ca.keystore("node")),
            "ssl.truststore.type": "PEM", "ssl.truststore.location": str(ca.ca), "ssl.client.auth": "required"}
-    c = cluster_factory(secure="SSL", lenient_stop=True, extra_config={
+    c = cluster_factory(secure="SSL", lenient_stop=True, vm=vm, extra_config={
         **REPLICATED_CONFIG, **tls,
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL,SSL:SSL",
         "inter.broker.listener.name": "SSL",
@@ -77,7 +99,7 @@ def test_a_cluster_over_mutual_tls_with_acls(cluster_factory, tmp_path):
     assert int(status["LeaderId"]) in (1, 2, 3) and int(status["HighWatermark"]) > 0, status
     result = check(c, topic, PARTITIONS, ledger)
     assert result.acked >= 3000, result
-
+    return c
 
 
 def test_a_cluster_over_sasl_ssl_with_scram_clients(cluster_factory, tmp_path):
