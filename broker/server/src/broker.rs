@@ -770,7 +770,16 @@ impl Server {
                 )?)),
                 None => None,
             };
-            info!(listener = %name, address = %local, tls = tls.is_some(), "listening");
+            let kernel_tls = tls.as_ref().is_some_and(|t| t.kernel().is_some());
+            info!(listener = %name, address = %local, tls = tls.is_some(), kernel_tls, "listening");
+            if tls.is_some() && !kernel_tls && broker.config.kernel_tls {
+                // Said once per listener: why fetches over it are copied through rustls.
+                let why = crate::kernel_tls::support()
+                    .unavailable
+                    .clone()
+                    .unwrap_or_default();
+                info!(listener = %name, reason = %why, "kernel TLS unavailable: TLS is done in the process");
+            }
             addresses.push((name.clone(), local));
             tls_listeners.extend(tls.clone());
             let kind = if broker.config.controller_listener_names.contains(&name) {
