@@ -172,50 +172,36 @@ impl CryptoInfo {
         secrets: &ConnectionTrafficSecrets,
     ) -> Option<CryptoInfo> {
         let rec_seq = seq.to_be_bytes();
+        let info = |cipher_type| libc::tls_crypto_info {
+            version,
+            cipher_type,
+        };
         let gcm = |key: &[u8], iv: &[u8]| -> Option<CryptoInfo> {
             let salt: [u8; 4] = iv.get(..4)?.try_into().ok()?;
-            let nonce: [u8; 8] = iv.get(4..)?.try_into().ok()?;
-            match key.len() {
-                16 => {
-                    let mut info = libc::tls12_crypto_info_aes_gcm_128 {
-                        info: libc::tls_crypto_info {
-                            version,
-                            cipher_type: libc::TLS_CIPHER_AES_GCM_128,
-                        },
-                        iv: nonce,
-                        key: [0; 16],
-                        salt,
-                        rec_seq,
-                    };
-                    info.key.copy_from_slice(key);
-                    Some(CryptoInfo::AesGcm128(info))
-                }
-                32 => {
-                    let mut info = libc::tls12_crypto_info_aes_gcm_256 {
-                        info: libc::tls_crypto_info {
-                            version,
-                            cipher_type: libc::TLS_CIPHER_AES_GCM_256,
-                        },
-                        iv: nonce,
-                        key: [0; 32],
-                        salt,
-                        rec_seq,
-                    };
-                    info.key.copy_from_slice(key);
-                    Some(CryptoInfo::AesGcm256(info))
-                }
-                _ => None,
-            }
+            let iv: [u8; 8] = iv.get(4..)?.try_into().ok()?;
+            Some(match key.len() {
+                16 => CryptoInfo::AesGcm128(libc::tls12_crypto_info_aes_gcm_128 {
+                    info: info(libc::TLS_CIPHER_AES_GCM_128),
+                    key: key.try_into().ok()?,
+                    iv,
+                    salt,
+                    rec_seq,
+                }),
+                _ => CryptoInfo::AesGcm256(libc::tls12_crypto_info_aes_gcm_256 {
+                    info: info(libc::TLS_CIPHER_AES_GCM_256),
+                    key: key.try_into().ok()?,
+                    iv,
+                    salt,
+                    rec_seq,
+                }),
+            })
         };
         match secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv }
             | ConnectionTrafficSecrets::Aes256Gcm { key, iv } => gcm(key.as_ref(), iv.as_ref()),
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => Some(
                 CryptoInfo::Chacha20Poly1305(libc::tls12_crypto_info_chacha20_poly1305 {
-                    info: libc::tls_crypto_info {
-                        version,
-                        cipher_type: libc::TLS_CIPHER_CHACHA20_POLY1305,
-                    },
+                    info: info(libc::TLS_CIPHER_CHACHA20_POLY1305),
                     iv: iv.as_ref().try_into().ok()?,
                     key: key.as_ref().try_into().ok()?,
                     salt: [0; 0],
