@@ -9,6 +9,8 @@ What happens inside the guest is read through a control directory the guest shar
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -110,3 +112,79 @@ class _Trace:
 def make_vm_broker(name: str, log_dir: Path, extra_config: dict[str, object] | None = None,
                    secure: str | None = None, trace_syscalls: tuple[str, ...] = ("sendfile",)) -> VmSluiceBroker:
     return VmSluiceBroker(name, log_dir, extra_config, secure=secure, trace_syscalls=trace_syscalls)
+
+
+class ServerRecords:
+    """`with ServerRecords(iface, port) as wire: ...` captures what is sent from TCP `port` on network
+    device `iface` (an AF_PACKET socket, root), and `wire.records()` splits each connection's stream into
+    TLS records: (content type, payload) per record, in order. For the machine's broker, `iface` is its
+    tap device (`ktls<net>`); for a broker on the host, `lo`."""
+
+    def __init__(self, iface: str, port: int):
+        self.iface, self.port = iface, port
+        self.frames: list[bytes] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "ServerRecords":
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
+        self._sock.bind((self.iface, 0))
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.frames.append(self._sock.recv(65536))
+            except socket.timeout:
+                continue
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def streams(self) -> dict[tuple[bytes, int], bytes]:
+        """Each connection's bytes from the port, by (client address, client port), reassembled by TCP
+        sequence number (a frame seen twice, or retransmitted, counts once)."""
+        segments: dict[tuple[bytes, int], dict] = {}
+        for frame in self.frames:
+            if len(frame) < 14 or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+            ihl = (ip[0] & 0x0F) * 4
+            if ip[9] != 6:
+                continue
+            total = int.from_bytes(ip[2:4], "big")
+            tcp = ip[ihl:total]
+            if int.from_bytes(tcp[0:2], "big") != self.port:
+                continue
+            seq = int.from_bytes(tcp[4:8], "big")
+            data = tcp[(tcp[12] >> 4) * 4:]
+            if data:
+                # The first segment captured is the connection's first (the capture starts before it).
+                segments.setdefault((ip[16:20], int.from_bytes(tcp[2:4], "big")), {"start": seq})[seq] = data
+        streams = {}
+        for conn, by_seq in segments.items():
+            start = by_seq.pop("start")
+            out = bytearray()
+            # Offsets from the first segment, modulo 2^32: the sequence numbers may wrap.
+            for offset, data in sorted(((seq - start) % 2**32, data) for seq, data in by_seq.items()):
+                if offset > len(out):
+                    break  # a segment the capture missed: the stream ends at the gap
+                out[offset:offset + len(data)] = data
+            streams[conn] = bytes(out)
+        return streams
+
+    def records(self) -> dict[tuple[bytes, int], list[tuple[int, bytes]]]:
+        out = {}
+        for conn, stream in self.streams().items():
+            records, at = [], 0
+            while at + 5 <= len(stream):
+                length = int.from_bytes(stream[at + 3:at + 5], "big")
+                records.append((stream[at], stream[at + 5:at + 5 + length]))
+                at += 5 + length
+            out[conn] = records
+        return out

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 import harness
 from clients import create_topic, java, kp_read, produce, read_partitions, unique, wait_until
-from ktls_vm import GUEST_IP, make_vm_broker
+from ktls_vm import GUEST_IP, ServerRecords, make_vm_broker
 from test_tls import Pki
 from test_zero_copy import READ_SYSCALLS, TRACED, syscall_bytes
 
@@ -192,7 +192,11 @@ def test_without_offload_fetches_are_copied_through_rustls(peer, log_dir, pki):
 def test_tls12_client_certificates_and_acls_through_kernel_tls(peer, log_dir, pki):
     """A listener that speaks only TLS 1.2 and requires client certificates, with ACLs on: the principal
     still comes from the certificate after the kernel took the session. client-1 (a super user) produces
-    and consumes; client-2 is known (its certificate is trusted) but refused the topic."""
+    and consumes; client-2 is known (its certificate is trusted) but refused the topic.
+
+    On the wire, no AES-GCM nonce is sent twice on a connection. TLS 1.2 sends each record's nonce in the
+    clear, and the kernel counts its own up from where the hand-over starts it, so a wrong start would
+    reuse the one of the Finished rustls sent (clients cannot notice: they read the nonce off the wire)."""
     config = broker_config(pki, **{
         "ssl.enabled.protocols": "TLSv1.2",
         "ssl.truststore.type": "PEM", "ssl.truststore.location": str(pki.ca),
@@ -207,10 +211,27 @@ def test_tls12_client_certificates_and_acls_through_kernel_tls(peer, log_dir, pk
         topic = unique("ktls12")
         create_topic(b.bootstrap, topic, partitions=1)
         messages = [(None, payload(i), 0) for i in range(500)]
-        produce(b.secure_bootstrap, topic, messages, conf={**client_config(pki, "client-1"), "acks": "all"},
-                timeout=120)
-        got = read_partitions(b.secure_bootstrap, topic, [0], conf=client_config(pki, "client-1"), timeout=120)
+        iface = f"ktls{b.net}" if peer == "sluice" else "lo"
+        with ServerRecords(iface, b.secure_port) as wire:
+            produce(b.secure_bootstrap, topic, messages, conf={**client_config(pki, "client-1"), "acks": "all"},
+                    timeout=120)
+            got = read_partitions(b.secure_bootstrap, topic, [0], conf=client_config(pki, "client-1"),
+                                  timeout=120)
         assert [m.value for m in got] == [payload(i) for i in range(500)]
+        connections = wire.records()
+        assert connections, "nothing captured from the TLS port"
+        encrypted = 0
+        for conn, records in connections.items():
+            types = [t for t, _ in records]
+            assert 20 in types, f"no ChangeCipherSpec on {conn}: {types[:10]}"
+            # After ChangeCipherSpec every record is encrypted: the Finished (22), then data (23). A
+            # TLS 1.2 AES-GCM record opens with its 8-byte explicit nonce.
+            nonces = [payload_[:8] for t, payload_ in records[types.index(20) + 1:]]
+            assert len(nonces) == len(set(nonces)), \
+                f"a nonce sent twice on {conn}: {[n.hex() for n in nonces if nonces.count(n) > 1][:4]}"
+            encrypted += len(nonces)
+        # The Finished and the data records of producer and reader, every one of them checked.
+        assert encrypted >= 10, connections
 
         # Refused at Metadata (the harness's produce asserts the topic has no error) or at Produce.
         with pytest.raises((KafkaException, AssertionError)) as refused:

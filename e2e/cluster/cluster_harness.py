@@ -189,7 +189,7 @@ class Cluster:
             # `secure`: a second client listener of that name and protocol on each broker (harness.Broker).
             if vm and self.peer == "sluice":
                 # Each Sluice node in its own virtual machine with kernel TLS (e2e/broker/ktls_vm.py), at
-                # 10.77.i.2; the data dir stays on the host, so restarts keep it and the checker reads it.
+                # 10.79.i.2; the data dir stays on the host, so restarts keep it and the checker reads it.
                 node = VmSluiceBroker(f"node-{i}", log_dir, secure=secure, net=i, data_on_share=True)
             else:
                 node = harness.make_broker(f"node-{i}", log_dir, secure=secure)

@@ -163,9 +163,17 @@ impl CryptoInfo {
         }
     }
 
-    /// One direction's keys as rustls hands them over. rustls gives AES-GCM's 12-byte nonce whole; the
-    /// kernel wants its first 4 bytes as the salt and the other 8 as the IV (for TLS 1.2 and 1.3 alike).
-    /// TLS 1.2 AES-256-GCM comes back as rustls's `Aes128Gcm` variant, so the key length decides.
+    /// One direction's keys as rustls hands them over, at record sequence number `seq`. rustls gives
+    /// AES-GCM's 12-byte nonce whole; the kernel wants its first 4 bytes as the salt and the other 8 as
+    /// the IV. ChaCha20 takes the whole nonce.
+    ///
+    /// TLS 1.2 AES-GCM needs care. rustls sends `iv XOR seq` as each record's explicit nonce, but the
+    /// kernel sends its IV as given and adds one per record. Given rustls's IV unchanged, the kernel's
+    /// first record would reuse the nonce of rustls's record 0 (the Finished) under the same key. So the
+    /// kernel starts at `iv + seq`: every nonce rustls used is `iv XOR j <= iv + j < iv + seq` for
+    /// j < seq, so none comes again. (A sum past 2^64 wraps to values below `iv`, which rustls never used
+    /// either: `iv XOR j` for small j keeps iv's high bits.) TLS 1.3 and ChaCha20 XOR the sequence number
+    /// in on both sides.
     pub fn from_secrets(
         version: u16,
         seq: u64,
@@ -178,7 +186,11 @@ impl CryptoInfo {
         };
         let gcm = |key: &[u8], iv: &[u8]| -> Option<CryptoInfo> {
             let salt: [u8; 4] = iv.get(..4)?.try_into().ok()?;
-            let iv: [u8; 8] = iv.get(4..)?.try_into().ok()?;
+            let mut iv: [u8; 8] = iv.get(4..)?.try_into().ok()?;
+            if version == libc::TLS_1_2_VERSION {
+                iv = u64::from_be_bytes(iv).wrapping_add(seq).to_be_bytes();
+            }
+            // The key's length says which AES, whichever variant rustls used.
             Some(match key.len() {
                 16 => CryptoInfo::AesGcm128(libc::tls12_crypto_info_aes_gcm_128 {
                     info: info(libc::TLS_CIPHER_AES_GCM_128),
@@ -631,6 +643,26 @@ mod tests {
         assert_eq!(info.key, [9; 32]);
         assert_eq!(info.rec_seq, [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(info.info.version, libc::TLS_1_3_VERSION);
+
+        // TLS 1.2 GCM: the kernel counts up from iv + seq, past every nonce rustls used (iv XOR 0..seq).
+        let tls12 = ConnectionTrafficSecrets::Aes256Gcm {
+            key: AeadKey::from([9u8; 32]),
+            iv: Iv::new(iv),
+        };
+        let Some(CryptoInfo::AesGcm256(info)) =
+            CryptoInfo::from_secrets(libc::TLS_1_2_VERSION, 3, &tls12)
+        else {
+            panic!("TLS 1.2 AES-256-GCM keys give the kernel's AES-256-GCM info");
+        };
+        assert_eq!(info.salt, [0, 1, 2, 3]);
+        let start = u64::from_be_bytes(info.iv);
+        let rustls_iv = u64::from_be_bytes([4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(start, rustls_iv + 3);
+        for j in 0..3u64 {
+            for k in 0..1000u64 {
+                assert_ne!(rustls_iv ^ j, start.wrapping_add(k), "a nonce used twice");
+            }
+        }
 
         let chacha = ConnectionTrafficSecrets::Chacha20Poly1305 {
             key: AeadKey::from([5u8; 32]),
