@@ -15,6 +15,11 @@
 //!   connection closes and the client reconnects. (Kernels before 6.13 cannot re-key a kTLS socket, so a
 //!   KeyUpdate could not be followed anyway; Kafka's clients do not send one in practice.)
 //!
+//! - The kernel never re-keys a session, so it would go on past AES-GCM's usage limit (about 2^24.5
+//!   records under one key, which rustls enforces by re-keying). [`RecordBudget`] counts, from above,
+//!   the records the kernel may have sent, and the connection closes once it is spent; the client
+//!   reconnects with fresh keys.
+//!
 //! Why not the `ktls` crate: it panics on records a peer controls (a ChangeCipherSpec after the
 //! handshake), and it sets the socket up before knowing whether the kernel can take the cipher.
 
@@ -433,6 +438,37 @@ pub struct Offloaded {
     pub pending: Vec<u8>,
     /// The client's certificate, for its principal.
     pub peer_certificate: Option<CertificateDer<'static>>,
+    /// The records the kernel may still send under these keys.
+    pub budget: RecordBudget,
+}
+
+/// An upper bound on the records the kernel has sent under one key, against a limit well inside
+/// AES-GCM's (2^24.5 records; RFC 8446 section 5.5). Each write the kernel sees closes a record, and a
+/// record holds at most 16 KiB; `sendfile` hands it pages, so a file range is counted a record per page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordBudget {
+    used: u64,
+}
+
+impl RecordBudget {
+    /// 2^23 records: a third of AES-GCM's limit, and days of a busy consumer's fetches.
+    pub const LIMIT: u64 = 1 << 23;
+    const RECORD: u64 = 16 * 1024;
+    const PAGE: u64 = 4096;
+
+    /// `len` bytes written with one `write_all` (which may take a few writes).
+    pub fn charge_write(&mut self, len: usize) {
+        self.used = self.used.saturating_add(2 + len as u64 / Self::RECORD);
+    }
+
+    /// `len` bytes of a file sent with `sendfile`.
+    pub fn charge_file(&mut self, len: u64) {
+        self.used = self.used.saturating_add(2 + len / Self::PAGE);
+    }
+
+    pub fn spent(&self) -> bool {
+        self.used >= Self::LIMIT
+    }
 }
 
 /// The kernel's TLS version number for a rustls protocol version.
@@ -526,6 +562,7 @@ pub async fn offload(
         tcp,
         pending,
         peer_certificate,
+        budget: RecordBudget::default(),
     }))
 }
 
@@ -675,6 +712,33 @@ mod tests {
         };
         assert_eq!(info.iv, iv, "ChaCha20 takes the whole nonce, no salt");
         assert_eq!(info.rec_seq, 7u64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_record_budget_runs_out_before_aes_gcms_limit() {
+        let mut budget = RecordBudget::default();
+        // A consumer's long polls: a header, an empty-ish file range and a trailer per response.
+        let mut responses = 0u64;
+        while !budget.spent() {
+            budget.charge_write(60);
+            budget.charge_file(100);
+            budget.charge_write(10);
+            responses += 1;
+        }
+        // Every write closes at least one record, so a real count is at most this.
+        assert!(
+            responses * 3 < (1u64 << 24),
+            "spent after {responses} responses"
+        );
+        assert!(
+            responses > 1_000_000,
+            "spent too early: {responses} responses"
+        );
+        // Large file ranges are counted per page: 1 GiB is 262,146 records at most here.
+        let mut big = RecordBudget::default();
+        big.charge_file(1 << 30);
+        assert_eq!(big.used, 2 + (1 << 30) / 4096);
+        assert!(!big.spent());
     }
 
     #[test]

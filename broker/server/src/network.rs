@@ -407,6 +407,10 @@ async fn connection(
         }
         // A no-op on TCP; under TLS the last record may still be in the session.
         stream.flush().await?;
+        if stream.keys_spent() {
+            info!(peer = %info.peer, "closing a kernel TLS connection whose keys have done their share; the client reconnects");
+            return Ok(());
+        }
         if throttle_ms > 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(throttle_ms as u64)) => {}

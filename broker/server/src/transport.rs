@@ -43,15 +43,24 @@ impl Transport {
         Some(crate::principal::of_certificate_mapped(leaf, rules).ok_or(()))
     }
 
+    /// Under kernel TLS, whether the session's keys have done their share (`kernel_tls::RecordBudget`):
+    /// the connection should close, and the client reconnect with fresh ones.
+    pub fn keys_spent(&self) -> bool {
+        matches!(self, Transport::Kernel(kernel) if kernel.budget.spent())
+    }
+
     /// Writes one response made of pieces, some of them file ranges, as one burst.
     pub async fn write_pieces(
         &mut self,
         pieces: Vec<sluice_protocol::Piece<sluice_storage::FileSlice>>,
     ) -> io::Result<()> {
-        let tcp = match self {
-            Transport::Plain(tcp) => tcp,
+        let (tcp, mut budget) = match self {
+            Transport::Plain(tcp) => (tcp, None),
             // The kernel encrypts whatever is written, sendfile's pages included.
-            Transport::Kernel(kernel) => &mut kernel.tcp,
+            Transport::Kernel(kernel) => {
+                let Offloaded { tcp, budget, .. } = kernel.as_mut();
+                (tcp, Some(budget))
+            }
             Transport::Tls(tls) => {
                 for piece in pieces {
                     match piece {
@@ -72,8 +81,16 @@ impl Transport {
         }
         for piece in pieces {
             match piece {
-                sluice_protocol::Piece::Bytes(bytes) => tcp.write_all(&bytes).await?,
+                sluice_protocol::Piece::Bytes(bytes) => {
+                    if let Some(budget) = budget.as_mut() {
+                        budget.charge_write(bytes.len());
+                    }
+                    tcp.write_all(&bytes).await?
+                }
                 sluice_protocol::Piece::File(slice) => {
+                    if let Some(budget) = budget.as_mut() {
+                        budget.charge_file(slice.len);
+                    }
                     send_file(tcp, &slice.file, slice.position, slice.len).await?
                 }
             }
@@ -139,7 +156,13 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Transport::Kernel(k) => Pin::new(&mut k.tcp).poll_write(cx, buf),
+            Transport::Kernel(k) => {
+                let written = Pin::new(&mut k.tcp).poll_write(cx, buf);
+                if let Poll::Ready(Ok(n)) = &written {
+                    k.budget.charge_write(*n);
+                }
+                written
+            }
         }
     }
 
