@@ -363,7 +363,28 @@ def run_kafka_tool(main_class: str, *args: str, timeout: float) -> subprocess.Co
         log4j.write_text("status = error\nrootLogger.level = ERROR\n")
     cmd = ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", f"-Dlog4j2.configurationFile={log4j}",
            "-cp", KafkaBroker.classpath(), main_class, *args]
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # A hung tool says nothing on its own: keep what it printed and where each of its threads waits.
+            dump = subprocess.run(["jstack", str(proc.pid)], capture_output=True, text=True, timeout=30).stdout
+            proc.kill()
+            out, err = proc.communicate()
+            raise ToolTimeout(f"{main_class.rsplit('.', 1)[-1]} {' '.join(args)} still running after {timeout}s; "
+                              f"stdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}\nthreads:\n{_admin_threads(dump)}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+class ToolTimeout(Exception):
+    """One of Kafka's tools did not finish in time; the message holds its output and a thread dump."""
+
+
+def _admin_threads(dump: str) -> str:
+    """The stacks of a thread dump that show what a Kafka tool waits on: main and the admin client's."""
+    keep = [t for t in dump.split("\n\n") if t.startswith('"main"') or "kafka-admin-client" in t]
+    return "\n\n".join(keep)[-6000:] or dump[-6000:]
 
 
 def random_cluster_id() -> str:

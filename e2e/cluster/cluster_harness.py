@@ -408,6 +408,14 @@ class Cluster:
             )
         return proc.stdout
 
+    def bounded_tool_config(self) -> Path:
+        """A --command-config whose requests give up well inside TOOL_TIMEOUT_S: the admin client's defaults
+        retry a request for a minute, so a tool killed at our timeout would never say what it waited for."""
+        config = self.work_dir / "tool.properties"
+        if not config.exists():
+            config.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n")
+        return config
+
     def quorum_tool(self, *args: str, via: Broker | None = None, timeout: float = TOOL_TIMEOUT_S,
                     node_config: Broker | None = None, controller: Broker | None = None) -> str:
         """Run `kafka-metadata-quorum --bootstrap-server <via> ARGS`; returns its stdout, raises if it fails.
@@ -417,10 +425,7 @@ class Cluster:
         via = via or controller or self.live_brokers()[0]
         bootstrap = (["--bootstrap-controller", f"{controller.host}:{controller.controller_port}"] if controller
                      else ["--bootstrap-server", via.bootstrap])
-        # Bounded requests: the tool's default waits a minute for a quorum that is not there.
-        config = self.work_dir / "tool.properties"
-        if not config.exists():
-            config.write_text("request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n")
+        config = self.bounded_tool_config()
         if node_config is not None:
             config = self.work_dir / f"tool-node-{node_config.node_id}.properties"
             config.write_text(node_config.props_path.read_text()
