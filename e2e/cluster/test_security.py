@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import Producer
 
+from cluster_harness import wait_until
+from clients import unique
 from harness import run_kafka_tool
 from ktls_vm import guest_ip
 from replicated_load import (REPLICATED_CONFIG, AckLedger, LoadProducer, check, create_replicated_topic,
@@ -38,6 +40,28 @@ def test_a_cluster_over_mutual_tls_under_kernel_tls(cluster_factory, tmp_path, p
     for node in c.nodes:
         stat = node.tls_stat()
         assert stat["TlsRxSw"] >= 2 and stat["TlsDecryptError"] == 0, (node.node_id, stat)
+
+
+def wait_authorized(bootstrap: str, topic: str, conf: dict, timeout: float = 60) -> None:
+    """As in Kafka, a broker learns an ACL or a SCRAM credential from the metadata log after the controller has
+    committed it, so a client may be refused by a leader that has not caught up yet (more so in the slow
+    virtual machines). Produce one probe record to every partition as the client, until each is accepted: the
+    load starts once every leader knows the grant. The checker ignores records outside its ledger."""
+    pending = set(PARTITIONS)
+
+    def accepted_everywhere() -> bool:
+        p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10000, **conf})
+        errors = {}
+        for part in pending:
+            p.produce(topic, unique("probe").encode(), partition=part,
+                      on_delivery=lambda err, _msg, part=part: errors.__setitem__(part, err))
+        p.flush(15)
+        pending.difference_update(part for part, err in errors.items() if err is None)
+        if pending:
+            raise RuntimeError(f"partitions {sorted(pending)} refused the client: {errors}")
+        return True
+
+    wait_until(accepted_everywhere, timeout, f"every leader of {topic} to accept the client")
 
 
 def mutual_tls_cluster(cluster_factory, tmp_path, vm: bool):
@@ -88,6 +112,7 @@ def mutual_tls_cluster(cluster_factory, tmp_path, vm: bool):
     ledger = AckLedger()
     leaders = wait_in_sync(c, topic, PARTITIONS, {1, 2, 3})
     follower = next(i for i in (1, 2, 3) if i != leaders[0].leader)
+    wait_authorized(secure, topic, client("alice"))
     with LoadProducer(secure, topic, PARTITIONS, ledger, conf=client("alice")) as load:
         load.wait_progress(500, 60, "before the restart")
         # A follower stops and comes back: it catches up over the SSL inter-broker listener, and re-registers
@@ -154,6 +179,7 @@ def test_a_cluster_over_sasl_ssl_with_scram_clients(cluster_factory, tmp_path):
     ledger = AckLedger()
     leaders = wait_in_sync(c, topic, PARTITIONS, {1, 2, 3})
     follower = next(i for i in (1, 2, 3) if i != leaders[0].leader)
+    wait_authorized(secure, topic, alice)
     with LoadProducer(secure, topic, PARTITIONS, ledger, conf=alice) as load:
         load.wait_progress(500, 60, "before the restart")
         c.restart([follower])
