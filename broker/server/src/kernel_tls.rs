@@ -443,8 +443,9 @@ pub struct Offloaded {
 }
 
 /// An upper bound on the records the kernel has sent under one key, against a limit well inside
-/// AES-GCM's (2^24.5 records; RFC 8446 section 5.5). Each write the kernel sees closes a record, and a
-/// record holds at most 16 KiB; `sendfile` hands it pages, so a file range is counted a record per page.
+/// AES-GCM's (2^24.5 records; RFC 8446 section 5.5). Charged per system call, partial ones included:
+/// each write the kernel sees may close a record, and a record holds at most 16 KiB; `sendfile` hands
+/// it pages, so a file range is counted a record per page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordBudget {
     used: u64,
@@ -456,12 +457,12 @@ impl RecordBudget {
     const RECORD: u64 = 16 * 1024;
     const PAGE: u64 = 4096;
 
-    /// `len` bytes written with one `write_all` (which may take a few writes).
+    /// `len` bytes taken by one `write`.
     pub fn charge_write(&mut self, len: usize) {
         self.used = self.used.saturating_add(2 + len as u64 / Self::RECORD);
     }
 
-    /// `len` bytes of a file sent with `sendfile`.
+    /// `len` bytes of a file taken by one `sendfile`.
     pub fn charge_file(&mut self, len: u64) {
         self.used = self.used.saturating_add(2 + len / Self::PAGE);
     }

@@ -81,17 +81,27 @@ impl Transport {
         }
         for piece in pieces {
             match piece {
+                // Charged per system call: each one the kernel sees may close a record of its own.
                 sluice_protocol::Piece::Bytes(bytes) => {
-                    if let Some(budget) = budget.as_mut() {
-                        budget.charge_write(bytes.len());
+                    let mut rest = &bytes[..];
+                    while !rest.is_empty() {
+                        let n = tcp.write(rest).await?;
+                        if n == 0 {
+                            return Err(io::ErrorKind::WriteZero.into());
+                        }
+                        if let Some(budget) = budget.as_mut() {
+                            budget.charge_write(n);
+                        }
+                        rest = &rest[n..];
                     }
-                    tcp.write_all(&bytes).await?
                 }
                 sluice_protocol::Piece::File(slice) => {
-                    if let Some(budget) = budget.as_mut() {
-                        budget.charge_file(slice.len);
-                    }
-                    send_file(tcp, &slice.file, slice.position, slice.len).await?
+                    send_file(tcp, &slice.file, slice.position, slice.len, |n| {
+                        if let Some(budget) = budget.as_mut() {
+                            budget.charge_file(n);
+                        }
+                    })
+                    .await?
                 }
             }
         }

@@ -14,7 +14,13 @@ use tokio::net::TcpStream;
 ///
 /// Fails with `UnexpectedEof` if the file ends first (a segment deleted or truncated under the reader): the
 /// response promised those bytes, so the caller must close the connection.
-pub async fn send_file(stream: &TcpStream, file: &File, position: u64, len: u64) -> io::Result<()> {
+pub async fn send_file(
+    stream: &TcpStream,
+    file: &File,
+    position: u64,
+    len: u64,
+    mut on_sent: impl FnMut(u64),
+) -> io::Result<()> {
     let mut offset = position as libc::off_t;
     let end = position + len;
     while (offset as u64) < end {
@@ -39,7 +45,7 @@ pub async fn send_file(stream: &TcpStream, file: &File, position: u64, len: u64)
                     "segment file ended before the promised bytes were sent",
                 ));
             }
-            Ok(_) => {}
+            Ok(n) => on_sent(n as u64),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
